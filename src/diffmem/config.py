@@ -1,0 +1,309 @@
+"""From the workflow's YAML config to concrete runs.
+
+The config has three parts (see ``config/config.yaml`` and ``workflow/schemas/config.schema.yaml``):
+
+- ``base``: the basic setup, one block per stage (data, model, diffusion, train, sample, score);
+- ``emm``: the EMM search settings (bracket, tolerance, sizes per round, threshold);
+- ``experiments``: each varies one factor of ``base`` (a dotted key such as ``train.weight_decay``, or a
+  list of tied keys such as ``[train.batch, train.lr]``) over ``values``, optionally on top of fixed
+  ``set:`` overrides, either with an EMM search (``mode: emm``) or at listed sizes (``mode: sizes``).
+
+A *run* is one training run: the fully resolved settings plus the training-set size ``|D|``. Runs are
+identified by a hash of their settings (without the size), not by the experiment that asked for them,
+so the base value that appears in every sweep trains once. Folders:
+``subsets/<data_id>/n<size>.npz`` and ``runs/<run_id>/n<size>/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Number of image channels of each data source.
+SOURCE_CHANNELS = {"digits": 1, "fonts": 1, "cifar10": 3, "folder": 3}
+
+STAGES = ("data", "model", "diffusion", "train", "sample", "score")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the key and what was expected."""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def settings_id(obj: Any, n: int = 10) -> str:
+    """Short stable hash of a settings dict (same settings -> same id, on every machine)."""
+    return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
+
+
+def get_key(d: dict, dotted: str) -> Any:
+    cur = d
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise ConfigError(f"unknown config key {dotted!r} (no {part!r} there)")
+        cur = cur[part]
+    return cur
+
+
+def set_key(d: dict, dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dict ``d``; the key must already exist (typos are errors)."""
+    parts = dotted.split(".")
+    cur = d
+    for part in parts[:-1]:
+        if not isinstance(cur, dict) or part not in cur:
+            raise ConfigError(f"unknown config key {dotted!r} (no {part!r} there)")
+        cur = cur[part]
+    if not isinstance(cur, dict) or parts[-1] not in cur:
+        known = ", ".join(sorted(cur)) if isinstance(cur, dict) else "-"
+        raise ConfigError(f"unknown config key {dotted!r}; known keys there: {known}")
+    cur[parts[-1]] = copy.deepcopy(value)
+
+
+def slug(value: Any) -> str:
+    """A path-safe label for an experiment value."""
+    if isinstance(value, (list, tuple)):
+        text = "-".join(slug(v) for v in value)
+    elif isinstance(value, dict):
+        text = "-".join(f"{k.split('.')[-1]}{slug(v)}" for k, v in value.items())
+    elif value is None:
+        text = "none"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    text = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_")
+    return text or "value"
+
+
+@dataclass
+class Value:
+    """One value of one experiment: the settings it gives (without size) and how sizes are chosen."""
+
+    experiment: str
+    index: int
+    label: str  # path-safe, unique within the experiment
+    display: str  # human-readable, for legends
+    value: Any
+    settings: dict  # resolved settings without data.size
+    run_id: str
+    data_id: str
+    mode: str  # "emm" | "sizes"
+    sizes: list[int] = field(default_factory=list)  # mode "sizes"
+    emm: dict = field(default_factory=dict)  # mode "emm": lo, hi, tolerance, per_round, threshold
+
+
+def _factor_keys(exp: dict) -> list[str]:
+    factor = exp.get("factor")
+    if factor is None:
+        return []
+    return [factor] if isinstance(factor, str) else list(factor)
+
+
+def resolve_settings(base: dict) -> dict:
+    """Fill the settings that follow from others (net resolution and channels from the data)."""
+    s = copy.deepcopy(base)
+    data, model = s["data"], s["model"]
+    if data.get("labels") is True:  # YAML reads an unquoted `true` as a boolean
+        data["labels"] = "true"
+    model["resolution"] = int(data["resolution"])
+    model["img_channels"] = SOURCE_CHANNELS[data["source"]]
+    if data["labels"] == "none":
+        model["label_dim"] = 0
+    elif data["labels"] == "true":
+        model["label_dim"] = int(data["classes"])
+    elif data["labels"] == "random":
+        if not data.get("label_classes"):
+            raise ConfigError("data.labels=random needs data.label_classes (the number of random classes)")
+        model["label_dim"] = int(data["label_classes"])
+    elif data["labels"] == "unique":
+        model["label_dim"] = None  # = |D|, filled per size by run_settings()
+    else:
+        raise ConfigError(f"data.labels must be none|true|random|unique, got {data['labels']!r}")
+    return s
+
+
+def run_settings(value_settings: dict, size: int) -> dict:
+    """Full settings of one run: a value's settings at training-set size ``size``."""
+    s = copy.deepcopy(value_settings)
+    s["data"]["size"] = int(size)
+    if s["data"]["labels"] == "unique":
+        s["model"]["label_dim"] = int(size)
+    return s
+
+
+def data_settings(settings: dict) -> dict:
+    """The part of the settings that decides the subset (without size)."""
+    d = copy.deepcopy(settings["data"])
+    d.pop("size", None)
+    return d
+
+
+def expand(config: dict) -> dict[str, list[Value]]:
+    """All experiments -> their values, with resolved settings and ids. Raises ConfigError naming keys."""
+    base = config["base"]
+    emm_defaults = config["emm"]
+    out: dict[str, list[Value]] = {}
+    for name, exp in config["experiments"].items():
+        where = f"experiments.{name}"
+        keys = _factor_keys(exp)
+        values = exp.get("values", [None]) if keys else [None]
+        labels = exp.get("labels")
+        if labels is not None and len(labels) != len(values):
+            raise ConfigError(f"{where}.labels has {len(labels)} entries but values has {len(values)}")
+        if keys and not values:
+            raise ConfigError(f"{where}.values is empty")
+        mode = exp.get("mode", "emm")
+        vals: list[Value] = []
+        seen: set[str] = set()
+        for i, v in enumerate(values):
+            s = copy.deepcopy(base)
+            for k, fixed in (exp.get("set") or {}).items():
+                try:
+                    set_key(s, k, fixed)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}.set: {e}") from None
+            if len(keys) == 1:
+                parts = [v]
+            elif keys:
+                if not isinstance(v, (list, tuple)) or len(v) != len(keys):
+                    raise ConfigError(
+                        f"{where}.values[{i}] must be a list of {len(keys)} values (one per key of factor {keys})"
+                    )
+                parts = list(v)
+            else:
+                parts = []
+            for k, part in zip(keys, parts):
+                try:
+                    set_key(s, k, part)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}.factor: {e}") from None
+            try:
+                s = resolve_settings(s)
+            except ConfigError as e:
+                raise ConfigError(f"{where} value {v!r}: {e}") from None
+            label = slug(labels[i]) if labels is not None else (slug(v) if keys else "base")
+            if label in seen:
+                label = f"{label}_{i}"
+            seen.add(label)
+            display = str(labels[i]) if labels is not None else (_display(v) if keys else "base")
+            val = Value(
+                experiment=name,
+                index=i,
+                label=label,
+                display=display,
+                value=v,
+                settings=s,
+                run_id=settings_id(s),
+                data_id=settings_id(data_settings(s)),
+                mode=mode,
+            )
+            if mode == "sizes":
+                if not exp.get("sizes"):
+                    raise ConfigError(f"{where}: mode 'sizes' needs a non-empty 'sizes' list")
+                val.sizes = [int(x) for x in exp["sizes"]]
+            elif mode == "emm":
+                val.emm = {**emm_defaults, **(exp.get("emm") or {})}
+            else:
+                raise ConfigError(f"{where}.mode must be 'emm' or 'sizes', got {mode!r}")
+            vals.append(val)
+        out[name] = vals
+    return out
+
+
+def _display(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_display(x) for x in v)
+    return str(v)
+
+
+def log_spaced(lo: int, hi: int, n: int) -> list[float]:
+    if n <= 1:
+        return [float(lo)]
+    return [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (n - 1)) for i in range(n)]
+
+
+#: Images per class of the sources whose size is known without loading them.
+KNOWN_CLASS_COUNTS = {"cifar10": 5000}
+
+
+def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
+    """Training-set sizes the data settings can make (class-balanced: multiples of C up to C * min count).
+
+    With ``load=False`` only sources whose class counts are known without reading any file are
+    answered (None otherwise), so that parsing the workflow never touches data.
+    """
+    data = settings["data"]
+    if data["source"] in KNOWN_CLASS_COUNTS and not data.get("blend"):
+        c = int(data["classes"])
+        return list(range(c, c * KNOWN_CLASS_COUNTS[data["source"]] + 1, c))
+    if not load and data["source"] not in ("digits", "fonts"):
+        return None
+    from diffmem import data as dmdata
+
+    return list(dmdata.allowed_sizes(data_settings(settings)))
+
+
+def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
+    """Checks that need more than the schema, run before any job: nets resolve, sizes can be made,
+    figures name existing experiments of the right mode."""
+    from diffmem import nets
+
+    for name, vals in plan.items():
+        for v in vals:
+            where = f"experiments.{name} value {v.display!r}"
+            if v.settings["model"]["arch"] != "optimum":
+                model = {k: x for k, x in v.settings["model"].items() if k != "arch" or x != "optimum"}
+                if model.get("label_dim") is None:
+                    model["label_dim"] = 1
+                try:
+                    nets.resolve_net_config(model)
+                except (ValueError, KeyError, TypeError) as e:
+                    raise ConfigError(f"{where}: model settings are invalid: {e}") from None
+            lo_hi = (v.emm["lo"], v.emm["hi"]) if v.mode == "emm" else None
+            if lo_hi and lo_hi[0] >= lo_hi[1]:
+                raise ConfigError(f"{where}: emm.lo={lo_hi[0]} must be < emm.hi={lo_hi[1]}")
+            allowed = allowed_sizes(v.settings, load=False)
+            if allowed is None:
+                continue
+            wanted = v.sizes if v.mode == "sizes" else []
+            bad = [s for s in wanted if s not in set(allowed)]
+            if bad:
+                raise ConfigError(
+                    f"{where}: sizes {bad} cannot be made from data {v.settings['data']['source']} with "
+                    f"classes={v.settings['data']['classes']}; allowed: multiples of "
+                    f"{allowed[0]} up to {allowed[-1]}"
+                )
+            if lo_hi and not any(lo_hi[0] <= s <= lo_hi[1] for s in allowed):
+                raise ConfigError(
+                    f"{where}: no allowed size inside emm bracket [{lo_hi[0]}, {lo_hi[1]}]; "
+                    f"allowed: {allowed[0]}..{allowed[-1]}"
+                )
+    for fig, spec in config.get("figures", {}).items():
+        for exp in spec["experiments"]:
+            if exp not in plan:
+                raise ConfigError(f"figures.{fig}.experiments names {exp!r}, not in experiments")
+            modes = {v.mode for v in plan[exp]}
+            if spec["kind"] in ("epochs", "optimum") and modes != {"sizes"}:
+                raise ConfigError(f"figures.{fig}: kind {spec['kind']} needs experiments with mode: sizes")
+
+
+def steps_of(settings: dict, size: int | None = None) -> int:
+    """Optimizer steps of a run (duration in steps, epochs of |D| images, or images)."""
+    t = settings["train"]
+    n = int(size if size is not None else settings["data"]["size"])
+    unit, value = t["duration"]["unit"], float(t["duration"]["value"])
+    images = {"steps": value * t["batch"], "epochs": value * n, "images": value}[unit]
+    return max(1, math.ceil(images / t["batch"]))
+
+
+def images_to_see(settings: dict) -> int:
+    return steps_of(settings) * int(settings["train"]["batch"])

@@ -1,0 +1,319 @@
+"""The steps of the workflow as library functions: each reads files, calls the science, writes files.
+
+The Snakemake scripts in ``workflow/scripts/`` are thin wrappers around these, so every step can also be
+run and tested from Python without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diffmem import config as dmc
+from diffmem.io import atomic_path, read_json, write_json, write_npz
+
+_log = logging.getLogger("diffmem")
+
+TABLE_COLUMNS = [
+    "figure", "experiment", "title", "value", "display", "kind", "size", "snapshot", "step",
+    "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "threshold",
+    "emm_lo", "emm_hi", "emm_status", "non_monotone", "run_id",
+]  # fmt: skip
+
+
+def pick_device(device: str | None = None) -> str:
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def _snapshot_list(train_dir: Path) -> list[dict]:
+    summary = read_json(Path(train_dir) / "train.json")
+    snaps = summary["snapshots"]
+    if not snaps:
+        raise RuntimeError(f"{train_dir}/train.json lists no snapshots")
+    return snaps
+
+
+def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None, subset: dict, device: str):
+    """The denoiser D(x; sigma, labels) of one snapshot (or the closed-form optimum of the subset)."""
+    from diffmem import diffusion, nets
+    from diffmem import sample as dms
+    from diffmem.io import torch_load
+
+    if settings["model"]["arch"] == "optimum":
+        return dms.OptimalDenoiser(subset["images"], device=device)
+    net = nets.build_net(settings["model"])
+    state = torch_load(Path(train_dir) / snapshot["file"], map_location="cpu")
+    net.load_state_dict(state)
+    net.to(device).eval()
+    return diffusion.make_precond(net, settings["diffusion"]).to(device).eval()
+
+
+def sample_run(
+    settings: dict,
+    subset: dict,
+    train_dir: str | Path,
+    samples_path: str | Path,
+    grid_path: str | Path,
+    device: str | None = None,
+    log: logging.Logger = _log,
+) -> dict:
+    """Sample every snapshot of a run; write uint8 samples (S, N, C, H, W) and a PNG grid of the last."""
+    import torch
+
+    from diffmem import sample as dms
+
+    device = pick_device(device)
+    sp = settings["sample"]
+    shape = tuple(subset["images"].shape[1:])
+    optimum = settings["model"]["arch"] == "optimum"
+    snaps = [{"k": 0, "step": 0, "images_seen": 0, "epochs": 0.0}] if optimum else _snapshot_list(train_dir)
+    label_dim = int(settings["model"].get("label_dim") or 0)
+    all_samples, labels = [], None
+    for snap in snaps:
+        t0 = time.time()
+        denoise = load_denoiser(settings, Path(train_dir), snap, subset, device)
+        with torch.no_grad():
+            images, labels = dms.generate(
+                denoise,
+                n=sp["n"],
+                shape=shape,
+                seed=sp["seed"],
+                batch_size=sp["batch"],
+                label_dim=label_dim,
+                device=device,
+                num_steps=sp["num_steps"],
+                sigma_min=sp["sigma_min"],
+                sigma_max=sp["sigma_max"],
+                rho=sp["rho"],
+            )
+        all_samples.append(images)
+        dt = time.time() - t0
+        log.info(
+            "snapshot %s (step %s): %d samples in %.1f s (%.0f img/s)",
+            snap["k"],
+            snap["step"],
+            sp["n"],
+            dt,
+            sp["n"] / max(dt, 1e-9),
+        )
+    samples = np.stack(all_samples).astype(np.uint8)
+    meta = [{k: s[k] for k in ("k", "step", "images_seen", "epochs") if k in s} for s in snaps]
+    write_npz(samples_path, samples=samples, cond_labels=np.asarray(labels), snapshots=json.dumps(meta))
+    dms.save_grid(samples[-1][:100], grid_path)
+    return {"snapshots": meta, "shape": list(samples.shape)}
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def score_run(
+    settings: dict,
+    subset: dict,
+    samples_path: str | Path,
+    scores_path: str | Path,
+    distances_path: str | Path,
+    nearest_path: str | Path,
+    log: logging.Logger = _log,
+) -> dict:
+    """Memorization ratio of every snapshot's samples against the training subset; max over snapshots."""
+    from diffmem import memorization as mem
+    from diffmem import sample as dms
+
+    with np.load(samples_path) as z:
+        samples, meta = z["samples"], json.loads(str(z["snapshots"]))
+    train = subset["images"]
+    threshold = float(settings["score"]["threshold"])
+    per_snap, arrays = [], {"d1": [], "d2": [], "nn1": [], "nn2": []}
+    for snap, images in zip(meta, samples):
+        t0 = time.time()
+        sc = mem.score(images, train, threshold=threshold)
+        for key in arrays:
+            arrays[key].append(np.asarray(sc[key]))
+        per_snap.append({**snap, **{k: sc[k] for k in ("ratio", "n_memorized", "n", "ci_low", "ci_high")}})
+        log.info(
+            "snapshot %s: ratio %.4f [%.4f, %.4f] (%.2f s)",
+            snap["k"],
+            sc["ratio"],
+            sc["ci_low"],
+            sc["ci_high"],
+            time.time() - t0,
+        )
+    best = max(range(len(per_snap)), key=lambda i: (per_snap[i]["ratio"], i))
+    result = {
+        "size": int(settings["data"]["size"]),
+        "threshold": threshold,
+        "ratio": per_snap[best]["ratio"],
+        "ci_low": per_snap[best]["ci_low"],
+        "ci_high": per_snap[best]["ci_high"],
+        "n": per_snap[best]["n"],
+        "best_snapshot": best,
+        "snapshots": per_snap,
+        "run_id": dmc.settings_id(_without_size(settings)),
+    }
+    write_npz(distances_path, **{k: np.stack(v) for k, v in arrays.items()})
+    write_json(scores_path, result)
+    dms.nn_grid(samples[best], train, arrays["nn1"][best], nearest_path)
+    return result
+
+
+def _without_size(settings: dict) -> dict:
+    """Settings as the workflow hashes them into a run id (size and size-derived keys left out)."""
+    s = json.loads(json.dumps(settings))
+    s["data"].pop("size", None)
+    if s["data"]["labels"] == "unique":
+        s["model"]["label_dim"] = None
+    return s
+
+
+# -------------------------------------------------------------------------------------------- EMM search
+def emm_round(
+    search: dict,
+    previous: str | Path | None,
+    score_paths: list[str | Path],
+    out_path: str | Path,
+    log: logging.Logger = _log,
+) -> dict:
+    """Merge the scores of the sizes the previous round asked for and decide the next sizes (or done)."""
+    from diffmem import emm
+
+    prev = read_json(previous) if previous else None
+    k = prev["round"] + 1 if prev else 0
+    evaluated = {int(e["size"]): e for e in prev["evaluated"]} if prev else {}
+    for path in score_paths:
+        sc = read_json(path)
+        evaluated[int(sc["size"])] = {
+            "size": int(sc["size"]),
+            "ratio": sc["ratio"],
+            "ci_low": sc["ci_low"],
+            "ci_high": sc["ci_high"],
+            "n": sc["n"],
+            "best_snapshot": sc["best_snapshot"],
+            "memorization": str(path),
+        }
+    allowed = dmc.allowed_sizes(search["settings"], load=True)
+    step = emm.emm_step(
+        {s: e["ratio"] for s, e in evaluated.items()},
+        allowed,
+        int(search["lo"]),
+        int(search["hi"]),
+        threshold=float(search["threshold"]),
+        tolerance=float(search["tolerance"]),
+        per_round=int(search["per_round"]),
+    )
+    for e in evaluated.values():
+        e["memorized"] = bool(e["ratio"] >= float(search["threshold"]))
+    state = {
+        "round": k,
+        "experiment": search["experiment"],
+        "value": search["value"],
+        "display": search["display"],
+        "run_id": search["run_id"],
+        "lo": int(search["lo"]),
+        "hi": int(search["hi"]),
+        "threshold": float(search["threshold"]),
+        "tolerance": float(search["tolerance"]),
+        **{key: step[key] for key in ("done", "next", "bracket", "status", "emm", "non_monotone", "notes")},
+        "evaluated": [evaluated[s] for s in sorted(evaluated)],
+    }
+    if not state["done"] and k >= int(search["max_rounds"]):
+        state.update(done=True, next=[], status="max_rounds")
+        state["notes"] = list(state.get("notes") or []) + [f"stopped after max_rounds={search['max_rounds']}"]
+    log.info(
+        "round %d: evaluated %s -> status %s, bracket %s, next %s",
+        k,
+        {s: round(e["ratio"], 4) for s, e in sorted(evaluated.items())},
+        state["status"],
+        state["bracket"],
+        state["next"],
+    )
+    write_json(out_path, state)
+    return state
+
+
+def emm_result(search: dict, final_round: str | Path, out_path: str | Path, log: logging.Logger = _log) -> dict:
+    """The search's result: the final round, plus the round count and its file."""
+    state = read_json(final_round)
+    state["rounds"] = state["round"] + 1
+    state["final_round"] = str(final_round)
+    log.info(
+        "EMM %s/%s: status %s, bracket %s", search["experiment"], search["value"], state["status"], state["bracket"]
+    )
+    write_json(out_path, state)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def figure_table(fig: dict) -> pd.DataFrame:
+    """Rows for one figure: per value and size its ratio (``kind=size``), per snapshot (``kind=snapshot``)
+    and per EMM search its bracket (``kind=emm``)."""
+    rows: list[dict[str, Any]] = []
+    for v in fig["values"]:
+        common = {
+            "figure": fig["name"],
+            "experiment": v["experiment"],
+            "title": v["title"],
+            "value": v["label"],
+            "display": v["display"],
+            "run_id": v["run_id"],
+            "threshold": v["threshold"],
+        }
+        if v["mode"] == "emm":
+            res = read_json(v["emm"])
+            for e in res["evaluated"]:
+                rows.append({**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"]})
+            lo, hi = (res["bracket"] or [None, None])[:2]
+            rows.append(
+                {
+                    **common,
+                    "kind": "emm",
+                    "emm_lo": lo,
+                    "emm_hi": hi,
+                    "emm_status": res["status"],
+                    "non_monotone": res["non_monotone"],
+                }
+            )
+            continue
+        for size, folder in v["runs"].items():
+            sc = read_json(Path(folder) / "memorization.json")
+            rows.append(
+                {
+                    **common,
+                    "kind": "size",
+                    "size": int(size),
+                    **_size_cols(sc),
+                    "memorized": sc["ratio"] >= v["threshold"],
+                }
+            )
+            for snap in sc["snapshots"]:
+                rows.append(
+                    {
+                        **common,
+                        "kind": "snapshot",
+                        "size": int(size),
+                        "snapshot": snap["k"],
+                        "step": snap["step"],
+                        "images_seen": snap["images_seen"],
+                        "epochs": snap["epochs"],
+                        **{k: snap[k] for k in ("ratio", "ci_low", "ci_high", "n")},
+                        "memorized": snap["ratio"] >= v["threshold"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _size_cols(e: dict) -> dict:
+    return {"size": int(e["size"]), **{k: e[k] for k in ("ratio", "ci_low", "ci_high", "n")}}
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)

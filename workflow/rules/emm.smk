@@ -1,0 +1,45 @@
+# EMM search as checkpoint rounds: round k reads round k-1 and the scores of the sizes it asked for,
+# and writes the next sizes (or done). Searches of different experiment values advance side by side.
+
+
+localrules:
+    emm_round,
+    emm_result,
+
+
+checkpoint emm_round:
+    input:
+        unpack(get_emm_round_inputs),
+    output:
+        RESULTS / "emm" / "{experiment}" / "{value}" / "round{k}.json",
+    params:
+        search=get_emm_search,
+    log:
+        RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "round{k}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/emm_round.py"
+
+
+rule emm_result:
+    input:
+        get_emm_final_round,
+    output:
+        RESULTS / "emm" / "{experiment}" / "{value}" / "emm.json",
+    params:
+        search=get_emm_search,
+    log:
+        RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "result.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/emm_result.py"

@@ -1,0 +1,49 @@
+# Tables (CSV, one row per experiment value and size, plus EMM rows) and figures (PDF + PNG).
+
+
+localrules:
+    table,
+
+
+rule table:
+    input:
+        get_table_inputs,
+    output:
+        RESULTS / "tables" / "{figure}.csv",
+    params:
+        figure=get_figure_spec,
+    log:
+        RESULTS / "logs" / "table" / "{figure}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV
+    script:
+        "../scripts/table.py"
+
+
+rule figure:
+    input:
+        unpack(get_figure_inputs),
+    output:
+        pdf=RESULTS / "figures" / "{figure}.pdf",
+        png=report(
+            RESULTS / "figures" / "{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+    params:
+        figure=get_figure_spec,
+    log:
+        RESULTS / "logs" / "figure" / "{figure}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    script:
+        "../scripts/figure.py"

@@ -1,0 +1,9 @@
+"""One figure's table: a row per experiment value and size (ratio, CI, verdict) and EMM bracket rows."""
+
+from diffmem import pipeline
+from diffmem.runtime import script_logging
+
+log = script_logging(snakemake.log[0])  # noqa: F821
+table = pipeline.figure_table(snakemake.params.figure)  # noqa: F821
+pipeline.write_csv(table, snakemake.output[0])  # noqa: F821
+log.info("%d rows", len(table))
