@@ -1,0 +1,109 @@
+"""Command line: ``python -m diffmem SUBCOMMAND ...`` (also installed as ``diffmem``).
+
+Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)); ``run(args)`` returns the exit
+status. Add a subcommand by writing those two functions and one dict entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+# ---------------------------------------------------------------------------------------------------
+# describe-net
+
+# KEY=VALUE keys of describe-net and how each value is parsed (lists are comma separated).
+_NET_KEYS: dict[str, str] = {
+    "arch": "str",
+    "resolution": "int",
+    "img_channels": "int",
+    "model_channels": "int",
+    "channel_mult": "list",
+    "channel_mult_emb": "int",
+    "num_blocks": "int",
+    "attn_resolutions": "list",
+    "dropout": "float",
+    "label_dim": "int",
+    "label_dropout": "float",
+    "embedding": "str",
+    "channel_mult_noise": "int",
+    "encoder_type": "str",
+    "decoder_type": "str",
+    "resample_filter": "list",
+    "skip": "list",
+}
+
+
+def _parse_assignments(parser: argparse.ArgumentParser, items: list[str], keys: dict[str, str]) -> dict:
+    """Turn ["key=value", ...] into a dict; unknown keys or malformed items end in parser.error (exit 2)."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            parser.error(f"expected KEY=VALUE, got {item!r}")
+        if key not in keys:
+            parser.error(f"unknown key {key!r}; known keys: {', '.join(keys)}")
+        if key in out:
+            parser.error(f"key {key!r} given twice")
+        value = value.strip()
+        if keys[key] == "list":
+            out[key] = [v.strip() for v in value.split(",") if v.strip() != ""]
+        else:
+            out[key] = value  # resolve_net_config converts and checks numbers
+    return out
+
+
+def _describe_net_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "assignments", nargs="*", metavar="KEY=VALUE",
+        help="net settings overriding the paper's basic DDPM++ (lists comma separated, e.g. "
+             "channel_mult=1,2 attn_resolutions= skip=1,0,1,1,1,1,1,1,1); keys: " + ", ".join(_NET_KEYS),
+    )
+
+
+def _describe_net(args: argparse.Namespace) -> int:
+    from diffmem.nets import describe_net
+
+    overrides = _parse_assignments(args.parser, args.assignments, _NET_KEYS)
+    try:
+        info = describe_net(overrides)
+    except ValueError as err:
+        args.parser.error(str(err))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry and entry point.
+
+# name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+COMMANDS: dict[str, Command] = {
+    "describe-net": (
+        _describe_net_arguments,
+        _describe_net,
+        "print the parameter count and resolved config of a U-Net as JSON",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffmem", description="On Memorization in Diffusion Models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_arguments, run, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run, parser=p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
