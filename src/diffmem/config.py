@@ -179,7 +179,7 @@ def expand(config: dict) -> dict[str, list[Value]]:
                 parts = list(v)
             else:
                 parts = []
-            for k, part in zip(keys, parts):
+            for k, part in zip(keys, parts, strict=True):
                 try:
                     set_key(s, k, part)
                 except ConfigError as e:

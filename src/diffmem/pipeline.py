@@ -133,7 +133,7 @@ def score_run(
     train = subset["images"]
     threshold = float(settings["score"]["threshold"])
     per_snap, arrays = [], {"d1": [], "d2": [], "nn1": [], "nn2": []}
-    for snap, images in zip(meta, samples):
+    for snap, images in zip(meta, samples, strict=True):
         t0 = time.time()
         sc = mem.score(images, train, threshold=threshold)
         for key in arrays:

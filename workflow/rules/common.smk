@@ -138,7 +138,7 @@ def get_final_outputs():
                 outs.append(emm_dir(value) / "emm.json")
             else:
                 outs += [memorization_path(value, s) for s in value.sizes]
-    return outs
+    return list(dict.fromkeys(outs))
 
 
 def figure_caption(wildcards):

@@ -1,0 +1,107 @@
+"""Config model: validation with defaults, experiment expansion, shared runs, errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from diffmem import config as dmc
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def load(name: str) -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(cfg, schema=SCHEMA)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_configs_validate_and_expand(name):
+    cfg = load(name)
+    plan = dmc.expand(cfg)
+    dmc.check_plan(cfg, plan)
+    assert plan and all(vals for vals in plan.values())
+
+
+def test_schema_fills_defaults():
+    cfg = {"name": "x", "experiments": {"basic": {}}}
+    validate(cfg, schema=SCHEMA)
+    assert cfg["base"]["train"]["optimizer"] == "adam"
+    assert cfg["emm"]["threshold"] == 0.9
+    assert cfg["base"]["score"]["threshold"] == pytest.approx(1 / 3)
+
+
+def test_schema_rejects_unknown_key_and_range():
+    cfg = {"name": "x", "experiments": {"basic": {}}, "base": {"train": {"lrr": 1.0}}}
+    with pytest.raises(Exception, match="lrr"):
+        validate(cfg, schema=SCHEMA)
+    cfg = {"name": "x", "experiments": {"basic": {}}, "emm": {"threshold": 2}}
+    with pytest.raises(Exception, match="threshold|2"):
+        validate(cfg, schema=SCHEMA)
+
+
+def test_base_value_is_shared_between_sweeps():
+    cfg = load("smoke.yaml")
+    plan = dmc.expand(cfg)
+    base = plan["basic"][0].run_id
+    assert plan["width"][0].run_id == base  # the base width is the width sweep's first value
+    assert plan["weight_decay"][0].run_id == base
+    assert plan["width"][1].run_id != base
+    # a different data setting gets a different data id; same data, different model shares it
+    assert plan["resolution"][1].data_id != plan["basic"][0].data_id
+    assert plan["width"][1].data_id == plan["basic"][0].data_id
+
+
+def test_tied_factor_and_labels():
+    cfg = load("smoke.yaml")
+    vals = dmc.expand(cfg)["conditioning"]
+    random = vals[1].settings
+    assert random["data"]["labels"] == "random" and random["model"]["label_dim"] == 5
+    unique = dmc.run_settings(vals[2].settings, 30)
+    assert unique["model"]["label_dim"] == 30 and unique["data"]["size"] == 30
+    assert [v.label for v in vals] == ["unconditional", "random_C_5", "unique"]
+
+
+def test_unknown_factor_key_is_named():
+    cfg = load("smoke.yaml")
+    cfg = copy.deepcopy(cfg)
+    cfg["experiments"]["width"]["factor"] = "model.widht"
+    with pytest.raises(dmc.ConfigError, match="model.widht"):
+        dmc.expand(cfg)
+
+
+def test_tied_values_must_match_keys():
+    cfg = load("smoke.yaml")
+    cfg["experiments"]["conditioning"]["values"] = [["random"]]
+    cfg["experiments"]["conditioning"].pop("labels")
+    with pytest.raises(dmc.ConfigError, match="experiments.conditioning.values"):
+        dmc.expand(cfg)
+
+
+def test_impossible_sizes_are_refused_before_running():
+    cfg = load("smoke.yaml")
+    cfg["experiments"]["epochs"]["sizes"] = [15]
+    with pytest.raises(dmc.ConfigError, match="15"):
+        dmc.check_plan(cfg, dmc.expand(cfg))
+
+
+def test_settings_id_is_stable_and_order_free():
+    a = {"x": 1, "y": [1, 2]}
+    b = {"y": [1, 2], "x": 1}
+    assert dmc.settings_id(a) == dmc.settings_id(b)
+    assert dmc.settings_id(a) != dmc.settings_id({"x": 2, "y": [1, 2]})
+
+
+def test_steps_of_units():
+    s = {"train": {"batch": 32, "duration": {"unit": "epochs", "value": 10}}, "data": {"size": 64}}
+    assert dmc.steps_of(s) == 20
+    s["train"]["duration"] = {"unit": "images", "value": 100}
+    assert dmc.steps_of(s) == 4
+    s["train"]["duration"] = {"unit": "steps", "value": 7}
+    assert dmc.steps_of(s) == 7
