@@ -1,0 +1,126 @@
+"""Exact top-2 nearest neighbours, the memorization ratio and its Wilson interval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffmem.memorization import (
+    binomial_ci,
+    knn_top2,
+    max_over_snapshots,
+    memorization_ratio,
+    score,
+    summary,
+)
+
+torch.set_num_threads(1)
+
+
+def brute_force(q, t):
+    """Full distance matrix in float64 + stable argsort (lower index first among ties)."""
+    qf = q.reshape(len(q), -1).astype(np.float64)
+    tf = t.reshape(len(t), -1).astype(np.float64)
+    d = np.sqrt(((qf[:, None, :] - tf[None, :, :]) ** 2).sum(-1))
+    idx = np.argsort(d, axis=1, kind="stable")[:, :2]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+@pytest.mark.parametrize("chunk_q,chunk_t", [(5, 7), (37, 53), (1000, 1000), (1, 1), (36, 2)])
+def test_knn_top2_equals_brute_force(chunk_q, chunk_t):
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(53, 3, 4, 4), dtype=np.uint8)
+    queries = rng.integers(0, 256, size=(37, 3, 4, 4), dtype=np.uint8)
+    queries[:5] = train[[3, 10, 52, 0, 20]]  # some exact copies
+    dist, idx = knn_top2(queries, train, chunk_q=chunk_q, chunk_t=chunk_t)
+    want_d, want_i = brute_force(queries, train)
+    assert dist.dtype == np.float64 and idx.dtype == np.int64 and dist.shape == idx.shape == (37, 2)
+    np.testing.assert_allclose(dist, want_d, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_array_equal(dist[:5, 0], 0)
+
+
+def test_knn_ties_and_duplicates():
+    train = np.zeros((6, 1, 2, 2), dtype=np.uint8)
+    train[1] = 10
+    train[4] = 10  # duplicate of 1
+    train[5] = 255
+    q = np.full((2, 1, 2, 2), 10, dtype=np.uint8)
+    q[1] = 0  # equidistant to 0, 2, 3 (all zeros): ties broken by the lower index
+    for ct in (1, 2, 4, 100):
+        dist, idx = knn_top2(q, train, chunk_t=ct)
+        np.testing.assert_array_equal(idx, [[1, 4], [0, 2]])
+        np.testing.assert_array_equal(dist, [[0, 0], [0, 0]])
+    # d1 = d2 = 0: memorized.
+    assert memorization_ratio(dist) == 1.0
+
+
+def test_knn_is_exact_for_large_uint8_values():
+    """float32 expansion would lose these 1-unit differences; float64 must not."""
+    train = np.full((3, 3, 32, 32), 255, dtype=np.uint8)
+    train[1, 0, 0, 0] = 254
+    train[2, 0, 0, :2] = 254
+    q = train[2:3].copy()
+    dist, idx = knn_top2(q, train)
+    np.testing.assert_array_equal(idx, [[2, 1]])
+    np.testing.assert_array_equal(dist, [[0.0, 1.0]])
+
+
+def test_knn_errors():
+    with pytest.raises(ValueError, match="at least 2"):
+        knn_top2(np.zeros((3, 4), np.uint8), np.zeros((1, 4), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        knn_top2(np.zeros((3, 4), np.float32), np.zeros((3, 4), np.uint8))
+    with pytest.raises(ValueError, match="values per image"):
+        knn_top2(np.zeros((3, 4), np.uint8), np.zeros((3, 5), np.uint8))
+
+
+def test_memorization_ratio_threshold():
+    dist = np.array([[1.0, 3.0], [0.9, 3.0], [0.0, 0.0], [0.0, 5.0], [2.0, 2.0]])
+    # 1/3 is not < 1/3; 0.3 is; 0/0 counts; 0/5 counts; 1 does not.
+    assert memorization_ratio(dist) == pytest.approx(3 / 5)
+    assert memorization_ratio(dist, threshold=0.5) == pytest.approx(4 / 5)
+
+
+def test_wilson_known_values():
+    lo, hi = binomial_ci(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = binomial_ci(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = binomial_ci(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=1e-4)
+    lo, hi = binomial_ci(81, 263)  # Wikipedia-independent check against the closed form
+    p, n, z = 81 / 263, 263, 1.959963984540054
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert (lo, hi) == pytest.approx((c - h, c + h), abs=1e-12)
+    assert binomial_ci(5, 10, level=0.99)[0] < 0.2366
+    assert binomial_ci(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        binomial_ci(11, 10)
+
+
+def test_score_and_snapshots():
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, size=(20, 1, 8, 8), dtype=np.uint8)
+    copies = train[:6].copy()
+    copies[0, 0, 0, 0] ^= 1  # a near copy still counts
+    fresh = rng.integers(0, 256, size=(4, 1, 8, 8), dtype=np.uint8)
+    res = score(np.concatenate([copies, fresh]), train, chunk_q=3, chunk_t=7)
+    assert res["n"] == 10 and res["n_memorized"] == 6 and res["ratio"] == pytest.approx(0.6)
+    assert (res["ci_low"], res["ci_high"]) == pytest.approx(binomial_ci(6, 10))
+    np.testing.assert_array_equal(res["nn1"][:6], np.arange(6))
+    assert res["d1"][0] == 1.0 and np.all(res["d1"][1:6] == 0)
+    js = json.loads(json.dumps(summary(res)))
+    assert js["ratio"] == pytest.approx(0.6) and "d1" not in js
+
+    dup = np.concatenate([train, train[:1]])
+    assert score(train[:1], dup)["ratio"] == 1.0
+
+    best = max_over_snapshots([{"ratio": 0.1, "n": 10}, summary(res), {"ratio": 0.6, "n": 10}])
+    assert best["best"] == 1 and best["ratio"] == pytest.approx(0.6) and best["n_memorized"] == 6
+    assert best["ratios"] == pytest.approx([0.1, 0.6, 0.6])
+    json.dumps(best)
+    with pytest.raises(ValueError):
+        max_over_snapshots([])
