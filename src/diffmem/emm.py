@@ -1,0 +1,166 @@
+"""The EMM search policy: which training-set sizes to evaluate next.
+
+The effective model memorization EMM_eps of a training recipe is the largest training-set size
+|D| whose memorization ratio is >= 1 - eps (``threshold`` = 0.9 for eps = 0.1). Memorization
+falls as |D| grows, so the EMM is found by bracketing: a size that *passes* (ratio >= threshold)
+lies at or below the EMM, a size that *fails* lies above it.
+
+The search is a sequence of rounds. Each round trains and scores a few sizes (as many as there
+are free slots, ``per_round``), then calls :func:`emm_step` with everything evaluated so far.
+:func:`emm_step` is a pure function of its arguments (no files, no state), so the Snakemake
+checkpoint of round k only has to read the verdicts of rounds < k and write its return value.
+
+Policy (all positions are in log |D|, restricted to the ``allowed`` sizes, e.g. multiples of the
+number of classes, inside [lo, hi], with lo and hi snapped inwards to allowed sizes):
+
+1. Round 0 (nothing evaluated): propose lo, hi and ``per_round - 2`` log-spaced interior sizes
+   (always at least lo and hi, so the first round already tells whether the EMM is inside).
+2. If lo fails: done, status ``"below_lo"`` (EMM < lo). If hi passes: done, status
+   ``"above_hi"`` (EMM >= hi). If lo or hi has not been evaluated yet (a hand-edited state),
+   propose what is missing.
+3. Otherwise bracket: b = the smallest failing size, a = the largest passing size below b, so
+   the EMM lies in [a, b). Passing sizes above b contradict monotonicity: ``non_monotone`` is
+   set and a note says which, but they are ignored, so the bracket still shrinks every round and
+   the search terminates (each new size inside (a, b) either raises a or lowers b).
+4. Stop with status ``"found"`` when b / a <= 1 + ``tolerance`` or no allowed size lies strictly
+   between a and b; then ``emm`` = a. Otherwise propose up to ``per_round`` allowed sizes strictly
+   inside (a, b), log-spaced, distinct and never evaluated before (k-ary search: the bracket
+   shrinks by about a factor per_round + 1 in log size per round).
+
+The returned dict is JSON-serializable:
+
+- ``done`` (bool), ``status``: "searching" | "found" | "below_lo" | "above_hi"
+- ``next``: sizes to evaluate in the next round ([] when done)
+- ``bracket``: [a, b] (EMM in [a, b)) while searching or when found, else None
+- ``lower`` / ``upper``: what is known about the EMM in all cases (EMM >= lower, EMM < upper;
+  None where unknown): found -> a, b; below_lo -> None, lo; above_hi -> hi, None
+- ``emm``: a when found, else None
+- ``non_monotone`` (bool), ``notes`` (list of str)
+- ``evaluated``: sorted [[size, ratio, passed], ...]
+- ``lo``, ``hi`` (snapped), ``threshold``, ``tolerance``, ``per_round``
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+STATUSES = ("searching", "found", "below_lo", "above_hi")
+
+
+def _log_spaced(candidates: Sequence[int], a: float, b: float, k: int) -> list[int]:
+    """Up to k distinct candidates nearest (in log size) to k points log-evenly spaced in (a, b)."""
+    pool = sorted(set(candidates))
+    if k <= 0 or not pool:
+        return []
+    if len(pool) <= k:
+        return pool
+    la, lb = math.log(a), math.log(b)
+    chosen: list[int] = []
+    for j in range(1, k + 1):
+        target = la + j * (lb - la) / (k + 1)
+        best = min((c for c in pool if c not in chosen), key=lambda c: (abs(math.log(c) - target), c))
+        chosen.append(best)
+    return sorted(chosen)
+
+
+def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi: int, *,
+             threshold: float = 0.9, tolerance: float = 0.25, per_round: int = 3) -> dict[str, Any]:
+    """One round of the EMM search: what is known, and which sizes to evaluate next.
+
+    ``evaluated``: {size: memorization ratio} of the sizes trained and scored so far (keys may be
+    strings of ints, as after a JSON round trip). ``allowed``: the sizes that can be made.
+    ``lo``, ``hi``: the search range (snapped inwards to allowed sizes; ValueError when no allowed
+    size lies in [lo, hi]). ``threshold``: a size passes when its ratio >= threshold.
+    ``tolerance``: stop when b / a <= 1 + tolerance. ``per_round``: sizes proposed per round.
+    See the module docstring for the policy and the returned dict.
+    """
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"emm.threshold: must lie in [0, 1], got {threshold}")
+    if not tolerance > 0:
+        raise ValueError(f"emm.tolerance: must be > 0, got {tolerance}")
+    if int(per_round) < 1:
+        raise ValueError(f"emm.per_round: must be >= 1, got {per_round}")
+    per_round = int(per_round)
+    sizes = sorted({int(s) for s in allowed})
+    if not sizes or sizes[0] < 1:
+        raise ValueError("emm: allowed sizes must be a non-empty list of positive integers")
+    inside = [s for s in sizes if lo <= s <= hi]
+    if not inside:
+        raise ValueError(f"emm.lo/hi: no allowed size lies in [{lo}, {hi}] "
+                         f"(allowed sizes run from {sizes[0]} to {sizes[-1]})")
+    lo_s, hi_s = inside[0], inside[-1]
+
+    ev: dict[int, float] = {}
+    for s, r in evaluated.items():
+        r = float(r)
+        if math.isnan(r):
+            raise ValueError(f"emm: ratio of size {s} is NaN")
+        ev[int(s)] = r
+    passed = {s: r >= threshold for s, r in ev.items()}
+    notes: list[str] = []
+    outside = sorted(s for s in ev if not lo_s <= s <= hi_s)
+    if outside:
+        notes.append(f"sizes outside [{lo_s}, {hi_s}] ignored: {outside}")
+    ev_in = {s: passed[s] for s in ev if lo_s <= s <= hi_s}
+
+    result: dict[str, Any] = {
+        "done": False, "status": "searching", "next": [], "bracket": None, "lower": None, "upper": None,
+        "emm": None, "non_monotone": False, "notes": notes,
+        "evaluated": [[s, ev[s], passed[s]] for s in sorted(ev)],
+        "lo": lo_s, "hi": hi_s, "threshold": float(threshold), "tolerance": float(tolerance),
+        "per_round": per_round,
+    }
+
+    def interior(a: int, b: int, k: int) -> list[int]:
+        i, j = bisect.bisect_right(sizes, a), bisect.bisect_left(sizes, b)
+        return _log_spaced([s for s in sizes[i:j] if s not in ev], a, b, k)
+
+    # Endpoint verdicts first: they decide whether the EMM lies inside [lo, hi] at all.
+    lo_fails = lo_s in ev_in and not ev_in[lo_s]
+    hi_passes = hi_s in ev_in and ev_in[hi_s]
+    if lo_fails or hi_passes:
+        if lo_fails and hi_passes:
+            result["non_monotone"] = True
+            notes.append(f"non-monotone: lo={lo_s} fails but hi={hi_s} passes; reporting below_lo")
+        if lo_fails:
+            late = sorted(s for s, p in ev_in.items() if p and s > lo_s)
+            if late and not hi_passes:
+                result["non_monotone"] = True
+                notes.append(f"non-monotone: lo={lo_s} fails but larger sizes pass: {late}")
+            result.update(done=True, status="below_lo", upper=lo_s)
+            notes.append(f"memorization ratio < {threshold} already at lo={lo_s}: EMM < {lo_s}")
+        else:
+            result.update(done=True, status="above_hi", lower=hi_s)
+            notes.append(f"memorization ratio >= {threshold} still at hi={hi_s}: EMM >= {hi_s}")
+        return result
+
+    missing = [s for s in (lo_s, hi_s) if s not in ev_in]
+    if missing:
+        missing = sorted(set(missing))
+        result["next"] = missing + [s for s in interior(lo_s, hi_s, per_round - len(missing))
+                                    if s not in missing]
+        result["next"] = sorted(result["next"])
+        if lo_s == hi_s:
+            notes.append(f"only one allowed size in range: {lo_s}")
+        return result
+
+    # Here lo passes and hi fails (so lo < hi): bracket [a, b).
+    b = min(s for s, p in ev_in.items() if not p)
+    a = max(s for s, p in ev_in.items() if p and s < b)
+    above = sorted(s for s, p in ev_in.items() if p and s > b)
+    if above:
+        result["non_monotone"] = True
+        notes.append(f"non-monotone: sizes {above} pass above the smallest failing size {b}; ignored")
+    result.update(bracket=[a, b], lower=a, upper=b)
+    between = interior(a, b, per_round)
+    if b / a <= 1 + tolerance or not between:
+        why = (f"b/a = {b / a:.4g} <= 1 + tolerance" if b / a <= 1 + tolerance
+               else "no allowed size strictly between a and b")
+        result.update(done=True, status="found", emm=a)
+        notes.append(f"EMM in [{a}, {b}): {why}")
+        return result
+    result["next"] = between
+    return result

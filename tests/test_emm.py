@@ -1,0 +1,135 @@
+"""The EMM search policy on synthetic memorization curves."""
+
+import json
+import math
+
+import pytest
+
+from diffmem.emm import emm_step
+
+ALLOWED = list(range(10, 1800, 10))  # multiples of 10 from 10 to 1790
+
+
+def run_search(curve, allowed=ALLOWED, lo=10, hi=1790, max_rounds=20, json_round_trip=True, **kw):
+    """Drive emm_step like the workflow does; returns (final result, rounds, all proposals)."""
+    evaluated: dict = {}
+    proposals = []
+    for rounds in range(max_rounds):
+        step = emm_step(evaluated, allowed, lo, hi, **kw)
+        json.dumps(step)
+        if json_round_trip:  # the workflow stores rounds as JSON: keys become strings
+            evaluated = json.loads(json.dumps(evaluated))
+        if step["done"]:
+            assert step["next"] == []
+            return step, rounds, proposals
+        assert step["next"], "a search that is not done must propose sizes"
+        for s in step["next"]:
+            assert s in allowed and lo <= s <= hi
+            assert s not in {int(k) for k in evaluated}, f"re-proposed evaluated size {s}"
+            assert s not in proposals
+        proposals.extend(step["next"])
+        evaluated = {int(k): v for k, v in evaluated.items()}
+        evaluated.update({s: curve(s) for s in step["next"]})
+    raise AssertionError(f"no termination in {max_rounds} rounds")
+
+
+def step_curve(emm):
+    return lambda s: 1.0 if s <= emm else 0.0
+
+
+def test_round0_proposes_lo_hi_and_interior():
+    step = emm_step({}, ALLOWED, 10, 1790)
+    assert step["status"] == "searching" and not step["done"]
+    assert step["next"] == [10, 130, 1790]  # sqrt(10 * 1790) ~ 134 -> 130
+    assert emm_step({}, ALLOWED, 10, 1790, per_round=1)["next"] == [10, 1790]
+    assert len(emm_step({}, ALLOWED, 10, 1790, per_round=6)["next"]) == 6
+
+
+def test_finds_step_at_137():
+    final, rounds, props = run_search(step_curve(137))
+    assert final["status"] == "found" and not final["non_monotone"]
+    a, b = final["bracket"]
+    assert a < 137 <= b and b / a <= 1.25
+    assert final["emm"] == a == 130
+    assert rounds <= 5
+    assert len(props) <= 15
+    assert final["evaluated"][0][:1] == [10]
+
+
+@pytest.mark.parametrize("emm", [10, 14, 55, 137, 999, 1780])
+@pytest.mark.parametrize("per_round", [1, 2, 3, 5])
+def test_brackets_many_curves(emm, per_round):
+    def curve(s):  # smooth decreasing ratio crossing 0.9 at emm
+        return 1 / (1 + math.exp(8 * (math.log(s) - math.log(emm)))) * 0.9 / 0.5
+
+    final, rounds, _ = run_search(curve, per_round=per_round, threshold=0.9, tolerance=0.1)
+    allowed_emm = max([s for s in ALLOWED if curve(s) >= 0.9], default=None)
+    if allowed_emm is None:
+        assert final["status"] == "below_lo"
+        return
+    assert final["status"] == "found", final
+    a, b = final["bracket"]
+    assert a <= allowed_emm < b and curve(a) >= 0.9 > curve(b)
+    assert b / a <= 1.1 or not [s for s in ALLOWED if a < s < b]
+    assert rounds <= 12
+
+
+def test_below_lo_and_above_hi():
+    final, rounds, _ = run_search(step_curve(5))
+    assert final["status"] == "below_lo" and final["done"] and final["emm"] is None
+    assert final["bracket"] is None and final["upper"] == 10 and final["lower"] is None
+    assert rounds == 1
+    final, rounds, _ = run_search(step_curve(5000))
+    assert final["status"] == "above_hi" and final["lower"] == 1790 and final["upper"] is None
+    assert final["emm"] is None and rounds == 1
+
+
+def test_non_monotone_is_flagged_and_terminates():
+    # passes up to 137, fails 138..400, passes again 401..900, fails above.
+    def curve(s):
+        return 1.0 if s <= 137 or 400 < s <= 900 else 0.0
+
+    final, _, _ = run_search(curve, per_round=3)
+    # The first interior points may land in the second passing band; whether they do, the
+    # search must end with a valid bracket of a passing and a failing size.
+    a, b = final["bracket"]
+    assert final["status"] == "found" and curve(a) == 1.0 and curve(b) == 0.0
+    # Force the contradiction to be visible: an evaluated passing size above the smallest failure.
+    step = emm_step({10: 1.0, 200: 0.0, 500: 0.95, 1790: 0.0}, ALLOWED, 10, 1790)
+    assert step["non_monotone"] and any("non-monotone" in n for n in step["notes"])
+    assert step["bracket"] == [10, 200] and not step["done"]
+    assert all(10 < s < 200 for s in step["next"])
+    final, _, _ = run_search(lambda s: 1.0 if s <= 137 or s == 500 else 0.0)
+    assert final["status"] == "found"
+    # lo fails but a larger size passes.
+    step = emm_step({10: 0.2, 130: 0.95, 1790: 0.0}, ALLOWED, 10, 1790)
+    assert step["status"] == "below_lo" and step["non_monotone"]
+
+
+def test_stops_when_no_allowed_size_between():
+    allowed = [10, 20, 40, 80, 160]
+    step = emm_step({10: 1.0, 40: 1.0, 80: 0.0, 160: 0.0}, allowed, 10, 160, tolerance=0.01)
+    assert step["status"] == "found" and step["bracket"] == [40, 80] and step["emm"] == 40
+    assert any("no allowed size" in n for n in step["notes"])
+
+
+def test_lo_hi_snapping_and_errors():
+    step = emm_step({}, ALLOWED, 15, 1000)
+    assert step["lo"] == 20 and step["hi"] == 1000 and step["next"][0] == 20 and step["next"][-1] == 1000
+    with pytest.raises(ValueError, match="no allowed size"):
+        emm_step({}, ALLOWED, 11, 19)
+    with pytest.raises(ValueError, match="threshold"):
+        emm_step({}, ALLOWED, 10, 100, threshold=1.5)
+    with pytest.raises(ValueError, match="per_round"):
+        emm_step({}, ALLOWED, 10, 100, per_round=0)
+    # A single allowed size in range.
+    assert emm_step({}, ALLOWED, 11, 29)["next"] == [20]
+    assert emm_step({20: 1.0}, ALLOWED, 11, 29)["status"] == "above_hi"
+    assert emm_step({20: 0.0}, ALLOWED, 11, 29)["status"] == "below_lo"
+
+
+def test_missing_endpoint_is_proposed_and_outside_sizes_noted():
+    step = emm_step({10: 1.0, 5000: 0.0}, ALLOWED, 10, 1790)
+    assert 1790 in step["next"] and 10 not in step["next"] and not step["done"]
+    assert any("outside" in n for n in step["notes"])
+    assert [10, 1.0, True] in step["evaluated"]
