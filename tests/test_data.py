@@ -1,0 +1,316 @@
+"""Tests of diffmem.data: sources, resizing, class-balanced nested subsets, blends, files."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffmem import data
+
+# ----------------------------------------------------------------------------------------------
+# fixtures: small sources in the official formats, written by the tests themselves
+
+N_PER_BATCH = 20
+
+
+def _cifar_batch(rng, n, batch_name):
+    images = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in np.arange(n) % 10]  # a python list, as in the official batches
+    return {
+        b"batch_label": batch_name.encode(),
+        b"labels": labels,
+        b"data": images,
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def _add(tar, name, payload: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+@pytest.fixture
+def cifar_tarball(tmp_path):
+    """A cifar-10-python.tar.gz in the official layout: 5 train batches of 20 images, test, meta."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    path = folder / data.CIFAR10_TGZ
+    batches = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for i in range(1, 6):
+            batches[i] = _cifar_batch(rng, N_PER_BATCH, f"training batch {i} of 5")
+            _add(tar, f"cifar-10-batches-py/data_batch_{i}", pickle.dumps(batches[i], protocol=2))
+        _add(tar, "cifar-10-batches-py/test_batch", pickle.dumps(_cifar_batch(rng, 10, "test"), protocol=2))
+        names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship",
+                 b"truck"]
+        meta = {b"num_cases_per_batch": N_PER_BATCH, b"label_names": names, b"num_vis": 3072}
+        _add(tar, "cifar-10-batches-py/batches.meta", pickle.dumps(meta, protocol=2))
+    return path, batches
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """path/<class>/*.png: classes 'b_cat' (3 images) and 'a_dog' (2 images), non-square."""
+    root = tmp_path / "imgs"
+    for cls, n, value in (("b_cat", 3, 200), ("a_dog", 2, 100)):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            a = np.zeros((12, 20, 3), dtype=np.uint8)  # H=12, W=20: the center 12x12 is columns 4..15
+            a[:, 4:16] = value + i
+            Image.fromarray(a).save(root / cls / f"{i}.png")
+    (root / "a_dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def _digits_spec(**kw):
+    spec = {"source": "digits", "classes": 10, "labels": "none", "seed": 0}
+    spec.update(kw)
+    return spec
+
+
+# ----------------------------------------------------------------------------------------------
+# sources
+
+
+def test_digits_known_answers():
+    images, labels = data.load_source("digits")
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.uint8
+    assert images.max() == 255 and images.min() == 0
+    assert labels.dtype == np.int64
+    assert np.bincount(labels).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    # 0..16 -> round(v * 255 / 16)
+    assert set(np.unique(images)) <= {int(np.floor(v * 255 / 16 + 0.5)) for v in range(17)}
+    assert not images.flags.writeable  # shared by the cache
+    assert data.load_source("digits")[0] is images
+
+
+def test_fonts_source():
+    images, labels = data.load_source("fonts")
+    assert images.shape[1:] == (1, 8, 8) and images.dtype == np.uint8
+    counts = np.bincount(labels)
+    assert len(counts) == 10 and counts.min() >= 150
+    assert (images.reshape(len(images), -1).max(axis=1) == 255).all()
+    assert len(data.font_files()) >= 5
+    # typeset digits are distinct images, not copies of one glyph
+    assert len(np.unique(images.reshape(len(images), -1), axis=0)) > 0.9 * len(images)
+
+
+def test_cifar10_tarball(cifar_tarball):
+    path, batches = cifar_tarball
+    for where in (path, path.parent):  # the file or the folder holding it
+        images, labels = data.load_source("cifar10", path=where, verify_md5=False)
+        assert images.shape == (5 * N_PER_BATCH, 3, 32, 32) and images.dtype == np.uint8
+        assert labels.dtype == np.int64 and labels.tolist() == [i % 10 for i in range(N_PER_BATCH)] * 5
+        # row layout of the official format: 1024 red, 1024 green, 1024 blue, each row-major 32x32
+        first = batches[1][b"data"][3]
+        assert np.array_equal(images[3, 1], first[1024:2048].reshape(32, 32))
+        assert np.array_equal(images[N_PER_BATCH], batches[2][b"data"][0].reshape(3, 32, 32))
+
+
+def test_cifar10_md5_refused(cifar_tarball):
+    path, _ = cifar_tarball
+    with pytest.raises(ValueError, match="verify_md5") as err:
+        data.load_source("cifar10", path=path, verify_md5=True)
+    assert data.CIFAR10_TGZ_MD5 in str(err.value)
+
+
+def test_cifar10_extracted_folder(cifar_tarball):
+    path, _ = cifar_tarball
+    with tarfile.open(path) as tar:
+        tar.extractall(path.parent / "x", filter="data")
+    images, _ = data.load_source("cifar10", path=path.parent / "x", verify_md5=False)
+    assert images.shape == (100, 3, 32, 32)
+    with pytest.raises(ValueError, match="verify_md5"):
+        data.load_source("cifar10", path=path.parent / "x", verify_md5=True)
+
+
+def test_cifar10_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download"):
+        data.load_source("cifar10", path=tmp_path / "nothing", verify_md5=False)
+    with pytest.raises(ValueError, match="data.path"):
+        data.load_source("cifar10")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_restricted_unpickler():
+    ok = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [1, 2], b"x": "s"}
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        back = data.restricted_loads(pickle.dumps(ok, protocol=protocol))
+        assert np.array_equal(back[b"data"], ok[b"data"]) and back[b"labels"] == [1, 2]
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        data.restricted_loads(pickle.dumps({b"data": _Evil()}, protocol=2))
+
+
+def test_cifar10_subset(cifar_tarball):
+    path, _ = cifar_tarball
+    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 2, "size": 10,
+            "resolution": 16}
+    s = data.make_subset(spec)
+    assert s["images"].shape == (10, 3, 16, 16)
+    assert np.bincount(s["labels"]).tolist() == [5, 5]
+    assert data.allowed_sizes(spec) == list(range(2, 21, 2))  # 10 images per class
+
+
+def test_folder_source(image_folder):
+    images, labels = data.load_source("folder", path=image_folder)
+    assert images.shape == (5, 3, 12, 12)  # resolution None: the smallest crop side
+    assert labels.tolist() == [0, 0, 1, 1, 1]  # a_dog first: classes sorted by name
+    assert images[0].min() == 100 and images[0].max() == 100  # the center crop holds no black border
+    assert images[4].min() == 202
+    small, _ = data.load_source("folder", path=image_folder, resolution=4)
+    assert small.shape == (5, 3, 4, 4) and (small[2] == 200).all()
+    with pytest.raises(FileNotFoundError):
+        data.load_source("folder", path=image_folder / "missing")
+
+
+# ----------------------------------------------------------------------------------------------
+# resize
+
+
+def test_resize():
+    rng = np.random.default_rng(0)
+    x8 = rng.integers(0, 256, size=(5, 1, 8, 8), dtype=np.uint8)
+    x4 = data.resize(x8, 4)
+    assert x4.shape == (5, 1, 4, 4) and x4.dtype == np.uint8
+    block_mean = x8.reshape(5, 1, 4, 2, 4, 2).astype(np.float64).mean(axis=(3, 5))
+    assert np.abs(x4 - block_mean).max() <= 0.5 + 1e-9  # area: the 2x2 block average
+    x32 = rng.integers(0, 256, size=(3, 3, 32, 32), dtype=np.uint8)
+    x8b = data.resize(data.resize(x32, 16), 8)
+    assert x8b.shape == (3, 3, 8, 8) and x8b.dtype == np.uint8
+    assert data.resize(x8, 8) is x8
+    up = data.resize(np.full((2, 1, 4, 4), 77, np.uint8), 12)
+    assert up.shape == (2, 1, 12, 12) and (up == 77).all()
+    odd = data.resize(np.full((1, 3, 10, 10), 9, np.uint8), 3)  # non-integer factor: antialiased bilinear
+    assert odd.shape == (1, 3, 3, 3) and (odd == 9).all()
+    with pytest.raises(ValueError):
+        data.resize(x8.astype(np.float32), 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# subsets
+
+
+def test_subset_balanced_nested_seeded():
+    small = data.make_subset(_digits_spec(size=20))
+    big = data.make_subset(_digits_spec(size=50))
+    assert small["images"].shape == (20, 1, 8, 8) and small["images"].dtype == np.uint8
+    assert np.bincount(small["labels"], minlength=10).tolist() == [2] * 10
+    assert np.bincount(big["labels"], minlength=10).tolist() == [5] * 10
+    for c in range(10):  # per-class prefix
+        assert np.array_equal(small["source_index"][small["labels"] == c], big["source_index"][big["labels"] == c][:2])
+    assert np.array_equal(small["source_index"], big["source_index"][:20])  # and a global prefix
+    src, labels = data.load_source("digits")
+    assert np.array_equal(big["images"], src[big["source_index"]])
+    assert np.array_equal(big["labels"], labels[big["source_index"]])
+    assert (big["cond_labels"] == -1).all() and big["label_dim"] == 0
+    assert (big["source_id"] == 0).all()
+    again = data.make_subset(_digits_spec(size=50))
+    assert np.array_equal(again["images"], big["images"]) and np.array_equal(again["labels"], big["labels"])
+    other = data.make_subset(_digits_spec(size=50, seed=1))
+    assert not np.array_equal(other["source_index"], big["source_index"])
+    assert len(np.unique(big["source_index"])) == 50
+
+
+def test_subset_first_classes_and_resolution():
+    s = data.make_subset(_digits_spec(classes=3, size=30, resolution=4))
+    assert set(s["labels"].tolist()) == {0, 1, 2}
+    assert s["images"].shape == (30, 1, 4, 4)
+    assert s["settings"]["resolution"] == 4 and s["settings"]["size"] == 30
+
+
+def test_labels_modes():
+    true = data.make_subset(_digits_spec(classes=4, size=20, labels="true"))
+    assert np.array_equal(true["cond_labels"], true["labels"]) and true["label_dim"] == 4
+    unique = data.make_subset(_digits_spec(size=30, labels="unique"))
+    assert np.array_equal(unique["cond_labels"], np.arange(30)) and unique["label_dim"] == 30
+    r_small = data.make_subset(_digits_spec(size=20, labels="random", label_classes=3))
+    r_big = data.make_subset(_digits_spec(size=100, labels="random", label_classes=3))
+    assert r_big["label_dim"] == 3
+    assert r_big["cond_labels"].min() >= 0 and r_big["cond_labels"].max() < 3
+    assert len(np.unique(r_big["cond_labels"])) == 3
+    label_of = dict(zip(r_big["source_index"].tolist(), r_big["cond_labels"].tolist(), strict=True))
+    assert all(label_of[i] == c for i, c in zip(r_small["source_index"].tolist(),
+                                               r_small["cond_labels"].tolist(), strict=True))
+
+
+def test_allowed_sizes():
+    sizes = data.allowed_sizes(_digits_spec(classes=3))
+    assert sizes == list(range(3, 3 * 177 + 1, 3))  # classes 0, 1, 2 hold 178, 182, 177
+    assert data.allowed_sizes(_digits_spec())[-1] == 1740
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        (_digits_spec(classes=3, size=1000), r"data.size=1000 is not a multiple of classes=3; allowed: "
+                                            r"multiples of 3 up to 531"),
+        (_digits_spec(classes=3, size=534), r"data.size=534 .*allowed: multiples of 3 up to 531"),
+        (_digits_spec(size=0), r"data.size=0"),
+        (_digits_spec(classes=11, size=11), r"data.classes=11 .*allowed: 1..10"),
+        (_digits_spec(size=10, labels="bogus"), r"data.labels='bogus'"),
+        (_digits_spec(size=10, labels="random"), r"data.label_classes"),
+        (_digits_spec(size=10, colour=1), r"data.colour is not a known key"),
+        (_digits_spec(size=10, source="mnist"), r"data.source='mnist'"),
+        (_digits_spec(classes=2, size=10, blend={"source": "fonts", "alpha": 0.5, "class": 3}),
+         r"data.blend needs classes=1"),
+        (_digits_spec(classes=1, size=10, blend={"source": "fonts", "alpha": 1.5, "class": 3}),
+         r"data.blend.alpha=1.5"),
+    ],
+)
+def test_impossible_specs(spec, match):
+    with pytest.raises(ValueError, match=match):
+        data.make_subset(spec)
+
+
+def _blend_spec(size, alpha=0.3):
+    return _digits_spec(classes=1, size=size, blend={"source": "fonts", "path": None, "alpha": alpha, "class": 7})
+
+
+def test_blend_fraction_and_nesting():
+    small, big = data.make_subset(_blend_spec(40)), data.make_subset(_blend_spec(100))
+    assert int(small["source_id"].sum()) == round(0.3 * 40) and int(big["source_id"].sum()) == round(0.3 * 100)
+    assert (big["labels"] == 7).all()
+    assert np.array_equal(small["source_id"], big["source_id"][:40])
+    assert np.array_equal(small["source_index"], big["source_index"][:40])
+    digits, digit_labels = data.load_source("digits")
+    fonts, font_labels = data.load_source("fonts")
+    main, other = big["source_id"] == 0, big["source_id"] == 1
+    assert (digit_labels[big["source_index"][main]] == 7).all() and (font_labels[big["source_index"][other]] == 7).all()
+    assert np.array_equal(big["images"][main], digits[big["source_index"][main]])
+    assert np.array_equal(big["images"][other], fonts[big["source_index"][other]])
+    for alpha, n_other in ((0.0, 0), (1.0, 50)):
+        s = data.make_subset(_blend_spec(50, alpha))
+        assert int(s["source_id"].sum()) == n_other
+    sizes = data.allowed_sizes(_blend_spec(None))
+    assert sizes[0] == 1 and sizes[-1] == 256  # 179 digit 7s: 256 - round(76.8) = 179
+    with pytest.raises(ValueError, match="allowed: 1 to 256"):
+        data.make_subset(_blend_spec(257))
+
+
+def test_blend_resolution_applies_to_both():
+    s = data.make_subset({**_blend_spec(20, 0.5), "resolution": 4})
+    assert s["images"].shape == (20, 1, 4, 4) and int(s["source_id"].sum()) == 10
+
+
+def test_save_load_roundtrip(tmp_path):
+    s = data.make_subset(_digits_spec(classes=2, size=10, labels="random", label_classes=4))
+    path = tmp_path / "sub" / "subset.npz"
+    data.save_subset(path, s)
+    back = data.load_subset(path)
+    assert set(back) == set(s)
+    for key in ("images", "labels", "cond_labels", "source_index", "source_id"):
+        assert np.array_equal(back[key], s[key]) and back[key].dtype == s[key].dtype
+    assert back["label_dim"] == 4 and back["settings"] == s["settings"]
+    assert [p.name for p in path.parent.iterdir()] == ["subset.npz"]  # no temporary left behind
