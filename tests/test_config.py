@@ -105,3 +105,11 @@ def test_steps_of_units():
     assert dmc.steps_of(s) == 4
     s["train"]["duration"] = {"unit": "steps", "value": 7}
     assert dmc.steps_of(s) == 7
+
+
+def test_snapshots_every_images_become_steps():
+    cfg = load("smoke.yaml")
+    cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 320}}
+    value = dmc.expand(cfg)["basic"][0]
+    s = dmc.run_settings(value.settings, 20)  # 40 steps of 32 images: every 10 steps, plus the last
+    assert s["train"]["snapshots"] == [10, 20, 30, 40]

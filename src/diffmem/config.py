@@ -135,6 +135,12 @@ def run_settings(value_settings: dict, size: int) -> dict:
     s["data"]["size"] = int(size)
     if s["data"]["labels"] == "unique":
         s["model"]["label_dim"] = int(size)
+    snaps = s["train"]["snapshots"]
+    if isinstance(snaps, dict):  # one snapshot every so many images/epochs/steps, plus the last step
+        unit, every = snaps["every"]["unit"], float(snaps["every"]["value"])
+        batch, total = int(s["train"]["batch"]), steps_of(s)
+        every_steps = max(1, round({"steps": every, "images": every / batch, "epochs": every * size / batch}[unit]))
+        s["train"]["snapshots"] = sorted(set(range(every_steps, total, every_steps)) | {total})
     return s
 
 
