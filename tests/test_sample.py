@@ -69,6 +69,28 @@ def test_heun_counts_and_exact_on_linear_denoiser():
     assert out.dtype == torch.float64
 
 
+def test_sampler_respects_denoiser_sigma_range():
+    """Like EDM, the sampler narrows [sigma_min, sigma_max] to what the denoiser supports (VE: >= 0.02)."""
+    from diffmem.diffusion import Precond
+
+    calls = []
+
+    class Net(torch.nn.Module):
+        def __init__(self, sigma_of):
+            super().__init__()
+            self.sigma_of = sigma_of
+
+        def forward(self, x, c_noise, labels=None):
+            calls.append(float(self.sigma_of(c_noise[0].double())))
+            return x * 0
+
+    edm_sampler(Precond(Net(lambda c: 2 * c.exp()), "ve"), torch.zeros(1, 1, 2, 2), num_steps=4, sigma_max=500)
+    assert calls[0] == pytest.approx(100, rel=1e-5) and calls[-1] == pytest.approx(0.02, rel=1e-5)
+    calls.clear()
+    edm_sampler(Precond(Net(lambda c: (4 * c).exp()), "edm"), torch.zeros(1, 1, 2, 2), num_steps=4)
+    assert calls[0] == pytest.approx(80, rel=1e-5) and calls[-1] == pytest.approx(0.002, rel=1e-5)
+
+
 def test_generate_is_batch_size_independent():
     train = random_u8(10)
     D = OptimalDenoiser(train, chunk=4)

@@ -58,7 +58,14 @@ def edm_time_steps(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: flo
 @torch.no_grad()
 def edm_sampler(denoise: Denoiser, latents: torch.Tensor, class_labels=None, num_steps: int = 18,
                 sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
-    """Deterministic Heun sampler (EDM Algorithm 1): returns x_N (float64) from latents ~ N(0, I)."""
+    """Deterministic Heun sampler (EDM Algorithm 1): returns x_N (float64) from latents ~ N(0, I).
+
+    As in EDM, [sigma_min, sigma_max] is narrowed to the noise levels the denoiser supports when it
+    says so (attributes ``sigma_min``/``sigma_max`` of :class:`diffmem.diffusion.Precond`; this
+    matters for VE, trained on sigma >= 0.02).
+    """
+    sigma_min = max(sigma_min, float(getattr(denoise, "sigma_min", 0.0)))
+    sigma_max = min(sigma_max, float(getattr(denoise, "sigma_max", math.inf)))
     t_steps = edm_time_steps(num_steps, sigma_min, sigma_max, rho, device=latents.device)
     x_next = latents.to(torch.float64) * t_steps[0]
     for i in range(num_steps):
