@@ -1,0 +1,695 @@
+"""Training loop: one diffusion model on one subset, resumable, seeded, optionally data parallel.
+
+``train(settings, subset, out_dir)`` trains the network of ``settings["model"]`` with the preconditioning
+and loss of ``settings["diffusion"]`` on the images of ``subset`` (the dict of :func:`diffmem.data.
+load_subset`), following ``settings["train"]``, and writes into ``out_dir``:
+
+- ``snapshot-KKK.pt``: the EMA network's state dict at snapshot K (K = 0, 1, ...), and
+  ``snapshot-KKK.json``: its step, images seen, epochs, running loss and the resolved settings;
+- ``state.pt``: everything needed to resume (network, EMA, optimizer, noise generator, step), written
+  atomically every ``checkpoint_every`` steps and at each snapshot; removed once training is complete;
+- ``train.json``: the summary (snapshots, steps, images, wall time, speed, device, parameter count).
+
+Randomness (all a function of ``settings["train"]["seed"]``, so a run resumed from ``state.pt`` ends with
+bit-identical weights on the CPU):
+
+- initial weights: torch's global RNG seeded once before the network is built;
+- data order: an endless stream of epochs, each a permutation of the subset drawn from a generator seeded
+  by (seed, epoch); batches run across epoch boundaries (as EDM's InfiniteSampler, without its window);
+- noise levels and noise: one ``torch.Generator`` handed to the loss, saved and restored with the state;
+- dropout: torch's global RNG re-seeded from (seed, step) before every forward pass.
+
+Schedules (``images`` = images trained on; an epoch is ``|D|`` images):
+
+- length ``duration = {unit: steps|epochs|images, value}`` -> ``ceil(images / batch)`` optimizer steps;
+- learning rate ``lr * min(1, images after this step / warm-up images)`` (linear warm-up);
+- EMA of the weights with a per-step ``decay``: half-life ``batch ln 0.5 / ln decay`` images, capped at
+  ``rampup * images seen before this step`` when ``rampup`` is set (EDM's ramp-up), so the first EMA equals
+  the raw weights; ``decay = 0`` keeps the EMA equal to the raw weights throughout.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) each process trains on one slice of every global batch and
+DistributedDataParallel averages the gradients. Every rank draws the whole global batch's indices, noise
+levels and noise from the same generators and evaluates the network on its slice only, so the run equals
+the single-process run up to floating-point rounding (dropout masks excepted: with dropout > 0 each rank
+draws masks for its slice, which is the same distribution but not the same draws). Only rank 0 writes.
+
+Command line (also for ``torchrun --nproc_per_node=N -m diffmem.train ...``)::
+
+    python -m diffmem.train --settings run.json --subset subset.npz --out DIR [--device cuda] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffmem import diffusion, distributed, nets
+from diffmem.io import read_json, torch_load, torch_save, write_json
+
+__all__ = [
+    "SettingsMismatchError",
+    "ema_beta",
+    "load_snapshot",
+    "main",
+    "settings_hash",
+    "snapshot_steps",
+    "subset_fingerprint",
+    "train",
+    "training_plan",
+]
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+STATE_FILE = "state.pt"
+SUMMARY_FILE = "train.json"
+LOG_EVERY_S = 10.0          # Progress is logged at least this often (seconds)...
+LOG_LINES = 20              # ...and about this many times per run.
+LOSS_EMA_BETA = 0.98        # Smoothing of the running loss reported in logs and snapshots.
+
+# Training-setting keys that cannot change the trained weights (excluded from the settings hash).
+IGNORED_KEYS = {("train", "checkpoint_every"), ("data", "path"), ("data", "verify_md5")}
+HASHED_SECTIONS = ("data", "model", "diffusion", "train")
+
+# Independent random streams derived from the seed.
+_STREAM_INIT, _STREAM_ORDER, _STREAM_NOISE, _STREAM_DROPOUT = 1, 2, 3, 4
+
+
+class SettingsMismatchError(RuntimeError):
+    """``out_dir`` holds training output of other settings or another subset; nothing is overwritten."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Identity of a run.
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """SHA-256 of the settings that decide the trained weights (data, model, diffusion, train)."""
+    core = {k: copy.deepcopy(settings.get(k)) for k in HASHED_SECTIONS}
+    for section, key in IGNORED_KEYS:
+        if isinstance(core.get(section), dict):
+            core[section].pop(key, None)
+    text = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def subset_fingerprint(subset: Mapping[str, Any]) -> str:
+    """SHA-256 of what training reads from a subset: images, conditioning labels, label count."""
+    h = hashlib.sha256()
+    images = np.ascontiguousarray(subset["images"])
+    h.update(str((images.shape, str(images.dtype), int(subset.get("label_dim", 0)))).encode())
+    h.update(images.tobytes())
+    cond = subset.get("cond_labels")
+    if cond is not None:
+        h.update(np.ascontiguousarray(np.asarray(cond, dtype=np.int64)).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Schedules.
+
+
+def _images_of(spec: Mapping[str, Any], n_images: int, batch: int, what: str) -> float:
+    unit, value = spec["unit"], float(spec["value"])
+    if unit == "steps":
+        return value * batch
+    if unit == "epochs":
+        return value * n_images
+    if unit == "images":
+        return value
+    raise ValueError(f"train.{what}.unit: expected steps, epochs or images, got {unit!r}")
+
+
+def snapshot_steps(spec: int | Sequence[int], total_steps: int) -> list[int]:
+    """Steps after which a snapshot is taken.
+
+    An int ``n`` gives ``n`` evenly spaced steps ending at the last step (fewer when the run has fewer
+    than ``n`` steps); a list gives those step numbers (each in 1..total_steps).
+    """
+    if isinstance(spec, bool):
+        raise ValueError(f"train.snapshots: expected an int or a list of steps, got {spec!r}")
+    if isinstance(spec, int | np.integer):
+        n = int(spec)
+        if n < 1:
+            raise ValueError(f"train.snapshots: needs at least 1, got {n}")
+        return sorted({max(1, total_steps * (k + 1) // n) for k in range(n)})
+    steps = sorted({int(s) for s in spec})
+    if not steps:
+        raise ValueError("train.snapshots: the list of snapshot steps is empty")
+    bad = [s for s in steps if not 1 <= s <= total_steps]
+    if bad:
+        raise ValueError(f"train.snapshots: steps {bad} are outside the run's 1..{total_steps}")
+    return steps
+
+
+def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]:
+    """Steps, images, warm-up and snapshot steps of a run on ``n_images`` training images."""
+    batch = int(train_cfg["batch"])
+    if batch < 1:
+        raise ValueError(f"train.batch: needs at least 1, got {batch}")
+    if n_images < 1:
+        raise ValueError("the subset has no images")
+    steps = max(1, math.ceil(_images_of(train_cfg["duration"], n_images, batch, "duration") / batch))
+    warmup = train_cfg.get("warmup") or {"unit": "images", "value": 0}
+    warmup_images = _images_of(warmup, n_images, batch, "warmup")
+    snaps = snapshot_steps(train_cfg.get("snapshots", 1), steps)
+    return {
+        "steps": steps,
+        "batch": batch,
+        "images": steps * batch,
+        "epochs": steps * batch / n_images,
+        "warmup_images": warmup_images,
+        "snapshot_steps": snaps,
+    }
+
+
+def lr_at(step: int, lr: float, batch: int, warmup_images: float) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up over the images seen after it."""
+    if warmup_images <= 0:
+        return lr
+    return lr * min(1.0, (step + 1) * batch / warmup_images)
+
+
+def ema_beta(decay: float, rampup: float | None, batch: int, images_seen: float) -> float:
+    """Weight of the old EMA in this step's update (0 = take the raw weights)."""
+    if decay <= 0:
+        return 0.0
+    halflife = math.inf if decay >= 1 else batch * math.log(0.5) / math.log(decay)
+    if rampup is not None:
+        halflife = min(halflife, rampup * images_seen)
+    if math.isinf(halflife):
+        return 1.0
+    return 0.5 ** (batch / max(halflife, 1e-8))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Randomness.
+
+
+def _derive_seed(*keys: int) -> int:
+    """A 63-bit seed from integer keys (independent streams for (seed, stream, index) tuples)."""
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+class IndexStream:
+    """The global order of training images: concatenated seeded per-epoch permutations of range(n)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.seed = seed
+        self._gen = torch.Generator()
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def epoch(self, e: int) -> torch.Tensor:
+        perm = self._cache.get(e)
+        if perm is None:
+            self._gen.manual_seed(_derive_seed(self.seed, _STREAM_ORDER, e))
+            perm = torch.randperm(self.n, generator=self._gen)
+            if len(self._cache) > 64:
+                self._cache.clear()
+            self._cache[e] = perm
+        return perm
+
+    def take(self, start: int, count: int) -> torch.Tensor:
+        """Indices at positions ``start .. start + count - 1`` of the stream."""
+        out = []
+        pos, end = start, start + count
+        while pos < end:
+            e, i = divmod(pos, self.n)
+            j = min(self.n, i + end - pos)
+            out.append(self.epoch(e)[i:j])
+            pos += j - i
+        return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pieces of the loop.
+
+
+def _log_function(log: Any) -> Callable[[str], None]:
+    if log is None:
+        return logger.info
+    if hasattr(log, "info"):
+        return log.info
+    if callable(log):
+        return log
+    raise TypeError(f"log: expected a logging.Logger or a callable taking a string, got {type(log).__name__}")
+
+
+def _make_optimizer(params, t: Mapping[str, Any]) -> torch.optim.Optimizer:
+    kind = t.get("optimizer", "adam")
+    lr = float(t["lr"])
+    wd = float(t.get("weight_decay", 0.0) or 0.0)
+    if kind in ("adam", "adamw"):
+        betas = tuple(float(b) for b in t.get("betas", (0.9, 0.999)))
+        eps = float(t.get("eps", 1e-8))
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(t.get("momentum", 0.0) or 0.0), weight_decay=wd)
+    raise ValueError(f"train.optimizer: expected adam, adamw or sgd, got {kind!r}")
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, net: nn.Module, beta: float) -> None:
+    for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
+        if beta == 0.0:
+            p_ema.copy_(p.detach())
+        else:
+            p_ema.lerp_(p.detach(), 1.0 - beta)
+    for b_ema, b in zip(ema.buffers(), net.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
+class _SliceDenoiser:
+    """Call the (DDP-wrapped) denoiser on rows lo:hi only; other rows pass through as detached inputs.
+
+    The loss draws noise levels and noise for the whole global batch, so every rank consumes its
+    generator exactly as a single process would; only this rank's slice enters its loss.
+    """
+
+    def __init__(self, module: nn.Module, lo: int, hi: int):
+        self.module, self.lo, self.hi = module, lo, hi
+
+    def __call__(self, x: torch.Tensor, sigma, class_labels=None, *args, **kwargs):
+        lo, hi = self.lo, self.hi
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+        s = sigma[lo:hi] if sigma.ndim > 0 and sigma.shape[0] == x.shape[0] else sigma
+        labels = None if class_labels is None else class_labels[lo:hi]
+        out = self.module(x[lo:hi], s, labels, *args, **kwargs)
+        return torch.cat([x[:lo].detach(), out, x[hi:].detach()])
+
+
+def _one_hot(cond: torch.Tensor, label_dim: int) -> torch.Tensor:
+    """(N,) int64 labels -> (N, label_dim) float32 one-hot; label -1 gives a zero row (no label)."""
+    out = torch.zeros(cond.shape[0], label_dim, dtype=torch.float32, device=cond.device)
+    has = (cond >= 0).to(torch.float32)[:, None]
+    return out.scatter_(1, cond.clamp(min=0)[:, None], has)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+@contextlib.contextmanager
+def _fp32_cuda(device: torch.device):
+    """Plain float32 on CUDA (no TF32 in convolutions or matmuls), restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _check_folder(out_dir: Path, shash: str, dhash: str) -> None:
+    """Refuse a folder whose snapshots come from other settings or another subset."""
+    for path in sorted(out_dir.glob("snapshot-*.json")):
+        meta = read_json(path)
+        if meta.get("settings_hash") != shash or meta.get("subset_hash") != dhash:
+            raise SettingsMismatchError(
+                f"{path} was written by a run with other settings or another subset; "
+                f"train into an empty folder or delete {out_dir} to retrain"
+            )
+
+
+def _mismatch(path: Path, what: Mapping[str, Any], shash: str, dhash: str) -> SettingsMismatchError | None:
+    if what.get("settings_hash") != shash:
+        return SettingsMismatchError(
+            f"{path} belongs to a run with other settings (hash {str(what.get('settings_hash'))[:12]}, "
+            f"these are {shash[:12]}); refusing to resume or overwrite it. Use another folder or delete it."
+        )
+    if what.get("subset_hash") != dhash:
+        return SettingsMismatchError(
+            f"{path} was trained on another subset (images or labels differ); refusing to resume or "
+            "overwrite it. Use another folder or delete it."
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training.
+
+
+def train(
+    settings: Mapping[str, Any],
+    subset: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    device: str | torch.device | None = None,
+    log: Any = None,
+    *,
+    max_steps: int | None = None,
+    keep_state: bool = False,
+    log_every: int | None = None,
+) -> dict[str, Any]:
+    """Train one run (see the module docstring); return the summary written to ``out_dir/train.json``.
+
+    ``device`` None picks CUDA when available. ``log`` is a logger or a callable taking a line (default:
+    this module's logger). ``max_steps`` stops early, resumably, once that many steps are done (state.pt is
+    written, no train.json; the returned dict has ``"complete": False``). ``keep_state`` keeps state.pt
+    after training is complete. ``log_every`` is the number of steps between progress lines (default:
+    about 20 lines per run, and at least one every 10 s).
+    """
+    say = _log_function(log)
+    out_dir = Path(out_dir)
+    ctx = distributed.setup(device)
+    dev = ctx.device
+    t_cfg = settings["train"]
+    seed = int(t_cfg.get("seed", 0))
+
+    images_np = np.asarray(subset["images"])
+    if images_np.ndim != 4 or images_np.dtype != np.uint8:
+        raise ValueError(f"subset images: expected uint8 NCHW, got {images_np.dtype} {images_np.shape}")
+    n_images = images_np.shape[0]
+    label_dim = int(subset.get("label_dim", 0) or 0)
+    model_label_dim = int(settings["model"].get("label_dim", 0) or 0)
+    if label_dim != model_label_dim:
+        raise ValueError(f"subset label_dim {label_dim} differs from model.label_dim {model_label_dim}")
+    cond_np = np.asarray(subset.get("cond_labels", np.full(n_images, -1)), dtype=np.int64)
+    if label_dim and (cond_np.shape != (n_images,) or cond_np.max(initial=-1) >= label_dim):
+        raise ValueError(f"subset cond_labels: expected {n_images} labels in -1..{label_dim - 1}")
+
+    shash, dhash = settings_hash(settings), subset_fingerprint(subset)
+    summary_path, state_path = out_dir / SUMMARY_FILE, out_dir / STATE_FILE
+    if summary_path.exists():
+        summary = read_json(summary_path)
+        err = _mismatch(summary_path, summary, shash, dhash)
+        if err:
+            raise err
+        if ctx.is_main:
+            say(f"{summary_path} exists for these settings: training is done, nothing to do")
+        return summary
+
+    plan = training_plan(t_cfg, n_images)
+    total, batch = plan["steps"], plan["batch"]
+    if batch % ctx.world_size:
+        raise ValueError(
+            f"train.batch {batch} cannot be split evenly over {ctx.world_size} processes; "
+            f"use a batch that is a multiple of {ctx.world_size} or another number of processes"
+        )
+    local = batch // ctx.world_size
+    lo, hi = ctx.rank * local, (ctx.rank + 1) * local
+    snap_steps = plan["snapshot_steps"]
+    snap_index = {s: k for k, s in enumerate(snap_steps)}
+    ckpt_every = int(t_cfg.get("checkpoint_every", 0) or 0)
+    ema_cfg = t_cfg.get("ema") or {}
+    decay, rampup = float(ema_cfg.get("decay", 0.0)), ema_cfg.get("rampup")
+    rampup = None if rampup is None else float(rampup)
+    grad_clip = t_cfg.get("grad_clip")
+    lr = float(t_cfg["lr"])
+    log_every = int(log_every or max(1, total // LOG_LINES))
+    stop = total if max_steps is None else max(0, min(total, int(max_steps)))
+
+    state = None
+    if state_path.exists():
+        state = torch_load(state_path, map_location="cpu")
+        err = _mismatch(state_path, state, shash, dhash)
+        if err:
+            raise err
+    else:
+        _check_folder(out_dir, shash, dhash)
+
+    fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
+        if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices), _fp32_cuda(dev):
+        torch.manual_seed(_derive_seed(seed, _STREAM_INIT))
+        net = nets.build_net(settings["model"])
+        n_params = sum(p.numel() for p in net.parameters())
+        ema = copy.deepcopy(net).eval().requires_grad_(False)
+        if state is not None:
+            net.load_state_dict(state["net"])
+            ema.load_state_dict(state["ema"])
+        net.to(dev).train()
+        ema.to(dev)
+        D = diffusion.make_precond(net, settings["diffusion"]).to(dev)
+        loss_fn = diffusion.make_loss(settings["diffusion"])
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(
+                D, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
+            )
+            denoise: Any = _SliceDenoiser(ddp, lo, hi)
+        else:
+            denoise = D
+        params = list(net.parameters())
+        opt = _make_optimizer(params, t_cfg)
+        noise_gen = torch.Generator(device=dev)
+        noise_gen.manual_seed(_derive_seed(seed, _STREAM_NOISE))
+
+        step, loss_ema, wall_before, resumed_from = 0, None, 0.0, []
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            step = int(state["step"])
+            loss_ema = None if math.isnan(float(state["loss_ema"])) else float(state["loss_ema"])
+            wall_before = float(state["wall_s"])
+            resumed_from = [int(s) for s in state["resumed_from"]] + [step]
+            if state["rng"]["device_type"] == dev.type:
+                noise_gen.set_state(state["rng"]["noise"])
+            else:
+                noise_gen.manual_seed(_derive_seed(seed, _STREAM_NOISE, step))
+                say(f"state.pt was written on {state['rng']['device_type']}, resuming on {dev.type}: "
+                    "the noise stream is re-seeded, so the result will differ from an uninterrupted run")
+            del state
+        if ctx.is_main:
+            say(
+                f"training {n_params:,} parameters on {n_images} images ({dev}, {ctx.world_size} process"
+                f"{'es' if ctx.world_size > 1 else ''}): {total} steps of batch {batch} = {plan['images']:,} "
+                f"images ({plan['epochs']:.4g} epochs), snapshots at steps {snap_steps}"
+                + (f"; resuming at step {step}" if step else "")
+            )
+
+        images_dev = torch.from_numpy(np.ascontiguousarray(images_np)).to(dev)
+        cond_dev = torch.from_numpy(cond_np).to(dev) if label_dim else None
+        stream = IndexStream(n_images, seed)
+        snapshots: list[dict[str, Any]] = []
+        for s_done in snap_steps:
+            if s_done <= step:
+                meta_path = out_dir / f"snapshot-{snap_index[s_done]:03d}.json"
+                if meta_path.exists():
+                    snapshots.append(_snapshot_entry(read_json(meta_path)))
+
+        def save_state(at_step: int) -> None:
+            if not ctx.is_main:
+                return
+            torch_save(
+                {
+                    "format": STATE_FORMAT,
+                    "settings_hash": shash,
+                    "subset_hash": dhash,
+                    "step": at_step,
+                    "images_seen": at_step * batch,
+                    "wall_s": wall_before + (time.perf_counter() - t0),
+                    "loss_ema": float("nan") if loss_ema is None else loss_ema,
+                    "resumed_from": resumed_from,
+                    "net": _cpu_state(net),
+                    "ema": _cpu_state(ema),
+                    "optimizer": opt.state_dict(),
+                    "rng": {"device_type": dev.type, "noise": noise_gen.get_state()},
+                },
+                state_path,
+            )
+
+        def save_snapshot(at_step: int, last_loss: float) -> None:
+            k = snap_index[at_step]
+            meta = {
+                "k": k,
+                "step": at_step,
+                "images_seen": at_step * batch,
+                "epochs": at_step * batch / n_images,
+                "loss_ema": loss_ema,
+                "loss_last": last_loss,
+                "file": f"snapshot-{k:03d}.pt",
+                "settings_hash": shash,
+                "subset_hash": dhash,
+                "settings": settings,
+            }
+            snapshots.append(_snapshot_entry(meta))
+            if ctx.is_main:
+                torch_save(_cpu_state(ema), out_dir / meta["file"])
+                write_json(out_dir / f"snapshot-{k:03d}.json", meta)
+
+        t0 = time.perf_counter()
+        t_last_log, start_step = t0, step
+        while step < stop:
+            idx = stream.take(step * batch, batch).to(dev)
+            y = images_dev[idx].to(torch.float32) / 127.5 - 1
+            labels = _one_hot(cond_dev[idx], label_dim) if cond_dev is not None else None
+            lr_now = lr_at(step, lr, batch, plan["warmup_images"])
+            for group in opt.param_groups:
+                group["lr"] = lr_now
+
+            torch.manual_seed(_derive_seed(seed, _STREAM_DROPOUT, step))
+            opt.zero_grad(set_to_none=True)
+            per_sample = loss_fn(denoise, y, labels, noise_gen)
+            loss = per_sample[lo:hi].mean() if ctx.distributed else per_sample.mean()
+            loss.backward()
+            loss_all = ctx.all_mean(loss.detach())
+            grads = [p.grad for p in params if p.grad is not None]
+            gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            loss_v, gnorm_v = (float(v) for v in torch.stack([loss_all, gnorm]).tolist())
+            if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+                last = f"state.pt keeps step {_last_saved(step, ckpt_every, snap_steps, start_step)}"
+                raise FloatingPointError(
+                    f"non-finite training at step {step + 1}/{total}: loss {loss_v}, gradient norm {gnorm_v} "
+                    f"(lr {lr_now:.3g}); {last}"
+                )
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
+            opt.step()
+            _update_ema(ema, net, ema_beta(decay, rampup, batch, step * batch))
+            step += 1
+            loss_ema = loss_v if loss_ema is None else LOSS_EMA_BETA * loss_ema + (1 - LOSS_EMA_BETA) * loss_v
+
+            if step in snap_index:
+                save_snapshot(step, loss_v)
+                save_state(step)
+            elif step == stop or (ckpt_every and step % ckpt_every == 0):
+                save_state(step)
+
+            now = time.perf_counter()
+            if ctx.is_main and (step % log_every == 0 or step == stop or now - t_last_log >= LOG_EVERY_S
+                                or step == start_step + 1):
+                elapsed = now - t0
+                ips = (step - start_step) * batch / max(elapsed, 1e-9)
+                eta = (total - step) * batch / max(ips, 1e-9)
+                say(
+                    f"step {step}/{total} loss {loss_v:.4f} (avg {loss_ema:.4f}) |grad| {gnorm_v:.3g} "
+                    f"lr {lr_now:.3g} {ips:.0f} img/s elapsed {_fmt_time(elapsed)} eta {_fmt_time(eta)}"
+                )
+                t_last_log = now
+
+        elapsed = time.perf_counter() - t0
+        wall = wall_before + elapsed
+        result = {
+            "complete": step >= total,
+            "steps": step,
+            "total_steps": total,
+            "batch": batch,
+            "images": step * batch,
+            "epochs": step * batch / n_images,
+            "n_images": n_images,
+            "snapshots": snapshots,
+            "loss_ema": loss_ema,
+            "wall_s": wall,
+            "images_per_s": (step - start_step) * batch / max(elapsed, 1e-9),
+            "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+            "world_size": ctx.world_size,
+            "n_params": n_params,
+            "resumed_from": resumed_from,
+            "settings_hash": shash,
+            "subset_hash": dhash,
+            "settings": settings,
+        }
+    if step < total:
+        ctx.barrier()
+        return result
+    if ctx.is_main:
+        write_json(summary_path, result)
+        if not keep_state:
+            state_path.unlink(missing_ok=True)
+        say(f"done: {step} steps, {step * batch:,} images in {_fmt_time(wall)}, "
+            f"{result['images_per_s']:.0f} img/s; summary in {summary_path}")
+    ctx.barrier()
+    return result
+
+
+def _snapshot_entry(meta: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("k", "step", "images_seen", "epochs", "loss_ema", "file")
+    return {key: meta[key] for key in keys} | {"json": f"snapshot-{int(meta['k']):03d}.json"}
+
+
+def _last_saved(step: int, every: int, snaps: Sequence[int], start: int) -> int | None:
+    """The step of the newest state.pt (None when this process has written none and started fresh)."""
+    cands = [s for s in snaps if s <= step]
+    if every:
+        cands.append(step // every * every)
+    best = max([c for c in cands if c > 0] + [start])
+    return best if best > 0 else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading a snapshot for sampling.
+
+
+def load_snapshot(path: str | os.PathLike, device: str | torch.device | None = None):
+    """(D, meta): the EMA denoiser of ``snapshot-KKK.pt`` (eval mode, on ``device``) and its JSON."""
+    path = Path(path)
+    meta = read_json(path.with_suffix(".json"))
+    settings = meta["settings"]
+    net = nets.build_net(settings["model"])
+    net.load_state_dict(torch_load(path))
+    dev = torch.device(device) if device is not None else distributed.default_device()
+    D = diffusion.make_precond(net, settings["diffusion"]).to(dev).eval().requires_grad_(False)
+    return D, meta
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m diffmem.train", description="Train one run (also under torchrun for data parallel)."
+    )
+    parser.add_argument("--settings", required=True, help="run.json: the resolved run settings")
+    parser.add_argument("--subset", required=True, help="subset.npz written by diffmem.data.save_subset")
+    parser.add_argument("--out", required=True, help="output folder (snapshots, state.pt, train.json)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop (resumably) after this many steps")
+    parser.add_argument("--keep-state", action="store_true", help="keep state.pt after training")
+    parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
+    args = parser.parse_args(argv)
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from diffmem import data
+
+    settings = read_json(args.settings)
+    subset = data.load_subset(args.subset)
+    try:
+        train(settings, subset, args.out, device=args.device, max_steps=args.max_steps,
+              keep_state=args.keep_state, log_every=args.log_every)
+    finally:
+        distributed.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Tests of diffmem.train: determinism, resume, refusal, NaN guard, snapshots, EMA, data parallel."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffmem import diffusion, nets
+from diffmem import train as tr
+from diffmem.io import read_json, torch_load
+
+torch.set_num_threads(1)
+
+N_IMAGES = 32
+
+
+def make_subset(n: int = N_IMAGES, label_dim: int = 0, seed: int = 0) -> dict:
+    """Smooth random 1x8x8 images (blobs), optionally with labels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:8, 0:8]
+    cy, cx = rng.uniform(1, 6, (2, n, 1, 1))
+    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0)
+    images = np.round(img * 255).astype(np.uint8)[:, None]
+    cond = rng.integers(0, label_dim, n) if label_dim else np.full(n, -1)
+    return {"images": images, "cond_labels": cond.astype(np.int64), "label_dim": label_dim}
+
+
+def make_settings(steps: int = 20, **train_overrides) -> dict:
+    t = {
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "batch": 16,
+        "duration": {"unit": "steps", "value": steps},
+        "warmup": {"unit": "images", "value": 64},
+        "ema": {"decay": 0.9, "rampup": 0.05},
+        "snapshots": 2,
+        "checkpoint_every": 5,
+        "seed": 0,
+        "grad_clip": None,
+    }
+    t.update(train_overrides)
+    return {
+        "data": {"source": "test", "size": N_IMAGES, "labels": "none", "seed": 0},
+        "model": {
+            "arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2],
+            "num_blocks": 1, "attn_resolutions": [], "dropout": 0.1, "label_dim": 0,
+        },
+        "diffusion": {"precond": "edm"},
+        "train": t,
+        "sample": {"n": 10},
+    }
+
+
+def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    summary = read_json(out_dir / "train.json")
+    return torch_load(out_dir / summary["snapshots"][-1]["file"])
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schedules.
+
+
+def test_plan_units_and_snapshots():
+    t = make_settings()["train"]
+    t["duration"] = {"unit": "epochs", "value": 10}
+    plan = tr.training_plan(t, 50)  # 500 images / batch 16 -> 31.25 -> 32 steps
+    assert plan["steps"] == 32 and plan["images"] == 512
+    t["duration"] = {"unit": "images", "value": 33}
+    assert tr.training_plan(t, 50)["steps"] == 3
+    t["warmup"] = {"unit": "epochs", "value": 2}
+    assert tr.training_plan(t, 50)["warmup_images"] == 100
+    assert tr.snapshot_steps(4, 100) == [25, 50, 75, 100]
+    assert tr.snapshot_steps(3, 10) == [3, 6, 10]
+    assert tr.snapshot_steps(5, 2) == [1, 2]
+    assert tr.snapshot_steps([10, 3], 10) == [3, 10]
+    with pytest.raises(ValueError, match="outside"):
+        tr.snapshot_steps([11], 10)
+    with pytest.raises(ValueError, match="duration.unit"):
+        tr.training_plan({**t, "duration": {"unit": "hours", "value": 1}}, 50)
+    assert tr.lr_at(0, 1.0, 16, 64) == 0.25 and tr.lr_at(3, 1.0, 16, 64) == 1.0 and tr.lr_at(0, 1.0, 16, 0) == 1.0
+
+
+def test_ema_beta():
+    # The paper's per-step decay at batch 512 is EDM's 500k-image half-life.
+    hl = 512 * math.log(0.5) / math.log(0.99929)
+    assert 495_000 < hl < 505_000
+    assert tr.ema_beta(0.99929, None, 512, 0) == pytest.approx(0.99929)
+    assert tr.ema_beta(0.99929, 0.05, 512, 0) == 0.0  # ramp-up: first EMA = raw weights
+    assert tr.ema_beta(0.99929, 0.05, 512, 1e6) == pytest.approx(0.5 ** (512 / 5e4))
+    assert tr.ema_beta(0.0, 0.05, 512, 1e9) == 0.0
+    assert tr.ema_beta(1.0, None, 512, 1e9) == 1.0
+
+
+def test_index_stream_is_concatenated_permutations():
+    s = tr.IndexStream(7, seed=3)
+    got = s.take(0, 21)
+    for e in range(3):
+        assert sorted(got[7 * e: 7 * e + 7].tolist()) == list(range(7))
+    assert torch.equal(s.take(5, 9), got[5:14])  # batches wrap across epochs
+    assert torch.equal(tr.IndexStream(7, seed=3).take(10, 4), got[10:14])
+    assert not torch.equal(tr.IndexStream(7, seed=4).take(0, 21), got)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training.
+
+
+def test_outputs_determinism_and_seed(tmp_path):
+    subset = make_subset()
+    settings = make_settings(steps=12, snapshots=3)
+    lines: list[str] = []
+    a = tr.train(settings, subset, tmp_path / "a", log=lines.append)
+    assert a["complete"] and a["steps"] == 12 and a["images"] == 192 and a["device"] == "cpu"
+    assert a["n_params"] == nets.count_params(nets.build_net(settings["model"]))
+    assert [s["step"] for s in a["snapshots"]] == [4, 8, 12]
+    assert any("step 12/12" in line for line in lines)
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [f"snapshot-{k:03d}.{ext}" for k in range(3) for ext in ("json", "pt")] + ["train.json"]
+    for k, snap in enumerate(a["snapshots"]):
+        meta = read_json(tmp_path / "a" / snap["json"])
+        assert meta["k"] == k and meta["step"] == 4 * (k + 1) and meta["images_seen"] == 64 * (k + 1)
+        assert meta["epochs"] == pytest.approx(64 * (k + 1) / N_IMAGES)
+        assert meta["settings"] == settings and math.isfinite(meta["loss_ema"])
+        sd = torch.load(tmp_path / "a" / snap["file"], weights_only=True)
+        net = nets.build_net(settings["model"])
+        net.load_state_dict(sd)  # EMA net state dict, loadable into a fresh net
+    assert read_json(tmp_path / "a" / "train.json")["snapshots"] == a["snapshots"]
+    D, meta = tr.load_snapshot(tmp_path / "a" / "snapshot-002.pt", device="cpu")
+    assert meta["step"] == 12 and isinstance(D, diffusion.Precond)
+
+    tr.train(settings, subset, tmp_path / "b", log=lines.append)
+    assert_same(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
+    other = make_settings(steps=12, snapshots=3, seed=1)
+    tr.train(other, subset, tmp_path / "c", log=lines.append)
+    assert not torch.equal(final_weights(tmp_path / "a")["enc.8x8_conv.weight"],
+                           final_weights(tmp_path / "c")["enc.8x8_conv.weight"])
+
+
+def test_done_run_returns_summary_without_training(tmp_path, monkeypatch):
+    subset = make_subset()
+    settings = make_settings(steps=3)
+    first = tr.train(settings, subset, tmp_path, log=lambda s: None)
+
+    def boom(*a, **k):
+        raise AssertionError("should not build a net")
+
+    monkeypatch.setattr(nets, "build_net", boom)
+    again = tr.train(copy.deepcopy(settings), subset, tmp_path, log=lambda s: None)
+    assert again == json.loads(json.dumps(first))
+    # checkpoint_every does not change the weights, so it is not part of the identity
+    assert tr.train(make_settings(steps=3, checkpoint_every=7), subset, tmp_path, log=lambda s: None) == again
+    with pytest.raises(tr.SettingsMismatchError, match="other settings"):
+        tr.train(make_settings(steps=4), subset, tmp_path, log=lambda s: None)
+    with pytest.raises(tr.SettingsMismatchError, match="another subset"):
+        tr.train(settings, make_subset(seed=1), tmp_path, log=lambda s: None)
+
+
+def test_resume_after_stop_and_after_crash_is_bit_identical(tmp_path, monkeypatch):
+    subset = make_subset()
+    settings = make_settings(steps=20, checkpoint_every=5)
+    quiet = {"log": lambda s: None}
+    tr.train(settings, subset, tmp_path / "ref", **quiet)
+    ref = final_weights(tmp_path / "ref")
+
+    # Clean stop after step 7 (state.pt written there), then resume.
+    part = tr.train(settings, subset, tmp_path / "stop", max_steps=7, **quiet)
+    assert not part["complete"] and part["steps"] == 7 and not (tmp_path / "stop" / "train.json").exists()
+    state = torch.load(tmp_path / "stop" / "state.pt", weights_only=True)
+    assert state["step"] == 7 and isinstance(state["rng"]["noise"], torch.Tensor)
+    done = tr.train(settings, subset, tmp_path / "stop", **quiet)
+    assert done["resumed_from"] == [7] and [s["step"] for s in done["snapshots"]] == [10, 20]
+    assert_same(final_weights(tmp_path / "stop"), ref)
+    assert not (tmp_path / "stop" / "state.pt").exists()
+
+    # A crash at step 13: state.pt holds step 10, steps 11-13 are redone on resume.
+    real_make_loss = diffusion.make_loss
+
+    def crashing_make_loss(cfg):
+        loss, calls = real_make_loss(cfg), [0]
+
+        def f(*args):
+            calls[0] += 1
+            if calls[0] == 13:
+                raise KeyboardInterrupt("simulated kill")
+            return loss(*args)
+
+        return f
+
+    monkeypatch.setattr(diffusion, "make_loss", crashing_make_loss)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train(settings, subset, tmp_path / "crash", **quiet)
+    assert torch.load(tmp_path / "crash" / "state.pt", weights_only=True)["step"] == 10
+    monkeypatch.setattr(diffusion, "make_loss", real_make_loss)
+    done = tr.train(settings, subset, tmp_path / "crash", **quiet)
+    assert done["resumed_from"] == [10]
+    assert_same(final_weights(tmp_path / "crash"), ref)
+
+    # Resuming a state.pt with other settings is refused and leaves it alone.
+    tr.train(settings, subset, tmp_path / "mismatch", max_steps=5, **quiet)
+    before = (tmp_path / "mismatch" / "state.pt").read_bytes()
+    with pytest.raises(tr.SettingsMismatchError, match="other settings"):
+        tr.train(make_settings(steps=20, lr=1e-3), subset, tmp_path / "mismatch", **quiet)
+    assert (tmp_path / "mismatch" / "state.pt").read_bytes() == before
+
+
+def test_nan_guard_keeps_last_good_state(tmp_path, monkeypatch):
+    subset = make_subset()
+    real_make_loss = diffusion.make_loss
+
+    def nan_make_loss(cfg):
+        loss, calls = real_make_loss(cfg), [0]
+
+        def f(*args):
+            calls[0] += 1
+            out = loss(*args)
+            return out * float("nan") if calls[0] == 8 else out
+
+        return f
+
+    monkeypatch.setattr(diffusion, "make_loss", nan_make_loss)
+    with pytest.raises(FloatingPointError, match=r"step 8/20: loss nan.*state.pt keeps step 5"):
+        tr.train(make_settings(steps=20), subset, tmp_path, log=lambda s: None)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 5
+    monkeypatch.setattr(diffusion, "make_loss", real_make_loss)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        tr.train(make_settings(steps=20, lr=1e30, warmup=None), subset, tmp_path / "lr", log=lambda s: None)
+
+
+def test_ema_decay_zero_is_raw_weights_and_state_loads_weights_only(tmp_path):
+    subset = make_subset(label_dim=3)
+    settings = make_settings(steps=6, snapshots=1, ema={"decay": 0.0, "rampup": None})
+    settings["model"]["label_dim"] = 3
+    tr.train(settings, subset, tmp_path, keep_state=True, log=lambda s: None)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert state["step"] == 6 and "optimizer" in state
+    assert_same(final_weights(tmp_path), state["net"])
+    assert not torch.equal(state["net"]["enc.8x8_conv.weight"], nets.build_net(settings["model"]).state_dict()[
+        "enc.8x8_conv.weight"])
+    tr.train(make_settings(steps=6, snapshots=1, ema={"decay": 0.9, "rampup": None}) | {"model": settings["model"]},
+             subset, tmp_path / "ema", keep_state=True, log=lambda s: None)
+    state = torch.load(tmp_path / "ema" / "state.pt", weights_only=True)
+    assert max_diff(final_weights(tmp_path / "ema"), state["net"]) > 0
+
+
+def test_loss_decreases_on_tiny_overfit(tmp_path):
+    subset = make_subset(n=8)
+    settings = make_settings(steps=60, batch=8, lr=5e-3, snapshots=1, ema={"decay": 0.0, "rampup": None})
+    settings["model"]["dropout"] = 0.0
+    tr.train(settings, subset, tmp_path, log=lambda s: None)
+
+    def eval_loss(state_dict=None) -> float:
+        torch.manual_seed(0)
+        net = nets.build_net(settings["model"])
+        if state_dict is not None:
+            net.load_state_dict(state_dict)
+        D = diffusion.make_precond(net.eval(), settings["diffusion"])
+        loss = diffusion.make_loss(settings["diffusion"])
+        y = torch.from_numpy(subset["images"]).float().repeat(32, 1, 1, 1) / 127.5 - 1
+        with torch.no_grad():
+            return float(loss(D, y, None, torch.Generator().manual_seed(0)).mean())
+
+    assert eval_loss(final_weights(tmp_path)) < 0.7 * eval_loss()
+
+
+def test_batch_must_split_over_processes(tmp_path, monkeypatch):
+    from diffmem import distributed
+
+    monkeypatch.setattr(distributed, "setup", lambda device=None: distributed.Context(3, 0, torch.device("cpu")))
+    with pytest.raises(ValueError, match="multiple of 3"):
+        tr.train(make_settings(steps=2), make_subset(), tmp_path, log=lambda s: None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data parallel: two gloo processes on the CPU equal one process.
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_equals_one_process(tmp_path):
+    subset = make_subset()
+    settings = make_settings(steps=20, snapshots=1)
+    settings["model"]["dropout"] = 0.0  # dropout masks are per-rank draws, equal only in distribution
+    np.savez(tmp_path / "subset.npz", **subset)
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import torch
+        from diffmem import distributed, train
+        torch.set_num_threads(1)
+        d = np.load(sys.argv[2])
+        subset = {"images": d["images"], "cond_labels": d["cond_labels"], "label_dim": int(d["label_dim"])}
+        try:
+            train.train(json.load(open(sys.argv[1])), subset, sys.argv[3], log=print)
+        finally:
+            distributed.teardown()
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           str(driver), str(tmp_path / "run.json"), str(tmp_path / "subset.npz"), str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = read_json(tmp_path / "ddp" / "train.json")
+    assert summary["world_size"] == 2 and summary["steps"] == 20
+
+    tr.train(settings, subset, tmp_path / "one", log=lambda s: None)
+    single = final_weights(tmp_path / "one")
+    diff = max_diff(final_weights(tmp_path / "ddp"), single)
+    assert diff < 1e-5, diff
+    assert summary["loss_ema"] == pytest.approx(read_json(tmp_path / "one" / "train.json")["loss_ema"], rel=1e-4)
