@@ -1,9 +1,14 @@
 # diffmem: reproduce "On Memorization in Diffusion Models" (Gu et al., arXiv 2310.02664).
 # Table of contents: the rules live in workflow/rules/, the science in src/diffmem/.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# envs/diffmem.yaml installs this checkout into the conda env through ${DIFFMEM_ROOT}.
+os.environ.setdefault("DIFFMEM_ROOT", workflow.basedir)
 
 
 # The embedded default, unless --configfile names another config (a preset replaces it whole, so
