@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +97,8 @@ def test_plan_units_and_snapshots():
     assert tr.snapshot_steps(3, 10) == [3, 6, 10]
     assert tr.snapshot_steps(5, 2) == [1, 2]
     assert tr.snapshot_steps([10, 3], 10) == [3, 10]
+    every = {**t, "duration": {"unit": "steps", "value": 10}, "snapshots": {"every": {"unit": "images", "value": 64}}}
+    assert tr.training_plan(every, 50)["snapshot_steps"] == [4, 8, 10]
     with pytest.raises(ValueError, match="outside"):
         tr.snapshot_steps([11], 10)
     with pytest.raises(ValueError, match="duration.unit"):
@@ -153,7 +154,8 @@ def test_outputs_determinism_and_seed(tmp_path):
     D, meta = tr.load_snapshot(tmp_path / "a" / "snapshot-002.pt", device="cpu")
     assert meta["step"] == 12 and isinstance(D, diffusion.Precond)
 
-    tr.train(settings, subset, tmp_path / "b", log=lines.append)
+    tr.train(settings, subset, tmp_path / "b", log=lines.append, deterministic=True)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after training
     assert_same(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
     other = make_settings(steps=12, snapshots=3, seed=1)
     tr.train(other, subset, tmp_path / "c", log=lines.append)
@@ -305,31 +307,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def digits_subset() -> dict:
+    from diffmem import data
+
+    spec = {"source": "digits", "path": None, "verify_md5": True, "resolution": 8, "classes": 4,
+            "size": N_IMAGES, "labels": "none", "label_classes": None, "blend": None, "seed": 0}
+    return data.make_subset(spec)
+
+
+def test_cli_single_process(tmp_path):
+    from diffmem import data
+
+    subset = digits_subset()
+    data.save_subset(tmp_path / "subset.npz", subset)
+    settings = make_settings(steps=4, snapshots=1)
+    (tmp_path / "run.json").write_text(json.dumps(settings))
+    args = ["--settings", str(tmp_path / "run.json"), "--subset", str(tmp_path / "subset.npz")]
+    assert tr.main(args + ["--out", str(tmp_path / "cli"), "--threads", "1"]) == 0
+    tr.train(settings, subset, tmp_path / "api", log=lambda s: None)
+    assert_same(final_weights(tmp_path / "cli"), final_weights(tmp_path / "api"))
+
+
 def test_two_process_gloo_equals_one_process(tmp_path):
-    subset = make_subset()
+    """``torchrun --nproc_per_node=2 -m diffmem.train`` (gloo, loopback) equals one process."""
+    from diffmem import data
+
+    subset = digits_subset()
     settings = make_settings(steps=20, snapshots=1)
     settings["model"]["dropout"] = 0.0  # dropout masks are per-rank draws, equal only in distribution
-    np.savez(tmp_path / "subset.npz", **subset)
+    data.save_subset(tmp_path / "subset.npz", subset)
     (tmp_path / "run.json").write_text(json.dumps(settings))
-    driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent("""
-        import json, sys
-        import numpy as np
-        import torch
-        from diffmem import distributed, train
-        torch.set_num_threads(1)
-        d = np.load(sys.argv[2])
-        subset = {"images": d["images"], "cond_labels": d["cond_labels"], "label_dim": int(d["label_dim"])}
-        try:
-            train.train(json.load(open(sys.argv[1])), subset, sys.argv[3], log=print)
-        finally:
-            distributed.teardown()
-    """))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("WORLD_SIZE", None)
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           str(driver), str(tmp_path / "run.json"), str(tmp_path / "subset.npz"), str(tmp_path / "ddp")]
+           "-m", "diffmem.train", "--settings", str(tmp_path / "run.json"),
+           "--subset", str(tmp_path / "subset.npz"), "--out", str(tmp_path / "ddp"), "--threads", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = read_json(tmp_path / "ddp" / "train.json")

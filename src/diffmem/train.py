@@ -33,6 +33,10 @@ levels and noise from the same generators and evaluates the network on its slice
 the single-process run up to floating-point rounding (dropout masks excepted: with dropout > 0 each rank
 draws masks for its slice, which is the same distribution but not the same draws). Only rank 0 writes.
 
+Numerics: float32. On CUDA, TF32 stays off unless ``settings["train"]["tf32"]`` is true, and cuDNN autotunes
+its kernels, so CUDA reruns differ at the ~1e-5 level; ``deterministic=True`` (``--deterministic``) selects
+deterministic kernels, which made CUDA reruns and resumes bit-identical in a check on an H200.
+
 Command line (also for ``torchrun --nproc_per_node=N -m diffmem.train ...``)::
 
     python -m diffmem.train --settings run.json --subset subset.npz --out DIR [--device cuda] [--threads 1]
@@ -158,7 +162,11 @@ def snapshot_steps(spec: int | Sequence[int], total_steps: int) -> list[int]:
 
 
 def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]:
-    """Steps, images, warm-up and snapshot steps of a run on ``n_images`` training images."""
+    """Steps, images, warm-up and snapshot steps of a run on ``n_images`` training images.
+
+    ``snapshots`` is an int (that many evenly spaced), a list of steps, or ``{every: {unit, value}}``
+    (one snapshot every so many steps/epochs/images, rounded to steps, plus the last step).
+    """
     batch = int(train_cfg["batch"])
     if batch < 1:
         raise ValueError(f"train.batch: needs at least 1, got {batch}")
@@ -167,7 +175,11 @@ def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]
     steps = max(1, math.ceil(_images_of(train_cfg["duration"], n_images, batch, "duration") / batch))
     warmup = train_cfg.get("warmup") or {"unit": "images", "value": 0}
     warmup_images = _images_of(warmup, n_images, batch, "warmup")
-    snaps = snapshot_steps(train_cfg.get("snapshots", 1), steps)
+    spec = train_cfg.get("snapshots", 1)
+    if isinstance(spec, Mapping):  # {every: {unit, value}}: one snapshot every so many, plus the last step
+        every = max(1, round(_images_of(spec["every"], n_images, batch, "snapshots.every") / batch))
+        spec = sorted(set(range(every, steps, every)) | {steps})
+    snaps = snapshot_steps(spec, steps)
     return {
         "steps": steps,
         "batch": batch,
@@ -315,18 +327,30 @@ def _fmt_time(s: float) -> str:
 
 
 @contextlib.contextmanager
-def _fp32_cuda(device: torch.device):
-    """Plain float32 on CUDA (no TF32 in convolutions or matmuls), restored afterwards."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+def _backend_flags(device: torch.device, tf32: bool, deterministic: bool):
+    """Numerics of the run, restored afterwards.
+
+    CUDA: plain float32 unless ``tf32`` (TF32 convolutions and matmuls are ~3.7x faster for the paper's
+    DDPM++ on an H200, at reduced mantissa precision); cuDNN autotuning unless ``deterministic``.
+    ``deterministic`` also asks torch for deterministic kernels (bit-identical reruns on CUDA, slower).
+    """
+    saved_det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    saved_cuda = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+                  torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
+        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) = saved_cuda
 
 
 def _check_folder(out_dir: Path, shash: str, dhash: str) -> None:
@@ -368,6 +392,7 @@ def train(
     max_steps: int | None = None,
     keep_state: bool = False,
     log_every: int | None = None,
+    deterministic: bool = False,
 ) -> dict[str, Any]:
     """Train one run (see the module docstring); return the summary written to ``out_dir/train.json``.
 
@@ -375,7 +400,9 @@ def train(
     this module's logger). ``max_steps`` stops early, resumably, once that many steps are done (state.pt is
     written, no train.json; the returned dict has ``"complete": False``). ``keep_state`` keeps state.pt
     after training is complete. ``log_every`` is the number of steps between progress lines (default:
-    about 20 lines per run, and at least one every 10 s).
+    about 20 lines per run, and at least one every 10 s). ``deterministic`` selects deterministic kernels
+    (CUDA reruns and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["tf32"]``
+    (default false) allows TF32 on CUDA.
     """
     say = _log_function(log)
     out_dir = Path(out_dir)
@@ -438,7 +465,8 @@ def train(
 
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices), _fp32_cuda(dev):
+    tf32 = bool(t_cfg.get("tf32", False))
+    with torch.random.fork_rng(devices=fork_devices), _backend_flags(dev, tf32, deterministic):
         torch.manual_seed(_derive_seed(seed, _STREAM_INIT))
         net = nets.build_net(settings["model"])
         n_params = sum(p.numel() for p in net.parameters())
@@ -604,6 +632,8 @@ def train(
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
             "world_size": ctx.world_size,
+            "tf32": tf32 and dev.type == "cuda",
+            "deterministic": deterministic,
             "n_params": n_params,
             "resumed_from": resumed_from,
             "settings_hash": shash,
@@ -669,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="stop (resumably) after this many steps")
     parser.add_argument("--keep-state", action="store_true", help="keep state.pt after training")
     parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic kernels (CUDA: slower)")
     args = parser.parse_args(argv)
 
     rank = int(os.environ.get("RANK", "0"))
@@ -685,7 +716,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subset = data.load_subset(args.subset)
     try:
         train(settings, subset, args.out, device=args.device, max_steps=args.max_steps,
-              keep_state=args.keep_state, log_every=args.log_every)
+              keep_state=args.keep_state, log_every=args.log_every, deterministic=args.deterministic)
     finally:
         distributed.teardown()
     return 0
