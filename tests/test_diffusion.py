@@ -146,7 +146,8 @@ def test_loss_of_perfect_denoiser_is_zero(kind):
 
 @pytest.mark.parametrize("cls", [VPLoss, VELoss, EDMLoss])
 def test_identity_denoiser_loss_is_weighted_noise(cls):
-    """D(x) = x gives weight * sigma^2 * mean(eps^2): 1 per sample for VP/VE, (sigma^2 + sd^2)/sd^2 for EDM."""
+    """D(x) = x gives weight * sigma^2 * sum(eps^2) = C*H*W per sample for VP/VE, times (sigma^2 + sd^2)/sd^2
+    for EDM (the loss sums over pixels, as the paper's code does)."""
     loss_fn = cls()
     seen = []
 
@@ -158,12 +159,12 @@ def test_identity_denoiser_loss_is_weighted_noise(cls):
     loss = loss_fn(D, y, generator=torch.Generator().manual_seed(5))
     sigma = seen[0]
     if cls is EDMLoss:
-        ratio = loss / ((sigma**2 + 0.25) / 0.25)
+        ratio = loss / 4 / ((sigma**2 + 0.25) / 0.25)
         ln = sigma.log()
         assert float(ln.mean()) == pytest.approx(-1.2, abs=0.1)
         assert float(ln.std()) == pytest.approx(1.2, abs=0.1)
     else:
-        ratio = loss
+        ratio = loss / 4  # C*H*W = 1*2*2
     assert float(ratio.mean()) == pytest.approx(1.0, abs=0.05)
     if cls is VELoss:
         assert float(sigma.min()) >= 0.02 and float(sigma.max()) <= 100

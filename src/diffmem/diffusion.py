@@ -192,7 +192,10 @@ def _rand(shape, generator: torch.Generator | None, device, normal: bool = False
 
 
 class _Loss:
-    """Per-sample weighted denoising loss: mean over C,H,W of lambda(sigma) (D(y + n; sigma) - y)^2."""
+    """Per-sample weighted denoising loss: sum over C,H,W of lambda(sigma) (D(y + n; sigma) - y)^2.
+
+    Summed over pixels (not averaged), as in EDM and the paper's training code, so that weight decay
+    and Adam's eps act at the same scale relative to the data gradient as in the paper."""
 
     kind = ""
 
@@ -214,7 +217,7 @@ class _Loss:
         s = sigma.reshape(shape)
         D_yn = D(y + noise * s, sigma, class_labels)
         per_elem = self.weight(s) * (D_yn - y) ** 2
-        return per_elem.reshape(n, -1).mean(dim=1)
+        return per_elem.reshape(n, -1).sum(dim=1)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
