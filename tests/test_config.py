@@ -86,7 +86,7 @@ def test_tied_values_must_match_keys():
 
 def test_impossible_sizes_are_refused_before_running():
     cfg = load("smoke.yaml")
-    cfg["experiments"]["epochs"]["sizes"] = [15]
+    cfg["experiments"]["epochs"]["sizes"] = [15]  # not a multiple of classes=2
     with pytest.raises(dmc.ConfigError, match="15"):
         dmc.check_plan(cfg, dmc.expand(cfg))
 
@@ -109,7 +109,16 @@ def test_steps_of_units():
 
 def test_snapshots_every_images_become_steps():
     cfg = load("smoke.yaml")
-    cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 320}}
+    cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 960}}
     value = dmc.expand(cfg)["basic"][0]
-    s = dmc.run_settings(value.settings, 20)  # 40 steps of 32 images: every 10 steps, plus the last
-    assert s["train"]["snapshots"] == [10, 20, 30, 40]
+    s = dmc.run_settings(value.settings, 20)  # 100 steps of 32 images: every 30 steps, plus the last
+    assert s["train"]["snapshots"] == [30, 60, 90, 100]
+
+
+def test_two_spellings_of_one_net_share_a_run():
+    cfg = load("smoke.yaml")
+    cfg["experiments"]["emb"] = {"factor": "model.embedding", "values": [None, "positional", "fourier"]}
+    vals = dmc.expand(cfg)["emb"]
+    assert vals[0].run_id == vals[1].run_id == dmc.expand(cfg)["basic"][0].run_id
+    assert vals[2].run_id != vals[0].run_id
+    assert vals[0].settings["model"]["skip"] == [1, 1, 1, 1]

@@ -126,7 +126,25 @@ def resolve_settings(base: dict) -> dict:
         model["label_dim"] = None  # = |D|, filled per size by run_settings()
     else:
         raise ConfigError(f"data.labels must be none|true|random|unique, got {data['labels']!r}")
+    if model["arch"] != "optimum":
+        s["model"] = canonical_model(model)
     return s
+
+
+def canonical_model(model: dict) -> dict:
+    """The network settings with every default filled in (embedding, skip mask, ...), so that two
+    spellings of the same net (``embedding: null`` and ``positional``) give the same run id."""
+    from diffmem import nets
+
+    unique = model.get("label_dim") is None
+    probe = {**model, "label_dim": 1 if unique else model["label_dim"]}
+    try:
+        resolved = nets.resolve_net_config(probe)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"model settings are invalid: {e}") from None
+    if unique:
+        resolved["label_dim"] = None
+    return resolved
 
 
 def run_settings(value_settings: dict, size: int) -> dict:
@@ -260,20 +278,10 @@ def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
 
 def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
     """Checks that need more than the schema, run before any job: nets resolve, sizes can be made,
-    figures name existing experiments of the right mode."""
-    from diffmem import nets
-
+    figures name existing experiments of the right mode (nets are resolved by :func:`expand`)."""
     for name, vals in plan.items():
         for v in vals:
             where = f"experiments.{name} value {v.display!r}"
-            if v.settings["model"]["arch"] != "optimum":
-                model = {k: x for k, x in v.settings["model"].items() if k != "arch" or x != "optimum"}
-                if model.get("label_dim") is None:
-                    model["label_dim"] = 1
-                try:
-                    nets.resolve_net_config(model)
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ConfigError(f"{where}: model settings are invalid: {e}") from None
             lo_hi = (v.emm["lo"], v.emm["hi"]) if v.mode == "emm" else None
             if lo_hi and lo_hi[0] >= lo_hi[1]:
                 raise ConfigError(f"{where}: emm.lo={lo_hi[0]} must be < emm.hi={lo_hi[1]}")
