@@ -6,6 +6,7 @@ run and tested from Python without Snakemake.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -317,3 +318,41 @@ def _size_cols(e: dict) -> dict:
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
+
+
+# --------------------------------------------------------------------------------------------- training
+def train_run(
+    settings_path: str | Path,
+    subset_path: str | Path,
+    out_dir: str | Path,
+    processes: int = 1,
+    threads: int = 1,
+    log_path: str | Path | None = None,
+    log: logging.Logger = _log,
+) -> dict:
+    """Train one run: in this process, or data parallel over ``processes`` GPUs (or CPU processes with
+    gloo) through ``torchrun -m diffmem.train``; the result is the same training up to rounding."""
+    from diffmem import data, train
+
+    settings = read_json(settings_path)
+    if processes <= 1:
+        return train.train(settings, data.load_subset(subset_path), out_dir, log=log)
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+        "--master_addr=127.0.0.1", f"--master_port={port}",
+        "-m", "diffmem.train", "--settings", str(settings_path), "--subset", str(subset_path),
+        "--out", str(out_dir), "--threads", str(max(1, threads // processes)),
+    ]  # fmt: skip
+    log.info("data parallel over %d processes: %s", processes, " ".join(cmd))
+    with open(log_path, "a") if log_path else contextlib.nullcontext() as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT if fh else None, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {proc.returncode}; see {log_path or 'stderr'}")
+    return read_json(Path(out_dir) / "train.json")

@@ -162,7 +162,17 @@ def train_mem_mb(wildcards, attempt):
 
 
 def uses_gpu(wildcards):
-    return 1 if config.get("gpu", False) else 0
+    """GPUs a sampling job asks the executor for."""
+    return 1 if config["gpu"] else 0
+
+
+def train_gpus(wildcards):
+    """GPUs a training job asks the executor for (all of them go to one data-parallel run)."""
+    return int(config["gpus_per_run"]) if config["gpu"] else 0
+
+
+def train_processes(wildcards):
+    return max(1, train_gpus(wildcards))
 
 
 def get_subset_spec(wildcards):

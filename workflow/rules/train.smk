@@ -28,6 +28,8 @@ rule train:
         subset=get_subset,
     output:
         summary=RESULTS / "runs" / "{run_id}" / "n{size}" / "train" / "train.json",
+    params:
+        processes=train_processes,
     log:
         RESULTS / "logs" / "train" / "{run_id}-n{size}.log",
     benchmark:
@@ -36,7 +38,7 @@ rule train:
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=uses_gpu,
+        gpu=train_gpus,
     conda:
         ENV
     script:
