@@ -1,0 +1,67 @@
+"""config/paper.yaml: validates, expands without touching data, and its nets are the paper's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from diffmem import config as dmc
+from diffmem import nets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper():
+    cfg = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    validate(cfg, schema=str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    plan = dmc.expand(cfg)
+    dmc.check_plan(cfg, plan)  # must not need the CIFAR-10 tarball
+    return cfg, plan
+
+
+def test_paper_settings(paper):
+    cfg, plan = paper
+    base = plan["basic"][0].settings
+    assert base["data"]["source"] == "cifar10" and base["data"]["resolution"] == 32
+    assert base["train"]["duration"] == {"unit": "epochs", "value": 40000}
+    assert base["train"]["batch"] == 512 and base["train"]["lr"] == pytest.approx(2e-4)
+    assert base["train"]["ema"]["decay"] == pytest.approx(0.99929)
+    assert base["train"]["seed"] == 1024 and base["sample"]["n"] == 10000
+    s = dmc.run_settings(base, 1000)  # 40M images: a snapshot every 2.5M images -> 16 snapshots
+    assert len(s["train"]["snapshots"]) == 16
+
+
+def n_params(settings):
+    return nets.describe_net(settings["model"])["n_params"]
+
+
+def test_paper_nets_have_the_papers_parameter_counts(paper):
+    _, plan = paper
+    assert n_params(plan["basic"][0].settings) == 35_125_251
+    depth = {v.value: v for v in plan["depth"]}
+    assert n_params(depth[4].settings) == 55_732_739
+    # a disabled skip connection feeds zeros: the parameter count does not change
+    for v in plan["skip_number_ddpmpp"]:
+        assert n_params(v.settings) == 35_125_251
+    # wider nets grow
+    widths = [n_params(v.settings) for v in plan["width"]]
+    assert widths == sorted(widths) and widths[0] == 35_125_251
+
+
+def test_base_value_is_shared_in_the_paper_plan(paper):
+    _, plan = paper
+    base = plan["basic"][0].run_id
+    shared = [name for name, vals in plan.items() if any(v.run_id == base for v in vals)]
+    assert {"basic", "width", "depth", "weight_decay", "ema", "batch", "classes"} <= set(shared)
+
+
+def test_unique_labels_at_full_size(paper):
+    _, plan = paper
+    unique = [v for v in plan["full_unique"] if v.value == "unique"][0]
+    s = dmc.run_settings(unique.settings, 50000)
+    assert s["model"]["label_dim"] == 50000 and s["diffusion"]["precond"] == "edm"
+    assert s["model"]["num_blocks"] == 4
