@@ -321,3 +321,48 @@ def steps_of(settings: dict, size: int | None = None) -> int:
 
 def images_to_see(settings: dict) -> int:
     return steps_of(settings) * int(settings["train"]["batch"])
+
+
+_HOW_TO_READ = {
+    "sweep": (
+        "Left: memorization ratio (share of generated samples whose nearest training image is at least 3x "
+        "closer than the second nearest, d1/d2 < 1/3) against the training-set size |D| on a log axis, with "
+        "its 95% Wilson interval; the dashed line is the EMM threshold, and the strip above marks each "
+        "value's EMM bracket. Right: the EMM of each value (the largest |D| still memorized at the "
+        "threshold) as a bracket; higher EMM means more memorization."
+    ),
+    "epochs": (
+        "Memorization ratio of each snapshot against the number of training images seen, one line per "
+        "training-set size (and value), with 95% Wilson intervals."
+    ),
+    "optimum": (
+        "Samples (left) and the same samples above their nearest training images (middle) for each run, "
+        "and the memorization ratio of each run (right): the closed-form optimal denoiser copies its "
+        "training set; a trained model copies it only below its EMM."
+    ),
+}
+
+
+def figure_caption(name: str, fig: dict, experiments: dict) -> str:
+    """What a figure varies and how to read it (for the HTML report), unless the config gives a caption."""
+    if fig.get("caption"):
+        return fig["caption"]
+    parts = [f"{fig.get('title', name)}" + (f" (paper {fig['paper']})" if fig.get("paper") else "") + "."]
+    for exp in fig["experiments"]:
+        spec = experiments[exp]
+        title = spec.get("title", exp)
+        factor = spec.get("factor")
+        fixed = ", ".join(f"{k}={v}" for k, v in (spec.get("set") or {}).items())
+        if factor:
+            keys = factor if isinstance(factor, str) else " + ".join(factor)
+            shown = spec.get("labels") or spec.get("values")
+            text = f"{title}: varies {keys} over {', '.join(str(x) for x in shown)}"
+        else:
+            text = f"{title}: the base settings"
+        if fixed:
+            text += f" (with {fixed})"
+        if spec.get("mode") == "sizes":
+            text += f" at |D| = {', '.join(str(x) for x in spec['sizes'])}"
+        parts.append(text + "; everything else as in the base config.")
+    parts.append(_HOW_TO_READ[fig["kind"]])
+    return " ".join(parts)

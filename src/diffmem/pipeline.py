@@ -222,7 +222,10 @@ def emm_round(
         "hi": int(search["hi"]),
         "threshold": float(search["threshold"]),
         "tolerance": float(search["tolerance"]),
-        **{key: step[key] for key in ("done", "next", "bracket", "status", "emm", "non_monotone", "notes")},
+        **{
+            key: step.get(key)
+            for key in ("done", "next", "bracket", "lower", "upper", "status", "emm", "non_monotone", "notes")
+        },
         "evaluated": [evaluated[s] for s in sorted(evaluated)],
     }
     if not state["done"] and k >= int(search["max_rounds"]):
@@ -271,7 +274,10 @@ def figure_table(fig: dict) -> pd.DataFrame:
             res = read_json(v["emm"])
             for e in res["evaluated"]:
                 rows.append({**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"]})
-            lo, hi = (res["bracket"] or [None, None])[:2]
+            # lower/upper bound the EMM also when the bracket is open (below lo: (None, lo); above hi: (hi, None))
+            lo, hi = res.get("lower"), res.get("upper")
+            if lo is None and hi is None:
+                lo, hi = (res["bracket"] or [None, None])[:2]
             rows.append(
                 {
                     **common,

@@ -141,11 +141,6 @@ def get_final_outputs():
     return list(dict.fromkeys(outs))
 
 
-def figure_caption(wildcards):
-    fig = config["figures"][wildcards.figure]
-    return fig.get("caption", fig.get("title", wildcards.figure))
-
-
 # Resources that scale with the run: images seen and net size decide time and memory.
 def train_runtime(wildcards, attempt):
     """Minutes for a training job: a rough budget from the images it will see, doubled per retry."""
@@ -171,10 +166,6 @@ def train_gpus(wildcards):
     return int(config["gpus_per_run"]) if config["gpu"] else 0
 
 
-def train_processes(wildcards):
-    return max(1, train_gpus(wildcards))
-
-
 def get_subset_spec(wildcards):
     return {**DATA[wildcards.data_id], "size": int(wildcards.size)}
 
@@ -196,6 +187,7 @@ def get_figure_spec(wildcards):
     """A figure's config entry plus, per experiment value, where its results live."""
     fig = dict(config["figures"][wildcards.figure])
     fig["name"] = wildcards.figure
+    fig["caption"] = dmc.figure_caption(wildcards.figure, fig, config["experiments"])
     fig["values"] = [
         {
             "experiment": exp,

@@ -28,8 +28,6 @@ rule train:
         subset=get_subset,
     output:
         summary=RESULTS / "runs" / "{run_id}" / "n{size}" / "train" / "train.json",
-    params:
-        processes=train_processes,
     log:
         RESULTS / "logs" / "train" / "{run_id}-n{size}.log",
     benchmark:
