@@ -75,3 +75,14 @@ def test_smoke_second_invocation_has_nothing_to_do(smoke_run):
     proc = snakemake(work, "-n", "--cores", "2")
     assert proc.returncode == 0, proc.stderr
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_smoke_report(smoke_run):
+    work, _ = smoke_run
+    proc = snakemake(work, "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (work / "report.html").read_text(errors="replace")
+    for fig in ("basic", "conditioning", "optimum"):
+        assert f"{fig}.png" in html
+    assert "how" in html.lower() or "memorization ratio" in html
