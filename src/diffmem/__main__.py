@@ -76,6 +76,20 @@ def _describe_net(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="a results/<name> folder of the workflow")
+
+
+def _summarize(args: argparse.Namespace) -> int:
+    from diffmem.summary import summarize
+
+    try:
+        print(summarize(args.results))
+    except FileNotFoundError as err:
+        args.parser.error(str(err))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
@@ -86,6 +100,11 @@ COMMANDS: dict[str, Command] = {
         _describe_net_arguments,
         _describe_net,
         "print the parameter count and resolved config of a U-Net as JSON",
+    ),
+    "summarize": (
+        _summarize_arguments,
+        _summarize,
+        "print a Markdown table of the EMM of every experiment value of a workflow run",
     ),
 }
 
