@@ -65,3 +65,9 @@ def test_unique_labels_at_full_size(paper):
     s = dmc.run_settings(unique.settings, 50000)
     assert s["model"]["label_dim"] == 50000 and s["diffusion"]["precond"] == "edm"
     assert s["model"]["num_blocks"] == 4
+
+
+def test_missing_cifar_tarball_is_named_before_any_job(paper, tmp_path):
+    _, plan = paper
+    with pytest.raises(dmc.ConfigError, match=r"data.path 'data/cifar-10-python.tar.gz' does not exist"):
+        dmc.check_data(plan)

@@ -366,3 +366,33 @@ def figure_caption(name: str, fig: dict, experiments: dict) -> str:
         parts.append(text + "; everything else as in the base config.")
     parts.append(_HOW_TO_READ[fig["kind"]])
     return " ".join(parts)
+
+
+def check_data(plan: dict[str, list[Value]]) -> None:
+    """Files the data settings need exist (run before any job, but not in a dry run, which must work
+    without the data): the CIFAR-10 tarball or folder, image folders, for the main and blended source."""
+    from pathlib import Path
+
+    seen = set()
+    for vals in plan.values():
+        for v in vals:
+            d = v.settings["data"]
+            where = f"experiments.{v.experiment} value {v.display!r}"
+            for key, src in (("data", d), ("data.blend", d.get("blend") or None)):
+                if not src or src["source"] not in ("cifar10", "folder"):
+                    continue
+                path, source = src.get("path"), src["source"]
+                if (source, path) in seen:
+                    continue
+                seen.add((source, path))
+                if source == "cifar10" and src.get("download", d.get("download")):
+                    continue
+                if not path:
+                    raise ConfigError(f"{where}: {key}.path is required for source {source}")
+                if not Path(path).exists():
+                    hint = (
+                        "the official cifar-10-python.tar.gz (or set data.download: true on a machine online)"
+                        if source == "cifar10"
+                        else "a folder with one sub-folder of images per class"
+                    )
+                    raise ConfigError(f"{where}: {key}.path {path!r} does not exist; expected {hint}")

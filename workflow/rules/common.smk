@@ -12,6 +12,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 try:
     PLAN = dmc.expand(config)
     dmc.check_plan(config, PLAN)
+    if not workflow.output_settings.dryrun:  # a dry run lists the runs without the data
+        dmc.check_data(PLAN)
 except dmc.ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 
