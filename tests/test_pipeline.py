@@ -1,0 +1,89 @@
+"""The workflow steps as library calls: the EMM rounds loop to a bracket, tables read them back, and a run
+trained data parallel through torchrun (the multi-GPU path, gloo on CPU) equals one process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffmem import config as dmc
+from diffmem import pipeline
+from diffmem.data import save_subset
+from diffmem.io import read_json, torch_load, write_json
+
+EMM = 137  # the synthetic curve memorizes up to here
+
+
+def fake_score(path, size):
+    ratio = 1.0 if size <= EMM else 0.0
+    write_json(path, {"size": size, "ratio": ratio, "ci_low": ratio, "ci_high": ratio, "n": 100,
+                      "best_snapshot": 0, "snapshots": []})  # fmt: skip
+
+
+def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
+    settings = dmc.resolve_settings(
+        {
+            "data": {"source": "digits", "resolution": 8, "classes": 10, "labels": "none", "label_classes": None,
+                     "blend": None, "seed": 0},
+            "model": {"arch": "optimum"},
+        }
+    )  # fmt: skip
+    search = {"experiment": "e", "value": "v", "display": "v", "run_id": "r", "settings": settings, "lo": 10,
+              "hi": 1000, "tolerance": 0.2, "per_round": 3, "threshold": 0.9, "max_rounds": 8}  # fmt: skip
+    previous, scores = None, []
+    for k in range(9):
+        state = pipeline.emm_round(search, previous, scores, tmp_path / f"round{k}.json")
+        assert all(s % 10 == 0 for s in state["next"])  # class-balanced sizes only
+        if state["done"]:
+            break
+        previous = tmp_path / f"round{k}.json"
+        scores = []
+        for s in state["next"]:
+            fake_score(tmp_path / f"m{s}.json", s)
+            scores.append(tmp_path / f"m{s}.json")
+    assert state["status"] == "found"
+    lo, hi = state["bracket"]
+    assert lo <= EMM < hi
+    assert hi / lo <= 1.2 + 1e-9 or hi - lo == 10  # within tolerance, or no allowed size between
+    res = pipeline.emm_result(search, tmp_path / f"round{k}.json", tmp_path / "emm.json")
+    assert res["rounds"] == k + 1
+    value = {"experiment": "e", "title": "E", "label": "v", "display": "v", "mode": "emm", "run_id": "r",
+             "emm": str(tmp_path / "emm.json"), "runs": {}, "threshold": 0.9}  # fmt: skip
+    fig = {"name": "f", "values": [value]}
+    table = pipeline.figure_table(fig)
+    assert list(table.columns) == pipeline.TABLE_COLUMNS
+    emm_row = table[table["kind"] == "emm"].iloc[0]
+    assert (emm_row["emm_lo"], emm_row["emm_hi"]) == (lo, hi)
+    assert len(table[table["kind"] == "size"]) == len(res["evaluated"])
+
+
+def _settings(tmp_path, batch=16):
+    return {
+        "data": {"source": "test", "size": 32, "labels": "none", "seed": 0},
+        "model": {"arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2],
+                  "num_blocks": 1, "attn_resolutions": [], "dropout": 0.0, "label_dim": 0},
+        "diffusion": {"precond": "edm"},
+        "train": {"optimizer": "adam", "lr": 2e-3, "betas": [0.9, 0.999], "eps": 1e-8, "momentum": 0.9,
+                  "weight_decay": 0.0, "batch": batch, "duration": {"unit": "steps", "value": 8},
+                  "warmup": {"unit": "images", "value": 32}, "ema": {"decay": 0.9, "rampup": 0.05}, "snapshots": 1,
+                  "checkpoint_every": 4, "seed": 0},
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_run_data_parallel_equals_one_process(tmp_path):
+    rng = np.random.default_rng(0)
+    subset = {"images": rng.integers(0, 256, (32, 1, 8, 8), dtype=np.uint8), "labels": np.zeros(32, np.int64),
+              "cond_labels": np.full(32, -1), "label_dim": 0, "source_index": np.arange(32),
+              "source_id": np.zeros(32, np.int64), "settings": {}}  # fmt: skip
+    save_subset(tmp_path / "subset.npz", subset)
+    write_json(tmp_path / "run.json", _settings(tmp_path))
+    one = pipeline.train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "one")
+    two = pipeline.train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "two", processes=2,
+                             threads=2, log_path=tmp_path / "two.log")  # fmt: skip
+    assert read_json(tmp_path / "two" / "train.json")["world_size"] == 2
+    a = torch_load(tmp_path / "one" / one["snapshots"][-1]["file"])
+    b = torch_load(tmp_path / "two" / two["snapshots"][-1]["file"])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
