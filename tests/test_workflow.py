@@ -65,6 +65,7 @@ def test_smoke_outputs(smoke_run):
         assert settings["data"]["size"] == int(run.name[1:])
         scores = json.loads((run / "memorization.json").read_text())
         assert 0.0 <= scores["ratio"] <= 1.0 and scores["snapshots"]
+        assert scores["run_id"] == run.parent.name and scores["size"] == settings["data"]["size"]
     # no temp file left behind by the atomic writers
     assert not list(res.rglob(".tmp-*"))
 

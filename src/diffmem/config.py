@@ -249,11 +249,6 @@ def _display(v: Any) -> str:
     return str(v)
 
 
-def log_spaced(lo: int, hi: int, n: int) -> list[float]:
-    if n <= 1:
-        return [float(lo)]
-    return [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (n - 1)) for i in range(n)]
-
 
 #: Images per class of the sources whose size is known without loading them.
 KNOWN_CLASS_COUNTS = {"cifar10": 5000}

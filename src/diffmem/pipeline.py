@@ -123,9 +123,11 @@ def score_run(
     scores_path: str | Path,
     distances_path: str | Path,
     nearest_path: str | Path,
+    run_id: str | None = None,
     log: logging.Logger = _log,
 ) -> dict:
-    """Memorization ratio of every snapshot's samples against the training subset; max over snapshots."""
+    """Memorization ratio of every snapshot's samples against the training subset; max over snapshots.
+    ``run_id``: the workflow's id of the run (its folder name), recorded in the result."""
     from diffmem import memorization as mem
     from diffmem import sample as dms
 
@@ -158,21 +160,13 @@ def score_run(
         "n": per_snap[best]["n"],
         "best_snapshot": best,
         "snapshots": per_snap,
-        "run_id": dmc.settings_id(_without_size(settings)),
+        "run_id": run_id,
     }
     write_npz(distances_path, **{k: np.stack(v) for k, v in arrays.items()})
     write_json(scores_path, result)
     dms.nn_grid(samples[best], train, arrays["nn1"][best], nearest_path)
     return result
 
-
-def _without_size(settings: dict) -> dict:
-    """Settings as the workflow hashes them into a run id (size and size-derived keys left out)."""
-    s = json.loads(json.dumps(settings))
-    s["data"].pop("size", None)
-    if s["data"]["labels"] == "unique":
-        s["model"]["label_dim"] = None
-    return s
 
 
 # -------------------------------------------------------------------------------------------- EMM search

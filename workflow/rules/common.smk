@@ -24,6 +24,7 @@ ENV = "../../envs/diffmem.yaml"
 RUNS = {v.run_id: v.settings for vals in PLAN.values() for v in vals}
 DATA = {v.data_id: dmc.data_settings(v.settings) for vals in PLAN.values() for v in vals}
 VALUES = {(v.experiment, v.label): v for vals in PLAN.values() for v in vals}
+RUN_DATA = {v.run_id: v.data_id for vals in PLAN.values() for v in vals}  # run id -> its subset's data id
 
 
 wildcard_constraints:
@@ -52,16 +53,12 @@ def value_of(wildcards):
     return VALUES[(wildcards.experiment, wildcards.value)]
 
 
-def data_id_of(run_id):
-    return dmc.settings_id(dmc.data_settings(RUNS[run_id]))
-
-
 def run_settings_of(wildcards):
     return dmc.run_settings(RUNS[wildcards.run_id], int(wildcards.size))
 
 
 def get_subset(wildcards):
-    return subset_path(data_id_of(wildcards.run_id), wildcards.size)
+    return subset_path(RUN_DATA[wildcards.run_id], wildcards.size)
 
 
 def get_trained(wildcards):

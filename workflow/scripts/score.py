@@ -8,4 +8,13 @@ log = script_logging(snakemake.log[0])  # noqa: F821
 out = snakemake.output  # noqa: F821
 settings = read_json(snakemake.input.settings)  # noqa: F821
 subset = data.load_subset(snakemake.input.subset)  # noqa: F821
-pipeline.score_run(settings, subset, snakemake.input.samples, out.scores, out.distances, out.nearest, log=log)  # noqa: F821
+pipeline.score_run(
+    settings,
+    subset,
+    snakemake.input.samples,  # noqa: F821
+    out.scores,
+    out.distances,
+    out.nearest,
+    run_id=snakemake.wildcards.run_id,  # noqa: F821
+    log=log,
+)
