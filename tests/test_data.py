@@ -175,6 +175,48 @@ def test_folder_source(image_folder):
         data.load_source("folder", path=image_folder / "missing")
 
 
+def test_grayscale_folder_loads_the_declared_channels(tmp_path):
+    """A folder of grayscale (and palette) images loads as the channels the net is built for."""
+    from diffmem import config as dmc
+
+    root = tmp_path / "gray"
+    for cls, value in (("a", 50), ("b", 180)):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(np.full((6, 6), value, dtype=np.uint8), mode="L").save(root / cls / "0.png")
+        Image.fromarray(np.full((6, 6), value + 1, dtype=np.uint8), mode="L").convert("P").save(
+            root / cls / "1.png"
+        )
+    images, labels = data.load_source("folder", path=root)
+    assert images.shape == (4, data.SOURCE_FACTS["folder"].channels, 6, 6)
+    assert (images[0] == 50).all() and (images[3] == 181).all()  # gray value copied to every channel
+    settings = dmc.resolve_settings({
+        "data": {"source": "folder", "path": str(root), "resolution": 6, "classes": 2, "labels": "none"},
+        "model": {"arch": "optimum"},
+    })  # fmt: skip
+    assert settings["model"]["img_channels"] == images.shape[1]
+    subset = data.make_subset({"source": "folder", "path": str(root), "classes": 2, "size": 4})
+    assert subset["images"].shape[1] == settings["model"]["img_channels"]
+
+
+@pytest.mark.parametrize("source", ["digits", "fonts"])
+def test_source_facts_match_what_loads(source):
+    images, labels = data.load_source(source)
+    facts = data.SOURCE_FACTS[source]
+    counts = np.bincount(labels)
+    assert images.shape[1] == facts.channels and len(counts) == facts.classes
+    if facts.per_class is not None:
+        assert set(counts.tolist()) == {facts.per_class}
+
+
+def test_source_facts_import_neither_numpy_nor_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, diffmem.data.sources; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 # ----------------------------------------------------------------------------------------------
 # resize
 

@@ -24,8 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Number of image channels of each data source.
-SOURCE_CHANNELS = {"digits": 1, "fonts": 1, "cifar10": 3, "folder": 3}
+from diffmem.data.sources import facts as source_facts
 
 STAGES = ("data", "model", "diffusion", "train", "sample", "score")
 
@@ -113,7 +112,7 @@ def resolve_settings(base: dict) -> dict:
     if data.get("labels") is True:  # YAML reads an unquoted `true` as a boolean
         data["labels"] = "true"
     model["resolution"] = int(data["resolution"])
-    model["img_channels"] = SOURCE_CHANNELS[data["source"]]
+    model["img_channels"] = source_facts(data["source"]).channels
     if data["labels"] == "none":
         model["label_dim"] = 0
     elif data["labels"] == "true":
@@ -250,10 +249,6 @@ def _display(v: Any) -> str:
 
 
 
-#: Images per class of the sources whose size is known without loading them.
-KNOWN_CLASS_COUNTS = {"cifar10": 5000}
-
-
 def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
     """Training-set sizes the data settings can make (class-balanced: multiples of C up to C * min count).
 
@@ -261,10 +256,11 @@ def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
     answered (None otherwise), so that parsing the workflow never touches data.
     """
     data = settings["data"]
-    if data["source"] in KNOWN_CLASS_COUNTS and not data.get("blend"):
-        c = int(data["classes"])
-        return list(range(c, c * KNOWN_CLASS_COUNTS[data["source"]] + 1, c))
-    if not load and data["source"] not in ("digits", "fonts"):
+    facts = source_facts(data["source"])
+    if facts.per_class is not None and not data.get("blend"):
+        c = int(data["classes"] or facts.classes)
+        return list(range(c, c * facts.per_class + 1, c))
+    if not load and not facts.bundled:
         return None
     from diffmem import data as dmdata
 

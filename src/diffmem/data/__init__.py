@@ -1,0 +1,47 @@
+"""Image sources and the class-balanced, nested training subsets drawn from them.
+
+Modules, by concern:
+
+- :mod:`~diffmem.data.sources`: the facts of each source known without loading it (channels,
+  classes, images per class); no numpy, no torch, so building the workflow's DAG stays light;
+- :mod:`~diffmem.data.load`: :func:`load_source` (digits, and dispatch to the loaders below);
+- :mod:`~diffmem.data.cifar10`, :mod:`~diffmem.data.folder`, :mod:`~diffmem.data.fonts`: readers;
+- :mod:`~diffmem.data.images`: resizing and grayscale/RGB conversion;
+- :mod:`~diffmem.data.subsets`: :func:`make_subset`, :func:`allowed_sizes`, save and load.
+
+The names below are re-exported here (``from diffmem import data; data.make_subset(...)``) and
+imported on first use, so ``import diffmem.data.sources`` pulls in neither numpy nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "sources": ("SOURCES", "LABEL_MODES", "FONT_IMAGES_PER_CLASS", "SOURCE_FACTS", "SourceFacts"),
+    "load": ("load_source",),
+    "images": ("resize", "match_channels"),
+    "cifar10": ("CIFAR10_TGZ", "CIFAR10_TGZ_MD5", "CIFAR10_URL", "CIFAR10_DIR", "CIFAR10_TRAIN_MD5",
+                "restricted_loads"),
+    "folder": ("IMAGE_SUFFIXES",),
+    "fonts": ("font_files",),
+    "subsets": ("SPEC_DEFAULTS", "BLEND_DEFAULTS", "allowed_sizes", "make_subset", "save_subset",
+                "load_subset"),
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'diffmem.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"diffmem.data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,174 @@
+"""CIFAR-10: the train split of the official python tarball, read without trusting its pickles.
+
+``path`` is the tarball, a folder holding it, or a folder holding the extracted
+``cifar-10-batches-py/`` (or that folder itself). The batches are pickles; they are read with a
+restricted unpickler that builds only dicts, lists, bytes, strings, numbers and numpy arrays,
+never other classes. The tarball's md5 is checked against the official one (per-batch md5s for an
+extracted folder) unless ``verify_md5=False``. A missing file is downloaded by torchvision into
+that folder when ``download=True``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CIFAR10_TGZ = "cifar-10-python.tar.gz"
+CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN_MD5 = {  # the extracted train batches of the official tarball
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+}
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.cache
+def _numpy_reconstructors() -> dict[tuple[str, str], Any]:
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric
+    import _codecs
+
+    allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _codecs.encode,  # how protocol-2 pickles from Python 3 store bytes
+        ("builtins", "bytearray"): bytearray,
+        ("__builtin__", "bytearray"): bytearray,
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that builds only builtin containers, numbers, strings and numpy arrays."""
+
+    def find_class(self, module, name):
+        allowed = _numpy_reconstructors()
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        raise pickle.UnpicklingError(
+            f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds only dicts, lists, bytes, "
+            "numbers and numpy arrays"
+        )
+
+
+def restricted_loads(data: bytes) -> Any:
+    """Unpickle ``data`` (e.g. a CIFAR-10 batch) allowing only plain data and numpy arrays."""
+    import io
+
+    return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def _parse_batch(obj: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}")
+    data = obj.get(b"data", obj.get("data"))
+    labels = obj.get(b"labels", obj.get("labels"))
+    if data is None or labels is None:
+        raise ValueError(f"{where}: a CIFAR-10 batch needs keys b'data' and b'labels', has {list(obj)}")
+    data = np.asarray(data)
+    labels = np.asarray(labels, dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{where}: b'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise ValueError(f"{where}: b'labels' must be N={data.shape[0]} ints in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
+    """Return ("tar", tarball) or ("dir", extracted batches folder); download if asked."""
+    if path is None:
+        raise ValueError(
+            f"data.path is required for source 'cifar10': the official {CIFAR10_TGZ}, the folder that "
+            f"holds it, or the folder that holds the extracted {CIFAR10_DIR}/"
+        )
+    p = Path(path)
+    if p.is_file():
+        return "tar", p
+    if p.is_dir():
+        if (p / CIFAR10_TGZ).is_file():
+            return "tar", p / CIFAR10_TGZ
+        if (p / CIFAR10_DIR / "data_batch_1").is_file():
+            return "dir", p / CIFAR10_DIR
+        if (p / "data_batch_1").is_file():
+            return "dir", p
+    folder = p.parent if p.name.endswith((".tar.gz", ".tgz")) else p
+    if download:
+        import torchvision
+
+        folder.mkdir(parents=True, exist_ok=True)
+        torchvision.datasets.CIFAR10(root=str(folder), train=True, download=True)
+        if (folder / CIFAR10_TGZ).is_file():
+            return "tar", folder / CIFAR10_TGZ
+        return "dir", folder / CIFAR10_DIR
+    raise FileNotFoundError(
+        f"CIFAR-10 not found: looked for {p} as the tarball, {folder / CIFAR10_TGZ} and "
+        f"{folder / CIFAR10_DIR}/data_batch_1. Download {CIFAR10_URL} into {folder}, or set "
+        "data.download: true (load_source(..., download=True)) on a machine with internet."
+    )
+
+
+def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
+    kind, where = _find_cifar10(path, download)
+    batches = []
+    if kind == "tar":
+        if verify_md5:
+            got = _md5(where)
+            if got != CIFAR10_TGZ_MD5:
+                raise ValueError(
+                    f"{where}: md5 {got} is not the official CIFAR-10 tarball's {CIFAR10_TGZ_MD5} "
+                    "(corrupt or partial download?). To read a tarball in the official format that is "
+                    "not the official file (e.g. a test tarball), set data.verify_md5: false "
+                    "(load_source(..., verify_md5=False))."
+                )
+        with tarfile.open(where, "r:gz") as tar:
+            for name in CIFAR10_TRAIN_MD5:
+                member_name = f"{CIFAR10_DIR}/{name}"
+                try:
+                    member = tar.getmember(member_name)
+                except KeyError:
+                    raise ValueError(
+                        f"{where} has no {member_name}: not the official CIFAR-10 python tarball layout"
+                    ) from None
+                f = tar.extractfile(member) if member.isfile() else None
+                if f is None:
+                    raise ValueError(f"{where}: {member_name} is not a regular file")
+                batches.append(_parse_batch(restricted_loads(f.read()), f"{where}:{member_name}"))
+    else:
+        for name, md5 in CIFAR10_TRAIN_MD5.items():
+            file = where / name
+            if not file.is_file():
+                raise FileNotFoundError(f"{file} is missing from the extracted CIFAR-10 folder {where}")
+            if verify_md5 and _md5(file) != md5:
+                raise ValueError(
+                    f"{file}: md5 is not the official {md5}. To read batches in the official format that "
+                    "are not the official files, set data.verify_md5: false (load_source(..., "
+                    "verify_md5=False))."
+                )
+            batches.append(_parse_batch(restricted_loads(file.read_bytes()), str(file)))
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    return images, labels

@@ -1,0 +1,61 @@
+"""Image folders: ``path/<class_name>/*.png|jpg|jpeg``, one sub-folder per class.
+
+Classes are sorted by folder name (label = rank), files by name; each image is center-cropped
+to a square, resized, and converted to the channels the source declares
+(:data:`diffmem.data.sources.SOURCE_FACTS`: RGB), so a folder of grayscale images loads as
+3 equal channels and the net built for the source fits it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diffmem.data.sources import channels as source_channels
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def load_folder(path: str | None, resolution: int | None) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    if path is None:
+        raise ValueError("data.path is required for source 'folder': a folder of <class_name>/ subfolders")
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class_name>/*.png)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files: list[tuple[Path, int]] = []
+    for label, cls in enumerate(classes):
+        found = sorted(
+            f for f in (root / cls).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not found:
+            raise ValueError(f"class folder {root / cls} has no {'/'.join(IMAGE_SUFFIXES)} images")
+        files.extend((f, label) for f in found)
+    if not files:
+        raise ValueError(f"image folder {root} has no class subfolders (expected {root}/<class_name>/*.png)")
+
+    sides = []
+    for f, _ in files:
+        with Image.open(f) as im:
+            sides.append(min(im.size))
+    r = min(sides) if resolution is None else resolution
+    channels = source_channels("folder")
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = np.empty((len(files), channels, r, r), dtype=np.uint8)
+    for i, (f, _) in enumerate(files):
+        with Image.open(f) as im:
+            im = im.convert(mode)  # any mode (grayscale, palette, RGBA) to the declared channels
+            w, h = im.size
+            s = min(w, h)
+            left, top = (w - s) // 2, (h - s) // 2
+            im = im.crop((left, top, left + s, top + s))
+            if s != r:
+                box = r < s and s % r == 0
+                im = im.resize((r, r), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+        images[i] = a[None] if channels == 1 else a.transpose(2, 0, 1)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return images, labels

@@ -1,0 +1,87 @@
+"""Load a whole image source as (uint8 NCHW images, int64 labels 0..K-1), cached within the process.
+
+- ``digits``: scikit-learn's bundled handwritten digits (1797 grayscale 8x8 images, 10 classes,
+  pixel values 0..16 mapped to 0..255 by round(v * 255 / 16)). Real data that ships inside a pip
+  package: the embedded CPU default, no download.
+- ``cifar10``: the train split (50k 3x32x32, 10 classes) of the official tarball
+  (:mod:`diffmem.data.cifar10`).
+- ``folder``: one sub-folder of images per class (:mod:`diffmem.data.folder`); ImageNet dogs for
+  the paper's intra-class-diversity blend go here.
+- ``fonts``: typeset digits 0..9, grayscale 8x8 (:mod:`diffmem.data.fonts`).
+
+Channels and class counts of each source: :data:`diffmem.data.sources.SOURCE_FACTS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from diffmem.data.cifar10 import load_cifar10
+from diffmem.data.folder import load_folder
+from diffmem.data.fonts import render_fonts
+from diffmem.data.images import resize
+from diffmem.data.sources import SOURCES
+
+
+def load_source(
+    name: str,
+    *,
+    path: str | os.PathLike | None = None,
+    download: bool = False,
+    verify_md5: bool = True,
+    resolution: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a whole source as (uint8 NCHW images, int64 labels); cached within the process.
+
+    ``resolution`` resizes the images (None: the source's own; for ``folder``, the
+    smallest center-crop side). The returned arrays are shared by the cache and read-only.
+    """
+    if name not in SOURCES:
+        raise ValueError(f"data.source={name!r} is not a known source; known: {', '.join(SOURCES)}")
+    if resolution is not None and (
+        isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1
+    ):
+        raise ValueError(f"data.resolution must be a positive integer or null, got {resolution!r}")
+    key_path = None if path is None else str(Path(path).expanduser().resolve())
+    return _load_cached(
+        name, key_path, bool(download), bool(verify_md5), None if resolution is None else int(resolution)
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name, path, download, verify_md5, resolution):
+    if name == "folder":
+        images, labels = load_folder(path, resolution)
+    else:
+        if resolution is None:
+            images, labels = _load_native(name, path, download, verify_md5)
+        else:
+            images, labels = _load_cached(name, path, download, verify_md5, None)
+            images = resize(images, resolution)
+    images = np.ascontiguousarray(images)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def _load_native(name, path, download, verify_md5):
+    if name == "digits":
+        return _load_digits()
+    if name == "cifar10":
+        return load_cifar10(path, download, verify_md5)
+    if name == "fonts":
+        return render_fonts(path)
+    raise AssertionError(name)
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.floor(d.images * (255.0 / 16.0) + 0.5).astype(np.uint8)[:, None]  # round half up
+    return images, d.target.astype(np.int64)
