@@ -103,14 +103,25 @@ def torchvision_minor_for(torch: Version) -> int:
     return torch.minor + 15
 
 
+def constraints_pins() -> dict[str, Version]:
+    """Name -> exact version of constraints.txt (the versions the project is tested with)."""
+    lines = [ln.split("#", 1)[0].strip() for ln in (ROOT / "constraints.txt").read_text().splitlines()]
+    return pinned([ln for ln in lines if ln])
+
+
+def test_env_pins_are_the_tested_ones():
+    tested = constraints_pins()
+    for path in ENV_FILES:
+        for name, version in pinned(env_parts(path)[1]).items():
+            assert tested.get(name) == version, (
+                f"{path.name}: {name}=={version}, constraints.txt (the tested pins) has {tested.get(name)}"
+            )
+
+
 def test_torch_pins_are_a_pair():
-    deps = pyproject_deps()
-    upper = {}
-    for name in ("torch", "torchvision"):
-        caps = [Version(s.version) for s in deps[name].specifier if s.operator == "<="]
-        assert len(caps) == 1, f"pyproject: {name} needs one `<=` bound, got {deps[name].specifier}"
-        upper[name] = caps[0]
-    # pyproject's upper bounds are the pair on the reference machine's disk: a matching pair
+    tested = constraints_pins()
+    upper = {name: tested[name] for name in ("torch", "torchvision")}
+    # constraints.txt pins the pair on the reference machine's disk: a matching pair
     assert upper["torchvision"].minor == torchvision_minor_for(upper["torch"])
     for path in ENV_FILES:
         pins = pinned(env_parts(path)[1])
@@ -120,7 +131,7 @@ def test_torch_pins_are_a_pair():
                 f"{path.name}: torch {pins['torch']} with torchvision {pins['torchvision']}"
             )
             assert pins["torch"] == upper["torch"] and pins["torchvision"] == upper["torchvision"], (
-                f"{path.name}: pin the pair pyproject's bounds name ({upper}), so the env runs "
+                f"{path.name}: pin the pair constraints.txt names ({upper}), so the env runs "
                 "the versions the project is tested with"
             )
 
