@@ -91,6 +91,32 @@ def _summarize(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# docs-figures
+
+
+def _docs_figures_arguments(parser: argparse.ArgumentParser) -> None:
+    from diffmem.docs import README_FIGURES
+
+    parser.add_argument("results", help="a finished results/<name> folder (the README uses results/default)")
+    parser.add_argument("out", help="folder to write the PNGs to (the README uses docs/)")
+    parser.add_argument("--figures", default=",".join(README_FIGURES),
+                        help="comma-separated figure names (default: %(default)s)")
+    parser.add_argument("--max-width", type=int, default=900, help="pixels (default: %(default)s)")
+
+
+def _docs_figures(args: argparse.Namespace) -> int:
+    from diffmem.docs import docs_figures
+
+    names = [n for n in args.figures.split(",") if n]
+    try:
+        for path in docs_figures(args.results, args.out, names, max_width=args.max_width):
+            print(path)
+    except (FileNotFoundError, ValueError) as err:
+        args.parser.error(str(err))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
 # name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
@@ -105,6 +131,11 @@ COMMANDS: dict[str, Command] = {
         _summarize_arguments,
         _summarize,
         "print a Markdown table of the EMM of every experiment value of a workflow run",
+    ),
+    "docs-figures": (
+        _docs_figures_arguments,
+        _docs_figures,
+        "copy the README's figures of a finished run, shrunk, into a folder (docs/)",
     ),
 }
 
