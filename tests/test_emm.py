@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from diffmem import emm
 from diffmem.emm import emm_step
 
 ALLOWED = list(range(10, 1800, 10))  # multiples of 10 from 10 to 1790
@@ -133,3 +134,34 @@ def test_missing_endpoint_is_proposed_and_outside_sizes_noted():
     assert 1790 in step["next"] and 10 not in step["next"] and not step["done"]
     assert any("outside" in n for n in step["notes"])
     assert [10, 1.0, True] in step["evaluated"]
+
+
+def test_passes_is_the_one_verdict():
+    assert emm.passes(0.9, 0.9) and emm.passes(1.0, 0.9) and not emm.passes(0.8999, 0.9)
+    step = emm_step({10: 0.9, 20: 0.89}, [10, 20], 10, 20, threshold=0.9)
+    assert [p for _, _, p in step["evaluated"]] == [emm.passes(0.9, 0.9), emm.passes(0.89, 0.9)] == [True, False]
+
+
+def test_bounds_of_every_status():
+    found = emm_step({10: 1.0, 20: 1.0, 30: 0.1}, [10, 20, 30], 10, 30)
+    assert found["status"] == "found" and emm.bounds(found) == (20, 30)
+    below = emm_step({10: 0.5, 30: 0.1}, [10, 20, 30], 10, 30)
+    assert below["status"] == "below_lo" and emm.bounds(below) == (None, 10)
+    above = emm_step({10: 1.0, 30: 0.95}, [10, 20, 30], 10, 30)
+    assert above["status"] == "above_hi" and emm.bounds(above) == (30, None)
+    searching = emm_step({10: 1.0, 1000: 0.0}, list(range(10, 1001, 10)), 10, 1000)
+    assert searching["status"] == "searching" and emm.bounds(searching) == (10, 1000)
+    assert emm.bounds(emm_step({}, [10, 20], 10, 20)) == (None, None)
+    # a file written before lower/upper existed: read from status, lo/hi and bracket
+    assert emm.bounds({"status": "below_lo", "lo": 10, "bracket": None}) == (None, 10)
+    assert emm.bounds({"status": "above_hi", "hi": 40, "bracket": None}) == (40, None)
+    assert emm.bounds({"status": "found", "bracket": [20, 30]}) == (20, 30)
+
+
+def test_from_ratios_reads_listed_sizes_like_the_search():
+    assert emm.bounds(emm.from_ratios({10: 1.0, 20: 0.95, 40: 0.5, 80: 0.1}, 0.9)) == (20, 40)
+    assert emm.bounds(emm.from_ratios({"10": 0.5, "20": 0.1}, 0.9)) == (None, 10)
+    res = emm.from_ratios({10: 1.0, 20: 0.5, 40: 0.95, 80: 0.1}, 0.9)
+    assert emm.bounds(res) == (10, 20) and res["non_monotone"]
+    with pytest.raises(ValueError):
+        emm.from_ratios({}, 0.9)

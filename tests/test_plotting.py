@@ -88,11 +88,11 @@ def test_sweep(tmp_path):
     # "0.1": below_lo (no bracket)
     for s in (10, 40):
         rows.append(_size_row(vals[2], s, _curve(s, 5)))
-    rows.append(_emm_row(vals[2], None, None, "below_lo"))
+    rows.append(_emm_row(vals[2], None, 10, "below_lo"))
     # "0.5": above_hi
     for s in (10, 40):
         rows.append(_size_row(vals[3], s, 0.99))
-    rows.append(_emm_row(vals[3], None, None, "above_hi"))
+    rows.append(_emm_row(vals[3], 40, None, "above_hi"))
     # "1": stopped at max_rounds with a bracket; and the basic setup with no emm row at all but sizes
     for s in (10, 40):
         rows.append(_size_row(vals[4], s, _curve(s, 15)))

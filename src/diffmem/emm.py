@@ -47,7 +47,40 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-STATUSES = ("searching", "found", "below_lo", "above_hi")
+
+def passes(ratio: float, threshold: float) -> bool:
+    """The verdict on one training-set size: memorized at the EMM threshold (ratio >= 1 - eps).
+
+    Every reader (the search, tables, figures, summaries) asks this function, so they agree.
+    """
+    return float(ratio) >= float(threshold)
+
+
+def bounds(result: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(lower, upper) of the EMM that a search result states: lower <= EMM < upper, None where unknown.
+
+    ``result``: what :func:`emm_step` returns, or a round / ``emm.json`` file of the workflow built
+    from it. found or searching: the bracket; below_lo: (None, lo); above_hi: (hi, None). A result
+    without ``lower``/``upper`` (written before they existed) is read from its status and bracket.
+    """
+    if "lower" in result or "upper" in result:
+        lower, upper = result.get("lower"), result.get("upper")
+    elif result.get("status") == "below_lo":
+        lower, upper = None, result.get("lo")
+    elif result.get("status") == "above_hi":
+        lower, upper = result.get("hi"), None
+    else:
+        lower, upper = (result.get("bracket") or [None, None])[:2]
+    return (None if lower is None else int(lower)), (None if upper is None else int(upper))
+
+
+def from_ratios(ratios: Mapping[int, float], threshold: float) -> dict[str, Any]:
+    """What the evaluated sizes alone say about the EMM (no search): :func:`emm_step` over exactly
+    these sizes, with the smallest and largest as lo and hi. Read its :func:`bounds`."""
+    sizes = sorted(int(s) for s in ratios)
+    if not sizes:
+        raise ValueError("emm.from_ratios: no evaluated sizes")
+    return emm_step(ratios, sizes, sizes[0], sizes[-1], threshold=threshold, per_round=1)
 
 
 def _log_spaced(candidates: Sequence[int], a: float, b: float, k: int) -> list[int]:
@@ -99,7 +132,7 @@ def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi
         if math.isnan(r):
             raise ValueError(f"emm: ratio of size {s} is NaN")
         ev[int(s)] = r
-    passed = {s: r >= threshold for s, r in ev.items()}
+    passed = {s: passes(r, threshold) for s, r in ev.items()}
     notes: list[str] = []
     outside = sorted(s for s in ev if not lo_s <= s <= hi_s)
     if outside:

@@ -205,7 +205,7 @@ def emm_round(
         per_round=int(search["per_round"]),
     )
     for e in evaluated.values():
-        e["memorized"] = bool(e["ratio"] >= float(search["threshold"]))
+        e["memorized"] = emm.passes(e["ratio"], search["threshold"])
     state = {
         "round": k,
         "experiment": search["experiment"],
@@ -252,7 +252,9 @@ def emm_result(search: dict, final_round: str | Path, out_path: str | Path, log:
 # ---------------------------------------------------------------------------------------------- tables
 def figure_table(fig: dict) -> pd.DataFrame:
     """Rows for one figure: per value and size its ratio (``kind=size``), per snapshot (``kind=snapshot``)
-    and per EMM search its bracket (``kind=emm``)."""
+    and per EMM search its bounds (``kind=emm``, from :func:`diffmem.emm.bounds`)."""
+    from diffmem import emm
+
     rows: list[dict[str, Any]] = []
     for v in fig["values"]:
         common = {
@@ -268,10 +270,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
             res = read_json(v["emm"])
             for e in res["evaluated"]:
                 rows.append({**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"]})
-            # lower/upper bound the EMM also when the bracket is open (below lo: (None, lo); above hi: (hi, None))
-            lo, hi = res.get("lower"), res.get("upper")
-            if lo is None and hi is None:
-                lo, hi = (res["bracket"] or [None, None])[:2]
+            lo, hi = emm.bounds(res)
             rows.append(
                 {
                     **common,
@@ -291,7 +290,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                     "kind": "size",
                     "size": int(size),
                     **_size_cols(sc),
-                    "memorized": sc["ratio"] >= v["threshold"],
+                    "memorized": emm.passes(sc["ratio"], v["threshold"]),
                 }
             )
             for snap in sc["snapshots"]:
@@ -305,7 +304,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                         "images_seen": snap["images_seen"],
                         "epochs": snap["epochs"],
                         **{k: snap[k] for k in ("ratio", "ci_low", "ci_high", "n")},
-                        "memorized": snap["ratio"] >= v["threshold"],
+                        "memorized": emm.passes(snap["ratio"], v["threshold"]),
                     }
                 )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

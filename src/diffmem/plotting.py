@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
+from diffmem import emm
 from diffmem.io import atomic_path
 
 #: Okabe & Ito's colour-blind-safe palette (yellow last: it reads poorly on white).
@@ -274,31 +275,25 @@ class _Emm:
 
 
 def _emm_of(v: _Val, thr: float) -> _Emm:
-    """What is known about a value's EMM: the bracket, or (search ended outside [lo, hi]) one bound
-    taken from its evaluated sizes."""
+    """What is known about a value's EMM: the bounds its search wrote to the table
+    (:func:`diffmem.emm.bounds`), or, for a value evaluated at listed sizes only, what those sizes
+    say (:func:`diffmem.emm.from_ratios`)."""
     er = v.rows[v.rows["kind"] == "emm"]
-    sizes = _size_rows(v.rows)
     if len(er):
         r = er.iloc[-1]
-        lo = float(r["emm_lo"]) if _finite(r["emm_lo"]) else None
-        hi = float(r["emm_hi"]) if _finite(r["emm_hi"]) else None
-        status = str(r["emm_status"]) if isinstance(r["emm_status"], str) else "unknown"
-        nonmono = _truthy(r["non_monotone"])
-    else:
-        lo = hi = None
-        status, nonmono = "unknown", False
-    passing = sizes[sizes["ratio"] >= thr]["size"]
-    failing = sizes[sizes["ratio"] < thr]["size"]
-    if lo is None and hi is None:
-        if status == "below_lo" and len(failing):
-            hi = float(failing.min())
-        elif status == "above_hi" and len(passing):
-            lo = float(passing.max())
-        elif len(sizes):  # no bracket in the table: rebuild it from the evaluated sizes
-            hi = float(failing.min()) if len(failing) else None
-            below = passing[passing < hi] if hi is not None else passing
-            lo = float(below.max()) if len(below) else None
-    return _Emm(lower=lo, upper=hi, status=status, non_monotone=nonmono)
+        return _Emm(
+            lower=float(r["emm_lo"]) if _finite(r["emm_lo"]) else None,
+            upper=float(r["emm_hi"]) if _finite(r["emm_hi"]) else None,
+            status=str(r["emm_status"]) if isinstance(r["emm_status"], str) else "unknown",
+            non_monotone=_truthy(r["non_monotone"]),
+        )
+    sizes = _size_rows(v.rows)
+    sizes = sizes[np.isfinite(sizes["ratio"].to_numpy(float))]
+    if not len(sizes):
+        return _Emm(lower=None, upper=None, status="unknown", non_monotone=False)
+    res = emm.from_ratios(dict(zip(sizes["size"].astype(int), sizes["ratio"], strict=True)), thr)
+    lower, upper = emm.bounds(res)
+    return _Emm(lower=lower, upper=upper, status="unknown", non_monotone=bool(res["non_monotone"]))
 
 
 def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from diffmem import emm
 from diffmem.io import read_json
 
 
 def _bracket(res: dict) -> str:
-    status = res.get("status")
-    lo, hi = res.get("lower"), res.get("upper")
-    if lo is None and hi is None and res.get("bracket"):
-        lo, hi = res["bracket"]
-    if status == "below_lo":
-        return f"< {hi if hi is not None else res.get('lo')}"
-    if status == "above_hi":
-        return f">= {lo if lo is not None else res.get('hi')}"
-    return f"[{lo}, {hi})"
+    """The EMM bounds of a search (:func:`diffmem.emm.bounds`) as text: [a, b), < b, >= a or n/a."""
+    lower, upper = emm.bounds(res)
+    if lower is None and upper is None:
+        return "n/a"
+    if lower is None:
+        return f"< {upper}"
+    if upper is None:
+        return f">= {lower}"
+    return f"[{lower}, {upper})"
 
 
 def emm_rows(results: str | Path) -> list[dict]:
