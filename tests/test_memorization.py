@@ -1,18 +1,16 @@
 """Exact top-2 nearest neighbours, the memorization ratio and its Wilson interval."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
 
 from diffmem.memorization import (
+    best_snapshot,
     binomial_ci,
     knn_top2,
-    max_over_snapshots,
     memorization_ratio,
     score,
-    summary,
 )
 
 torch.set_num_threads(1)
@@ -112,15 +110,15 @@ def test_score_and_snapshots():
     assert (res["ci_low"], res["ci_high"]) == pytest.approx(binomial_ci(6, 10))
     np.testing.assert_array_equal(res["nn1"][:6], np.arange(6))
     assert res["d1"][0] == 1.0 and np.all(res["d1"][1:6] == 0)
-    js = json.loads(json.dumps(summary(res)))
-    assert js["ratio"] == pytest.approx(0.6) and "d1" not in js
-
     dup = np.concatenate([train, train[:1]])
     assert score(train[:1], dup)["ratio"] == 1.0
 
-    best = max_over_snapshots([{"ratio": 0.1, "n": 10}, summary(res), {"ratio": 0.6, "n": 10}])
-    assert best["best"] == 1 and best["ratio"] == pytest.approx(0.6) and best["n_memorized"] == 6
-    assert best["ratios"] == pytest.approx([0.1, 0.6, 0.6])
-    json.dumps(best)
+
+
+def test_best_snapshot_is_the_highest_ratio_latest_among_ties():
+    assert best_snapshot([0.1, 0.6, 0.3]) == 1
+    assert best_snapshot([0.1, 0.6, 0.6, 0.2]) == 2  # the latest of the tied snapshots
+    assert best_snapshot([1.0, 1.0, 1.0]) == 2
+    assert best_snapshot([0.5]) == 0
     with pytest.raises(ValueError):
-        max_over_snapshots([])
+        best_snapshot([])

@@ -112,7 +112,7 @@ def score(samples_u8, train_u8, threshold: float = 1 / 3, level: float = 0.95, *
 
     Returns ratio, n_memorized, n, ci_low, ci_high (Wilson, ``level``), threshold and per-sample
     numpy arrays d1, d2 (L2 distances), nn1, nn2 (training indices), memorized (bool).
-    ``chunks``: chunk_q, chunk_t, device of :func:`knn_top2`. :func:`summary` drops the arrays.
+    ``chunks``: chunk_q, chunk_t, device of :func:`knn_top2`.
     """
     dist, idx = knn_top2(samples_u8, train_u8, **chunks)
     mem = memorized(dist, threshold)
@@ -134,28 +134,10 @@ def score(samples_u8, train_u8, threshold: float = 1 / 3, level: float = 0.95, *
     }
 
 
-ARRAY_KEYS = ("d1", "d2", "nn1", "nn2", "memorized")
-
-
-def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-serializable part of a :func:`score` result (no per-sample arrays)."""
-    return {k: v for k, v in result.items() if k not in ARRAY_KEYS}
-
-
-def max_over_snapshots(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The run's memorization: the snapshot with the highest ratio (the earliest among ties).
-
-    ``scores``: one :func:`score` (or :func:`summary`) dict per snapshot, in snapshot order.
-    Returns best (index), ratio, n_memorized, n, ci_low, ci_high, threshold of that snapshot and
-    ratios (all snapshots).
-    """
-    if not scores:
-        raise ValueError("max_over_snapshots: no snapshot scores")
-    ratios = [float(s["ratio"]) for s in scores]
-    best = int(np.argmax(ratios))
-    out = {"best": best}
-    for key in ("ratio", "n_memorized", "n", "ci_low", "ci_high", "threshold"):
-        if key in scores[best]:
-            out[key] = scores[best][key]
-    out["ratios"] = ratios
-    return out
+def best_snapshot(ratios: Sequence[float]) -> int:
+    """Index of the snapshot that gives a run its memorization ratio: the highest ratio, the latest
+    among ties (the longest-trained model that memorizes that much; its samples and nearest-neighbour
+    grid are the ones shown). ``ratios``: one per snapshot, in snapshot order."""
+    if not len(ratios):
+        raise ValueError("best_snapshot: no snapshot ratios")
+    return max(range(len(ratios)), key=lambda i: (float(ratios[i]), i))

@@ -150,7 +150,7 @@ def score_run(
             sc["ci_high"],
             time.time() - t0,
         )
-    best = max(range(len(per_snap)), key=lambda i: (per_snap[i]["ratio"], i))
+    best = mem.best_snapshot([s["ratio"] for s in per_snap])
     result = {
         "size": int(settings["data"]["size"]),
         "threshold": threshold,
