@@ -26,8 +26,6 @@ from typing import Any
 
 from diffmem.data.sources import facts as source_facts
 
-STAGES = ("data", "model", "diffusion", "train", "sample", "score")
-
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what was expected."""
@@ -40,15 +38,6 @@ def canonical_json(obj: Any) -> str:
 def settings_id(obj: Any, n: int = 10) -> str:
     """Short stable hash of a settings dict (same settings -> same id, on every machine)."""
     return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
-
-
-def get_key(d: dict, dotted: str) -> Any:
-    cur = d
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise ConfigError(f"unknown config key {dotted!r} (no {part!r} there)")
-        cur = cur[part]
-    return cur
 
 
 def set_key(d: dict, dotted: str, value: Any) -> None:

@@ -81,5 +81,8 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def default_device() -> torch.device:
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` when given, else CUDA when present, else the CPU (training and sampling pick alike)."""
+    if device:
+        return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

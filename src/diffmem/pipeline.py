@@ -28,14 +28,6 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 
 
-def pick_device(device: str | None = None) -> str:
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 # --------------------------------------------------------------------------------------------- sampling
 def _snapshot_list(train_dir: Path) -> list[dict]:
     summary = read_json(Path(train_dir) / "train.json")
@@ -73,8 +65,9 @@ def sample_run(
     import torch
 
     from diffmem import sample as dms
+    from diffmem.distributed import default_device
 
-    device = pick_device(device)
+    device = default_device(device)
     sp = settings["sample"]
     shape = tuple(subset["images"].shape[1:])
     optimum = settings["model"]["arch"] == "optimum"

@@ -135,12 +135,10 @@ class OptimalDenoiser:
     The exact minimiser of the denoising loss on the empirical training distribution. Computed in
     chunks of ``chunk`` training images with a streaming log-sum-exp, so memory is
     O(batch x chunk) beyond the training set itself (stored once on ``device`` as ``dtype``).
-    With ``labels`` given (int per training image), a call with one-hot ``class_labels`` restricts
-    the sum to training images of the same class (the class-conditional optimum); otherwise
-    ``class_labels`` are ignored.
+    Unconditional: ``class_labels`` are accepted (the sampler's denoiser signature) and ignored.
     """
 
-    def __init__(self, train_u8, chunk: int = 4096, device="cpu", dtype=torch.float32, labels=None):
+    def __init__(self, train_u8, chunk: int = 4096, device="cpu", dtype=torch.float32):
         train_u8 = np.asarray(train_u8)
         if train_u8.ndim < 2 or len(train_u8) < 1:
             raise ValueError("OptimalDenoiser: need a non-empty training set (N, C, H, W)")
@@ -151,8 +149,6 @@ class OptimalDenoiser:
         y = to_float(train_u8.reshape(len(train_u8), -1), self.device, dtype)
         self.y = y  # (M, D) training set in [-1, 1]
         self.y_sq = (y * y).sum(dim=1)  # (M,) |y_i|^2
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64,
-                                                                 device=self.device)
 
     def __call__(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -162,9 +158,6 @@ class OptimalDenoiser:
         if sigma.numel() == 1:
             sigma = sigma.expand(n)
         inv_two_var = (1 / (2 * sigma**2)).to(self.dtype)[:, None]  # (n, 1)
-        cls = None
-        if self.labels is not None and class_labels is not None:
-            cls = class_labels.to(self.device).argmax(dim=1)  # (n,)
         x_sq = (xf * xf).sum(dim=1, keepdim=True)
         m = torch.full((n, 1), -math.inf, device=self.device, dtype=self.dtype)  # running max logit
         s = torch.zeros((n, 1), device=self.device, dtype=self.dtype)  # running sum of exp(logit - m)
@@ -173,9 +166,6 @@ class OptimalDenoiser:
             y = self.y[lo:lo + self.chunk]
             d2 = (x_sq - 2 * xf @ y.T + self.y_sq[lo:lo + self.chunk][None, :]).clamp_min_(0)
             logits = -d2 * inv_two_var  # (n, c)
-            if cls is not None:
-                same = cls[:, None] == self.labels[lo:lo + self.chunk][None, :]
-                logits = logits.masked_fill(~same, -math.inf)
             m_new = torch.maximum(m, logits.max(dim=1, keepdim=True).values)
             m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
             scale = (m - m_safe).exp()
