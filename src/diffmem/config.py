@@ -24,7 +24,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffmem import validate
 from diffmem.data.sources import facts as source_facts
+
+STAGES = ("data", "model", "diffusion", "train", "sample", "score")
 
 
 class ConfigError(ValueError):
@@ -40,6 +43,15 @@ def settings_id(obj: Any, n: int = 10) -> str:
     return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
 
 
+def get_key(d: dict, dotted: str) -> Any:
+    cur = d
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise ConfigError(f"unknown config key {dotted!r} (no {part!r} there)")
+        cur = cur[part]
+    return cur
+
+
 def set_key(d: dict, dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in nested dict ``d``; the key must already exist (typos are errors)."""
     parts = dotted.split(".")
@@ -51,7 +63,20 @@ def set_key(d: dict, dotted: str, value: Any) -> None:
     if not isinstance(cur, dict) or parts[-1] not in cur:
         known = ", ".join(sorted(cur)) if isinstance(cur, dict) else "-"
         raise ConfigError(f"unknown config key {dotted!r}; known keys there: {known}")
-    cur[parts[-1]] = copy.deepcopy(value)
+    if isinstance(value, dict) and isinstance(cur[parts[-1]], dict):
+        # a mapping over a block changes only the keys it gives (set: {train: {lr: 0.1}} keeps the rest
+        # of train); unknown keys it brings are refused by diffmem.validate
+        cur[parts[-1]] = merge(cur[parts[-1]], value)
+    else:
+        cur[parts[-1]] = copy.deepcopy(value)
+
+
+def merge(block: dict, over: dict) -> dict:
+    """``block`` with ``over`` merged in, recursively (a copy; mappings merge, anything else replaces)."""
+    out = copy.deepcopy(block)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def slug(value: Any) -> str:
@@ -162,7 +187,10 @@ def expand(config: dict) -> dict[str, list[Value]]:
     base = config["base"]
     emm_defaults = config["emm"]
     out: dict[str, list[Value]] = {}
+    for fig in config.get("figures") or {}:
+        validate.check_safe_name(fig, "figures")
     for name, exp in config["experiments"].items():
+        validate.check_safe_name(name, "experiments")
         where = f"experiments.{name}"
         keys = _factor_keys(exp)
         values = exp.get("values", [None]) if keys else [None]
@@ -196,11 +224,20 @@ def expand(config: dict) -> dict[str, list[Value]]:
                     set_key(s, k, part)
                 except ConfigError as e:
                     raise ConfigError(f"{where}.factor: {e}") from None
+            named = f", label {labels[i]!r}" if labels is not None else ""
+            validate.check_settings(
+                s,
+                where,
+                [(k, f"{where}.set.{k}") for k in (exp.get("set") or {})]
+                + [(k, f"{where}.values[{i}] (factor {k}{named})") for k in keys],
+            )
             try:
                 s = resolve_settings(s)
             except ConfigError as e:
                 raise ConfigError(f"{where} value {v!r}: {e}") from None
             label = slug(labels[i]) if labels is not None else (slug(v) if keys else "base")
+            named = f"{where}.{'labels' if labels is not None else 'values'}[{i}]"
+            validate.check_safe_name(label, named, "safe_label")
             if label in seen:
                 label = f"{label}_{i}"
             seen.add(label)
@@ -222,6 +259,7 @@ def expand(config: dict) -> dict[str, list[Value]]:
                 val.sizes = [int(x) for x in exp["sizes"]]
             elif mode == "emm":
                 val.emm = {**emm_defaults, **(exp.get("emm") or {})}
+                validate.check_emm(val.emm, where)
             else:
                 raise ConfigError(f"{where}.mode must be 'emm' or 'sizes', got {mode!r}")
             vals.append(val)

@@ -1,0 +1,144 @@
+"""Every experiment value's resolved settings and merged emm block are checked against the workflow's schema
+before any job, with errors naming ``experiments.<name>...``; names that become folders are safe."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from diffmem import config as dmc
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def with_experiment(exp: dict, name: str = "bad", figures: dict | None = None) -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    cfg["experiments"] = {name: exp}
+    cfg["figures"] = figures or {}
+    validate(cfg, schema=SCHEMA)  # the file-level schema passes: only the per-value check can catch these
+    return cfg
+
+
+# (experiment, what the error must name); each of these failed only inside a job, or was silently used
+BAD = {
+    "factor_value_range": ({"factor": "sample.n", "values": [0]}, r"experiments\.bad\.values\[0\].*sample\.n"),
+    "set_type": ({"set": {"train.lr": "abc"}}, r"experiments\.bad\.set\.train\.lr.*number"),
+    "factor_negative_lr": ({"factor": "train.lr", "values": [-1.0]}, r"experiments\.bad\.values\[0\].*train\.lr"),
+    "set_batch_zero": ({"set": {"train.batch": 0}}, r"experiments\.bad\.set\.train\.batch.*minimum of 1"),
+    "set_nested_unknown": ({"set": {"train": {"lrr": 0.1}}}, r"experiments\.bad\.set\.train.*unknown key 'lrr'"),
+    "set_nested_snapshots": (
+        {"set": {"train.snapshots": {"every": {"unit": "weeks", "value": 1}}}},
+        r"experiments\.bad\.set\.train\.snapshots.*'weeks'",
+    ),
+    "tied_factor": (
+        {"factor": ["train.batch", "train.lr"], "values": [[128, 0.1], [0, 0.1]]},
+        r"experiments\.bad\.values\[1\] \(factor train\.batch\).*train\.batch",
+    ),
+    "factor_enum": ({"factor": "diffusion.precond", "values": ["vpp"]}, r"values\[0\].*diffusion\.precond.*vp"),
+    "emm_unknown": ({"emm": {"hii": 5}}, r"experiments\.bad\.emm\.hii.*unknown key 'hii'"),
+    "emm_tolerance_zero": ({"emm": {"tolerance": 0}}, r"experiments\.bad\.emm\.tolerance"),
+    "emm_lo_string": ({"emm": {"lo": "2"}}, r"experiments\.bad\.emm\.lo.*integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_value_is_refused_naming_the_key(case):
+    exp, pattern = BAD[case]
+    cfg = with_experiment(exp)
+    with pytest.raises(dmc.ConfigError, match=pattern):
+        dmc.expand(cfg)
+
+
+def test_labels_name_the_value():
+    cfg = with_experiment({"factor": "train.lr", "values": [0.1, -2.0], "labels": ["fine", "negative"]})
+    with pytest.raises(dmc.ConfigError, match=r"values\[1\] \(factor train\.lr, label 'negative'\)"):
+        dmc.expand(cfg)
+
+
+def test_nested_set_merges_into_the_block():
+    """set: {train: {lr: 0.1}} changes lr only (it used to replace the whole train block)."""
+    cfg = with_experiment({"set": {"train": {"lr": 0.1}, "train.ema": {"decay": 0.5}}})
+    s = dmc.expand(cfg)["bad"][0].settings
+    base = cfg["base"]["train"]
+    assert s["train"]["lr"] == 0.1
+    assert s["train"]["snapshots"] == base["snapshots"] and s["train"]["batch"] == base["batch"]
+    assert s["train"]["ema"] == {**base["ema"], "decay": 0.5}
+
+
+def test_good_values_pass_and_defaults_of_emm_are_kept():
+    cfg = with_experiment({"factor": "train.lr", "values": [1e-3, 2e-3], "emm": {"lo": 4}})
+    vals = dmc.expand(cfg)["bad"]
+    assert [v.settings["train"]["lr"] for v in vals] == [1e-3, 2e-3]
+    assert vals[0].emm["lo"] == 4 and vals[0].emm["hi"] == cfg["emm"]["hi"]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ".hidden", ""])
+def test_unsafe_experiment_names_are_refused(name):
+    cfg = with_experiment({})  # the schema refuses them (propertyNames) ...
+    cfg["experiments"] = {name: {}}
+    with pytest.raises(Exception, match="does not match"):
+        validate(cfg, schema=SCHEMA)
+    with pytest.raises(dmc.ConfigError, match=r"experiments: .* not a safe folder name"):  # ... and so does expand
+        dmc.expand(cfg)
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", ".x"])
+def test_unsafe_figure_names_are_refused(name):
+    cfg = with_experiment({}, name="ok")
+    cfg["figures"] = {name: {"kind": "sweep", "experiments": ["ok"]}}
+    with pytest.raises(Exception, match="does not match"):
+        validate(cfg, schema=SCHEMA)
+    with pytest.raises(dmc.ConfigError, match=r"figures: .* not a safe folder name"):
+        dmc.expand(cfg)
+
+
+@pytest.mark.parametrize("label", ["..", ".", ".hidden"])
+def test_unsafe_labels_are_refused(label):
+    cfg = with_experiment({"factor": "train.lr", "values": [0.1], "labels": [label]})
+    with pytest.raises(dmc.ConfigError, match=r"experiments\.bad\.labels\[0\].*not a safe folder name"):
+        dmc.expand(cfg)
+
+
+def test_labels_with_slashes_become_one_folder():
+    cfg = with_experiment({"factor": "train.lr", "values": [0.1, 0.2], "labels": ["a/../b", "../.."]})
+    with pytest.raises(dmc.ConfigError, match=r"labels\[1\]"):  # '../..' -> '.._..' starts with a dot
+        dmc.expand(cfg)
+    cfg["experiments"]["bad"]["labels"] = ["a/../b", "x/y"]
+    labels = [v.label for v in dmc.expand(cfg)["bad"]]
+    assert all("/" not in x and not x.startswith(".") for x in labels)
+
+
+def test_shipped_configs_pass():
+    for name in ("config.yaml", "smoke.yaml", "paper.yaml"):
+        cfg = yaml.safe_load((ROOT / "config" / name).read_text())
+        validate(cfg, schema=SCHEMA)
+        assert dmc.expand(cfg)
+
+
+def test_validation_does_not_import_torch_or_numpy():
+    """The per-value check runs while the DAG is built, which must not pay for importing torch."""
+    code = (
+        "import sys\n"
+        "from diffmem import validate as v\n"
+        "for call in (lambda: v.check_settings({'train': {'lr': 'x'}}, 'e'), lambda: v.check_emm({'hii': 1}, 'e'),\n"
+        "             lambda: v.check_safe_name('..', 'e')):\n"
+        "    try:\n        call()\n    except ValueError:\n        pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numpy'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_base_error_without_override_names_base():
+    cfg = with_experiment({})
+    cfg = copy.deepcopy(cfg)
+    cfg["base"]["sample"]["n"] = 0  # a library caller that skipped the file-level schema
+    with pytest.raises(dmc.ConfigError, match=r"experiments\.bad: base\.sample\.n"):
+        dmc.expand(cfg)
