@@ -2,13 +2,29 @@
 # Table of contents: the rules live in workflow/rules/, the science in src/diffmem/.
 
 import os
+import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-# envs/diffmem.yaml installs this checkout into the conda env through ${DIFFMEM_ROOT}.
-os.environ.setdefault("DIFFMEM_ROOT", workflow.basedir)
+# The workflow runs the diffmem of this checkout (src/), never an installed copy, and does not need
+# one: building the DAG imports only torch- and numpy-free modules (Snakemake + PyYAML suffice).
+#  - DAG building: src/ goes first on this process's sys.path.
+#  - Jobs without --use-conda: PYTHONPATH starts with src/. Local jobs inherit it; sbatch exports it
+#    to Slurm jobs (whose snakemake re-reads this file anyway).
+#  - Jobs with --use-conda: Snakemake removes PYTHONPATH there, but the preamble it writes into every
+#    `script:` extends the job's sys.path by this process's sys.path, which holds src/. envs/ install
+#    no diffmem, so nothing in the env shadows it.
+SRC = os.path.join(workflow.basedir, "src")
+if sys.path[:1] != [SRC]:
+    sys.path.insert(0, SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != SRC:
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+
+envvars:
+    "PYTHONPATH",  # set just above; declared so that remote executors pass it on to jobs
 
 
 # The embedded default, unless --configfile names another config (a preset replaces it whole, so

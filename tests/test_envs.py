@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
-PACKAGE_LINE = "-e ${DIFFMEM_ROOT}"  # pip expands it; the Snakefile sets it (see envs/diffmem.yaml)
+RULE_ENV = ROOT / "envs" / "diffmem.yaml"  # the env every rule names
 
 
 def pyproject() -> dict:
@@ -87,14 +87,23 @@ def test_env_pins_agree_with_pyproject(path):
         assert version in deps[name].specifier, (
             f"{path.name}: {name}=={version} outside pyproject's {deps[name].specifier}"
         )
-    if PACKAGE_LINE in pip:  # an env that installs diffmem must carry all of its dependencies
+    if path == RULE_ENV:  # jobs import diffmem from src/, so the env must carry all of its dependencies
         missing = sorted(set(deps) - set(pins))
         assert not missing, f"{path.name}: pin these pyproject dependencies too: {missing}"
 
 
-def test_diffmem_env_installs_the_package():
-    _, pip = env_parts(ROOT / "envs" / "diffmem.yaml")
-    assert pip and pip[-1] == PACKAGE_LINE, "envs/diffmem.yaml must end its pip block with " + PACKAGE_LINE
+@pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.name)
+def test_env_files_hold_third_party_pins_only(path):
+    """No diffmem, no checkout path, no pip option: Snakemake hashes the env file's content only, so an
+    env that installed the checkout (`-e ${DIFFMEM_ROOT}`) would be shared across checkouts with stale
+    code, and could not be containerized. Jobs import the checkout's src/ instead (see the Snakefile)."""
+    conda, pip = env_parts(path)
+    options = [line for line in pip if line.lstrip().startswith("-") or "$" in line or "/" in line]
+    assert not options, f"{path.name}: only `name==version` pip lines, got {options}"
+    names = {canonicalize_name(Requirement(line).name) for line in pip} | {
+        canonicalize_name(re.split(r"[<>=!~ ]", d, maxsplit=1)[0]) for d in conda
+    }
+    assert "diffmem" not in names, f"{path.name}: installs diffmem; jobs import the checkout's src/ instead"
 
 
 def torchvision_minor_for(torch: Version) -> int:
@@ -232,12 +241,7 @@ def test_every_script_rule_has_a_conda_env():
     assert not missing, f"rules without conda: (they would run outside the env): {missing}"
 
 
-def test_snakefile_sets_diffmem_root():
-    snakefiles = [p for p in RULE_FILES if p.name == "Snakefile"]
-    if not snakefiles:
-        pytest.skip("Snakefile not written yet")
-    text = "".join(p.read_text() for p in RULE_FILES)
-    assert "DIFFMEM_ROOT" in text, (
-        "envs/diffmem.yaml installs `-e ${DIFFMEM_ROOT}`: the Snakefile must set "
-        'os.environ.setdefault("DIFFMEM_ROOT", <repository root>) before conda envs are built'
-    )
+def test_no_diffmem_root_left():
+    """The env no longer installs the checkout, so nothing may still set or expand DIFFMEM_ROOT."""
+    users = [p.name for p in RULE_FILES + ENV_FILES if "DIFFMEM_ROOT" in p.read_text()]
+    assert not users, f"DIFFMEM_ROOT is still used in {users}"

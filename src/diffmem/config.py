@@ -147,12 +147,12 @@ def resolve_settings(base: dict) -> dict:
 def canonical_model(model: dict) -> dict:
     """The network settings with every default filled in (embedding, skip mask, ...), so that two
     spellings of the same net (``embedding: null`` and ``positional``) give the same run id."""
-    from diffmem import nets
+    from diffmem.netconfig import resolve_net_config  # torch-free: the DAG is built without torch
 
     unique = model.get("label_dim") is None
     probe = {**model, "label_dim": 1 if unique else model["label_dim"]}
     try:
-        resolved = nets.resolve_net_config(probe)
+        resolved = resolve_net_config(probe)
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"model settings are invalid: {e}") from None
     if unique:

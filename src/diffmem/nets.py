@@ -17,11 +17,20 @@ denoiser D(x; sigma) lives in ``diffmem.diffusion``.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# The settings (defaults, validation, canonical form) are torch-free and live in diffmem.netconfig, so
+# that the workflow can resolve them without torch; they are re-exported here for existing callers.
+from diffmem.netconfig import (
+    ARCH_DEFAULTS,
+    NET_DEFAULTS,
+    group_count,
+    resolve_net_config,
+    skip_count,
+)
 
 __all__ = [
     "ARCH_DEFAULTS",
@@ -34,209 +43,12 @@ __all__ = [
     "skip_count",
 ]
 
-# The paper's basic DDPM++ at 32x32x3. ``None`` means "the arch's default" (see ARCH_DEFAULTS); ``skip``
-# None means every skip connection is on.
-NET_DEFAULTS: dict[str, Any] = {
-    "arch": "ddpmpp",               # Family: "ddpmpp" (DDPM++) or "ncsnpp" (NCSN++).
-    "resolution": 32,               # Image side at input and output, pixels.
-    "img_channels": 3,              # Colour channels at input and output.
-    "model_channels": 128,          # Base number of channels (the paper's "width").
-    "channel_mult": [2, 2, 2],      # Per-level channel multipliers; level l works at resolution >> l.
-    "channel_mult_emb": 4,          # Embedding vector size = model_channels * channel_mult_emb.
-    "num_blocks": 2,                # Residual blocks per level in the encoder (the paper's "depth").
-    "attn_resolutions": [16],       # Resolutions (pixels) whose blocks end with self-attention.
-    "dropout": 0.13,                # Dropout probability inside the residual blocks.
-    "label_dim": 0,                 # Number of classes for one-hot conditioning, 0 = unconditional.
-    "label_dropout": 0.0,           # Probability of zeroing a sample's label in training (CFG), 0 = off.
-    "embedding": None,              # Noise embedding: "positional" or "fourier"; None = arch default.
-    "channel_mult_noise": None,     # Noise embedding size = model_channels * this; None = arch default.
-    "encoder_type": None,           # "standard", "skip" or "residual"; None = arch default.
-    "decoder_type": None,           # "standard" or "skip"; None = arch default.
-    "resample_filter": None,        # 1-D FIR taps for up/downsampling; None = arch default.
-    "skip": None,                   # 0/1 mask over the encoder-to-decoder skips; None = all on.
-}
-
-# What ``None`` resolves to, per arch (Song et al.'s DDPM++ and NCSN++ as configured by Karras et al.).
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ddpmpp": {
-        "embedding": "positional",
-        "channel_mult_noise": 1,
-        "encoder_type": "standard",
-        "decoder_type": "standard",
-        "resample_filter": [1, 1],
-    },
-    "ncsnpp": {
-        "embedding": "fourier",
-        "channel_mult_noise": 2,
-        "encoder_type": "residual",
-        "decoder_type": "standard",
-        "resample_filter": [1, 3, 3, 1],
-    },
-}
-
-EMBEDDINGS = ("positional", "fourier")
-ENCODER_TYPES = ("standard", "skip", "residual")
-DECODER_TYPES = ("standard", "skip")
-
 FOURIER_SCALE = 16.0        # Std of the random Fourier frequencies (NCSN++).
 MAX_POSITIONS = 10000       # Longest period of the positional (transformer) embedding.
 SKIP_SCALE = math.sqrt(0.5)  # Residual sums are scaled by 1/sqrt(2) to keep unit variance.
 GN_EPS = 1e-6               # GroupNorm epsilon.
-GN_MAX_GROUPS = 32          # GroupNorm uses min(32, channels // 4) groups.
-GN_MIN_CHANNELS_PER_GROUP = 4
 ZERO_GAIN = 1e-5            # Init gain of layers that close a residual branch or produce the output.
 ATTN_QKV_GAIN = math.sqrt(0.2)  # Init gain of the attention query/key/value projection.
-
-
-# ---------------------------------------------------------------------------------------------------
-# Configuration.
-
-
-def _as_int(key: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"net config {key!r}: expected an integer, got {value!r}")
-    if isinstance(value, str):
-        value = value.strip()
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"net config {key!r}: expected an integer, got {value!r}") from None
-    if not math.isfinite(as_float) or as_float != int(as_float):
-        raise ValueError(f"net config {key!r}: expected an integer, got {value!r}")
-    out = int(as_float)
-    if minimum is not None and out < minimum:
-        raise ValueError(f"net config {key!r}: must be >= {minimum}, got {out}")
-    return out
-
-
-def _as_float(key: str, value: Any, lo: float, hi: float) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"net config {key!r}: expected a number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"net config {key!r}: expected a number, got {value!r}") from None
-    if not lo <= out < hi:
-        raise ValueError(f"net config {key!r}: must lie in [{lo}, {hi}), got {out}")
-    return out
-
-
-def _as_int_list(key: str, value: Any, minimum: int | None = None) -> list[int]:
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v != ""]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"net config {key!r}: expected a list of integers, got {value!r}")
-    return [_as_int(key, v, minimum) for v in value]
-
-
-def _as_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    out = str(value).strip().lower()
-    if out not in choices:
-        raise ValueError(f"net config {key!r}: must be one of {list(choices)}, got {value!r}")
-    return out
-
-
-def skip_count(num_blocks: int, num_levels: int) -> int:
-    """Number of encoder-to-decoder skip connections: one per encoder output, (blocks + 1) per level."""
-    return (num_blocks + 1) * num_levels
-
-
-def resolve_net_config(overrides: dict | None = None) -> dict:
-    """Return the full, normalized network config: NET_DEFAULTS updated by ``overrides``.
-
-    Arch-dependent ``None`` entries are filled from ARCH_DEFAULTS, ``skip`` None becomes an explicit list
-    of ones, numbers and lists get canonical types, so that equal networks give equal dicts (and the
-    result resolves to itself). Unknown keys and impossible values raise ValueError naming the key.
-    """
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(NET_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown net config key(s) {unknown}; known keys: {sorted(NET_DEFAULTS)}")
-    raw = {**NET_DEFAULTS, **overrides}
-
-    cfg: dict[str, Any] = {}
-    cfg["arch"] = _as_choice("arch", raw["arch"], tuple(ARCH_DEFAULTS))
-    arch = ARCH_DEFAULTS[cfg["arch"]]
-    for key in arch:
-        if raw[key] is None:
-            raw[key] = arch[key]
-
-    cfg["resolution"] = _as_int("resolution", raw["resolution"], 1)
-    cfg["img_channels"] = _as_int("img_channels", raw["img_channels"], 1)
-    cfg["model_channels"] = _as_int("model_channels", raw["model_channels"], 1)
-    cfg["channel_mult"] = _as_int_list("channel_mult", raw["channel_mult"], 1)
-    if not cfg["channel_mult"]:
-        raise ValueError("net config 'channel_mult': needs at least one level")
-    cfg["channel_mult_emb"] = _as_int("channel_mult_emb", raw["channel_mult_emb"], 1)
-    cfg["num_blocks"] = _as_int("num_blocks", raw["num_blocks"], 1)
-    cfg["attn_resolutions"] = sorted(set(_as_int_list("attn_resolutions", raw["attn_resolutions"], 1)),
-                                     reverse=True)
-    cfg["dropout"] = _as_float("dropout", raw["dropout"], 0.0, 1.0)
-    cfg["label_dim"] = _as_int("label_dim", raw["label_dim"], 0)
-    cfg["label_dropout"] = _as_float("label_dropout", raw["label_dropout"], 0.0, 1.0)
-    cfg["embedding"] = _as_choice("embedding", raw["embedding"], EMBEDDINGS)
-    cfg["channel_mult_noise"] = _as_int("channel_mult_noise", raw["channel_mult_noise"], 1)
-    cfg["encoder_type"] = _as_choice("encoder_type", raw["encoder_type"], ENCODER_TYPES)
-    cfg["decoder_type"] = _as_choice("decoder_type", raw["decoder_type"], DECODER_TYPES)
-    cfg["resample_filter"] = _as_int_list("resample_filter", raw["resample_filter"], 0)
-    if not cfg["resample_filter"] or sum(cfg["resample_filter"]) == 0:
-        raise ValueError(f"net config 'resample_filter': needs positive taps, got {raw['resample_filter']!r}")
-
-    levels = len(cfg["channel_mult"])
-    res = cfg["resolution"]
-    if res % (1 << (levels - 1)) != 0:
-        raise ValueError(
-            f"net config 'resolution': {res} cannot be halved {levels - 1} times "
-            f"(channel_mult has {levels} levels); use a multiple of {1 << (levels - 1)}"
-        )
-    level_res = [res >> lv for lv in range(levels)]
-    bad_attn = [r for r in cfg["attn_resolutions"] if r not in level_res]
-    if bad_attn:
-        raise ValueError(
-            f"net config 'attn_resolutions': {bad_attn} is not a resolution of this net; "
-            f"its levels work at {level_res}"
-        )
-    if cfg["embedding"] == "positional" and cfg["model_channels"] * cfg["channel_mult_noise"] < 4:
-        raise ValueError("net config 'model_channels': the positional embedding needs at least 4 channels")
-
-    n_skips = skip_count(cfg["num_blocks"], levels)
-    if raw["skip"] is None:
-        cfg["skip"] = [1] * n_skips
-    else:
-        mask = _as_int_list("skip", raw["skip"])
-        if any(m not in (0, 1) for m in mask):
-            raise ValueError(f"net config 'skip': entries must be 0 or 1, got {mask}")
-        if len(mask) != n_skips:
-            raise ValueError(
-                f"net config 'skip': expected {n_skips} entries ((num_blocks + 1) * len(channel_mult) = "
-                f"({cfg['num_blocks']} + 1) * {levels}), got {len(mask)}"
-            )
-        cfg["skip"] = mask
-    for channels in _normalized_channel_counts(cfg):
-        _group_count(channels)
-    return {key: cfg[key] for key in NET_DEFAULTS}
-
-
-def _normalized_channel_counts(cfg: dict) -> set[int]:
-    """Channel counts that meet a GroupNorm in the net (block inputs and outputs, decoder concats)."""
-    mc, mults, nb = cfg["model_channels"], cfg["channel_mult"], cfg["num_blocks"]
-    counts, skips, c = set(), [mc], mc
-    for mult in mults:
-        for _ in range(nb):
-            counts.update((c, mc * mult))
-            c = mc * mult
-            skips.append(c)
-        skips.append(c)  # the next level's downsampling block (one too many after the last level)
-    skips.pop()
-    for mult in reversed(mults):
-        counts.add(c)
-        for _ in range(nb + 1):
-            counts.add(c + skips.pop())
-            c = mc * mult
-            counts.add(c)
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,19 +71,8 @@ def _conv(cin: int, cout: int, kernel: int, gain: float = 1.0, padding: int | No
     return _xavier(nn.Conv2d(cin, cout, kernel, padding=kernel // 2 if padding is None else padding), gain)
 
 
-def _group_count(channels: int) -> int:
-    groups = min(GN_MAX_GROUPS, channels // GN_MIN_CHANNELS_PER_GROUP)
-    if groups < 1 or channels % groups != 0:
-        raise ValueError(
-            f"net config 'model_channels'/'channel_mult': a GroupNorm over {channels} channels cannot use "
-            f"{groups} groups (min({GN_MAX_GROUPS}, channels // {GN_MIN_CHANNELS_PER_GROUP})); every channel "
-            f"count must be a multiple of 4 below 128 and of 32 from 128 up"
-        )
-    return groups
-
-
 def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(_group_count(channels), channels, eps=GN_EPS)
+    return nn.GroupNorm(group_count(channels), channels, eps=GN_EPS)
 
 
 class FIRResample(nn.Module):
