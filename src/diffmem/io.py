@@ -1,7 +1,13 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Result files: atomic writers, and readers that name the file and the way out when it is damaged.
 
-A job killed half way leaves at most a ``.tmp-*`` file, never a half file under the
-final name that a later step (or Snakemake) would take as complete.
+Writers write to a temporary file beside the target, then rename: a job killed half way leaves at most a
+``.tmp-*`` file, never a half file under the final name that a later step (or Snakemake) would take as
+complete. Files get the usual mode (``0666`` less the umask, as ``open()`` gives), so collaborators on a
+shared cluster can read results.
+
+Readers (:func:`read_json`, :func:`read_npz`, :func:`torch_load`) turn a truncated or corrupt file into a
+:class:`CorruptFileError` that names the path and what to delete so that the next ``snakemake`` run
+rebuilds it (:func:`way_out`).
 """
 
 from __future__ import annotations
@@ -9,11 +15,65 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import pickle
+import secrets
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class CorruptFileError(ValueError):
+    """A result file is truncated or corrupt; the message names it and what to delete to rebuild it."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = Path(path)
+        super().__init__(f"{self.path} is truncated or corrupt ({reason}). {way_out(self.path)}")
+
+
+def way_out(path: str | os.PathLike) -> str:
+    """What to delete so that the next ``snakemake`` run rebuilds a damaged file (from its name and the
+    results layout, see :mod:`diffmem.layout`)."""
+    path = Path(path)
+    rerun = "then run snakemake again"
+    if path.name == "state.pt":
+        return (
+            f"It is the resumable state of an unfinished training: delete it and {rerun}; this run's "
+            "training restarts from step 0 (same result, more time)."
+        )
+    if path.name.startswith("snapshot-") and path.parent.name == "train":
+        summary = path.parent / "train.json"
+        return (
+            "Snapshots are not declared outputs, so deleting this file alone reruns nothing: delete the whole "
+            f"training folder {path.parent} (its declared output is {summary}) and {rerun}; this run retrains "
+            f"(if Snakemake says 'Nothing to be done', ask for it: snakemake --cores 1 {summary})."
+        )
+    if path.name == "train.json" and path.parent.name == "train":
+        return (
+            f"Delete the training folder {path.parent} and {rerun}; this run retrains "
+            f"(if Snakemake says 'Nothing to be done', ask for it: snakemake --cores 1 {path})."
+        )
+    return (
+        f"Delete it and {rerun}: the step that wrote it runs again (if Snakemake says 'Nothing to be done', "
+        f"ask for the file: snakemake --cores 1 {path})."
+    )
+
+
+def _temp_beside(path: Path, suffix: str) -> Path:
+    """Create an empty, unique temporary file next to ``path`` with the mode ``open()`` would give
+    (``mkstemp`` makes 0600, and that mode would survive the rename)."""
+    for _ in range(1000):
+        tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @contextlib.contextmanager
@@ -21,10 +81,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".tmp-{path.name}-", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
-    )
-    os.close(fd)
+    tmp = _temp_beside(path, suffix if suffix is not None else path.suffix)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -35,6 +92,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
 
 
 def _default(o: Any):
+    import numpy as np
+
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -53,13 +112,34 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """Parse a JSON file; a truncated or corrupt one raises :class:`CorruptFileError` naming it."""
+    text = Path(path).read_bytes()
+    try:
+        return json.loads(text.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptFileError(path, f"not valid JSON: {e}") from None
 
 
 def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
     """Save arrays with ``np.savez_compressed``, atomically."""
+    import numpy as np
+
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (read at once, no pickle); a truncated or corrupt file raises
+    :class:`CorruptFileError` naming it."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError) as e:
+        raise CorruptFileError(path, f"not a readable npz: {type(e).__name__}: {e}") from None
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -71,12 +151,23 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` a state dict (tensors, numbers, strings only), atomically."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # through a file object: torch names the archive's root folder after a *path* (here the random
+        # temporary name), which would make identical checkpoints differ byte for byte
+        torch.save(obj, fh)
 
 
 def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint written by :func:`torch_save` without unpickling code."""
+    """Load a checkpoint written by :func:`torch_save` without unpickling code; a truncated or corrupt
+    file (or one holding code) raises :class:`CorruptFileError` naming it."""
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        if isinstance(e, torch.OutOfMemoryError) or "CUDA" in str(e):
+            raise  # the file is fine, the device is not
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CorruptFileError(path, f"torch.load: {reason}") from None

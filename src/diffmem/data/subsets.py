@@ -18,7 +18,7 @@ import numpy as np
 from diffmem.data.images import match_channels
 from diffmem.data.load import load_source
 from diffmem.data.sources import LABEL_MODES, SOURCES
-from diffmem.io import write_npz
+from diffmem.io import CorruptFileError, read_npz, write_npz
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "source": "digits",   # one of SOURCES
@@ -313,8 +313,10 @@ def save_subset(path: str | os.PathLike, subset: dict) -> None:
 
 
 def load_subset(path: str | os.PathLike) -> dict:
-    """Read a subset written by :func:`save_subset` (no pickle)."""
-    with np.load(path, allow_pickle=False) as z:
+    """Read a subset written by :func:`save_subset` (no pickle); a truncated or foreign file raises
+    :class:`diffmem.io.CorruptFileError` naming it and the way out."""
+    z = read_npz(path)
+    try:
         return {
             "images": z["images"],
             "labels": z["labels"],
@@ -324,3 +326,7 @@ def load_subset(path: str | os.PathLike) -> dict:
             "source_id": z["source_id"],
             "settings": json.loads(str(z["settings"])),
         }
+    except KeyError as e:
+        raise CorruptFileError(path, f"no array {e} (not a subset written by diffmem)") from None
+    except ValueError as e:
+        raise CorruptFileError(path, f"unreadable settings: {e}") from None
