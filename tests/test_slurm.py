@@ -66,12 +66,6 @@ def test_slurm_profile_overrides_existing_rules():
         assert rule in names, f"profiles/slurm set-resources names a rule that does not exist: {rule}"
 
 
-def test_local_profile_settings():
-    prof = load_profile("local")
-    assert prof["cores"] == "all"
-    assert "executor" not in prof or prof["executor"] == "local"
-
-
 def test_slurm_local_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
     out = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
