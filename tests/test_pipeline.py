@@ -49,12 +49,15 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
     res = pipeline.emm_result(search, tmp_path / f"round{k}.json", tmp_path / "emm.json")
     assert res["rounds"] == k + 1
     value = {"experiment": "e", "title": "E", "label": "v", "display": "v", "mode": "emm", "run_id": "r",
-             "emm": str(tmp_path / "emm.json"), "runs": {}, "threshold": 0.9}  # fmt: skip
+             "emm": str(tmp_path / "emm.json"), "scores": {}, "ratio_threshold": 1 / 3,
+             "emm_threshold": 0.9}  # fmt: skip
     fig = {"name": "f", "values": [value]}
     table = pipeline.figure_table(fig)
     assert list(table.columns) == pipeline.TABLE_COLUMNS
     emm_row = table[table["kind"] == "emm"].iloc[0]
-    assert (emm_row["emm_lo"], emm_row["emm_hi"]) == (lo, hi)
+    assert (emm_row["emm_lower"], emm_row["emm_upper"]) == (lo, hi)
+    assert (emm_row["search_lo"], emm_row["search_hi"]) == (10, 1000)
+    assert (emm_row["ratio_threshold"], emm_row["emm_threshold"]) == (1 / 3, 0.9)
     assert len(table[table["kind"] == "size"]) == len(res["evaluated"])
 
 

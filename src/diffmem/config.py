@@ -343,26 +343,42 @@ def images_to_see(settings: dict) -> int:
 
 _HOW_TO_READ = {
     "sweep": (
-        "Left: memorization ratio (share of generated samples whose nearest training image is at least 3x "
-        "closer than the second nearest, d1/d2 < 1/3) against the training-set size |D| on a log axis, with "
-        "its 95% Wilson interval; the dashed line is the EMM threshold, and the strip above marks each "
-        "value's EMM bracket. Right: the EMM of each value (the largest |D| still memorized at the "
-        "threshold) as a bracket; higher EMM means more memorization."
+        "Left: memorization ratio (share of generated samples whose distance d1 to the nearest training image "
+        "is below {ratio_threshold} of the distance d2 to the second nearest, d1/d2 < {ratio_threshold}) against "
+        "the training-set size |D| on a log axis, with its 95% Wilson interval; the dashed line is the EMM "
+        "threshold ({emm_threshold}), and the strip above marks each value's EMM bracket. Right: the EMM of each "
+        "value (the largest |D| whose ratio is still >= {emm_threshold}) as a bracket; higher EMM means more "
+        "memorization."
     ),
     "epochs": (
         "Memorization ratio of each snapshot against the number of training images seen, one line per "
-        "training-set size (and value), with 95% Wilson intervals."
+        "training-set size (and value), with 95% Wilson intervals; a sample is memorized when "
+        "d1/d2 < {ratio_threshold}, and the dashed line is the EMM threshold ({emm_threshold})."
     ),
     "optimum": (
         "Samples (left) and the same samples above their nearest training images (middle) for each run, "
-        "and the memorization ratio of each run (right): the closed-form optimal denoiser copies its "
-        "training set; a trained model copies it only below its EMM."
+        "and the memorization ratio of each run (right, d1/d2 < {ratio_threshold}): the closed-form optimal "
+        "denoiser copies its training set; a trained model copies it only below its EMM."
     ),
 }
 
 
-def figure_caption(name: str, fig: dict, experiments: dict) -> str:
-    """What a figure varies and how to read it (for the HTML report), unless the config gives a caption."""
+def threshold_text(x: float) -> str:
+    """A threshold as a reader writes it: 1/3 for 0.333..., 0.25 for 0.25, 90% is the caller's choice."""
+    from fractions import Fraction
+
+    f = Fraction(float(x)).limit_denominator(12)
+    if f.denominator > 1 and f.numerator < 10 and abs(float(f) - float(x)) < 1e-9 and len(f"{float(x):g}") > 4:
+        return f"{f.numerator}/{f.denominator}"
+    return f"{float(x):g}"
+
+
+def figure_caption(name: str, fig: dict, experiments: dict, *, ratio_threshold: float | None,
+                   emm_threshold: float | None) -> str:
+    """What a figure varies and how to read it (for the HTML report), unless the config gives a caption.
+
+    ``ratio_threshold`` (score.threshold, d1/d2) and ``emm_threshold`` (emm.threshold): the settings the
+    figure's runs use; None where its values differ (the caption then names the setting)."""
     if fig.get("caption"):
         return fig["caption"]
     parts = [f"{fig.get('title', name)}" + (f" (paper {fig['paper']})" if fig.get("paper") else "") + "."]
@@ -382,7 +398,10 @@ def figure_caption(name: str, fig: dict, experiments: dict) -> str:
         if spec.get("mode") == "sizes":
             text += f" at |D| = {', '.join(str(x) for x in spec['sizes'])}"
         parts.append(text + "; everything else as in the base config.")
-    parts.append(_HOW_TO_READ[fig["kind"]])
+    parts.append(_HOW_TO_READ[fig["kind"]].format(
+        ratio_threshold="score.threshold" if ratio_threshold is None else threshold_text(ratio_threshold),
+        emm_threshold="emm.threshold" if emm_threshold is None else f"{emm_threshold:.0%}",
+    ))
     return " ".join(parts)
 
 

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
 from diffmem import emm
+from diffmem.config import threshold_text
 from diffmem.io import atomic_path
 
 #: Okabe & Ito's colour-blind-safe palette (yellow last: it reads poorly on white).
@@ -70,21 +71,30 @@ STYLE: dict[str, Any] = {
 }
 
 SIZE_LABEL = "training-set size |D| (images)"
-RATIO_LABEL = "memorization ratio\n(share of samples, d1/d2 < 1/3)"
+RATIO_LABEL = "memorization ratio\n(share of samples, d1/d2 < {ratio_threshold})"
 IMAGES_LABEL = "training images seen"
-EMM_LABEL = "EMM (largest |D| with ratio ≥ threshold, images)"
+EMM_LABEL = "EMM (largest |D| with ratio ≥ {emm_threshold}, images)"
 
 KINDS = ("sweep", "epochs", "optimum")
 _NUMERIC = ("size", "snapshot", "step", "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n",
-            "threshold", "emm_lo", "emm_hi")
+            "ratio_threshold", "emm_threshold", "emm_lower", "emm_upper", "search_lo", "search_hi")
 
 
 # ------------------------------------------------------------------------------------------ entry point
 def draw_figure(
     spec: dict, table: pd.DataFrame, pdf_path: str | os.PathLike, png_path: str | os.PathLike
-) -> None:
+) -> Figure:
     """Draw the figure ``spec`` (a config figure entry plus its values, see ``get_figure_spec``) from
-    ``table`` (``pipeline.TABLE_COLUMNS``) and write it to ``pdf_path`` and ``png_path``."""
+    ``table`` (``pipeline.TABLE_COLUMNS``), write it to ``pdf_path`` and ``png_path``, return it."""
+    fig = build_figure(spec, table)
+    with matplotlib.rc_context(STYLE), atomic_path(pdf_path) as tmp_pdf, atomic_path(png_path) as tmp_png:
+        fig.savefig(tmp_pdf, format="pdf", metadata={"CreationDate": None})
+        fig.savefig(tmp_png, format="png")
+    return fig
+
+
+def build_figure(spec: dict, table: pd.DataFrame) -> Figure:
+    """The matplotlib Figure of ``spec`` drawn from ``table``, not saved (see :func:`draw_figure`)."""
     kind = spec.get("kind")
     drawers = {"sweep": _draw_sweep, "epochs": _draw_epochs, "optimum": _draw_optimum}
     if kind not in drawers:
@@ -96,9 +106,7 @@ def draw_figure(
         FigureCanvasAgg(fig)
         notes = drawers[kind](fig, spec, table) or []
         _decorate(fig, spec, notes)
-        with atomic_path(pdf_path) as tmp_pdf, atomic_path(png_path) as tmp_png:
-            fig.savefig(tmp_pdf, format="pdf", metadata={"CreationDate": None})
-            fig.savefig(tmp_png, format="png")
+    return fig
 
 
 def _decorate(fig: Figure, spec: dict, notes: list[str]) -> None:
@@ -161,7 +169,7 @@ class _Val:
     color: str
     marker: str
     rows: pd.DataFrame
-    runs: dict = field(default_factory=dict)
+    grids: dict = field(default_factory=dict)  # size -> (samples grid, nearest-neighbour grid) paths
 
 
 @dataclass
@@ -205,7 +213,8 @@ def _experiments(spec: dict, table: pd.DataFrame) -> list[_Exp]:
             if display is None or (isinstance(display, float) and math.isnan(display)):
                 display = v.get("label")
             values.append(_Val(label=str(v.get("label")), display=str(display), color=colors[i],
-                               marker=MARKERS[i % len(MARKERS)], rows=rows, runs=dict(v.get("runs") or {})))
+                               marker=MARKERS[i % len(MARKERS)], rows=rows,
+                               grids={int(k): tuple(p) for k, p in (v.get("grids") or {}).items()}))
         out.append(_Exp(name=name, title=str(title), factor=str(factor), values=values))
     return out
 
@@ -215,19 +224,40 @@ def _size_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return r.sort_values("size").drop_duplicates("size", keep="last")
 
 
-def _threshold(table: pd.DataFrame) -> float:
-    thr = table["threshold"].dropna()
-    return float(thr.mode().iloc[0]) if len(thr) else 0.9
+@dataclass
+class _Thresholds:
+    ratio: float | None  # score.threshold: a sample is memorized when d1/d2 < ratio
+    emm: float | None  # emm.threshold: a size passes when its memorization ratio >= emm
+
+    @property
+    def ratio_text(self) -> str:
+        return threshold_text(self.ratio) if self.ratio is not None else "score.threshold"
+
+    @property
+    def emm_text(self) -> str:
+        return f"{self.emm:.0%}" if self.emm is not None else "emm.threshold"
 
 
-def _threshold_line(ax, thr: float) -> None:
-    ax.axhline(thr, ls="--", lw=1.1, color="0.35", zorder=1, label=f"{thr:.0%} (EMM threshold)")
+def _thresholds(table: pd.DataFrame) -> _Thresholds:
+    """The thresholds the table was made with (the most common one where values differ)."""
+    def mode(col: str) -> float | None:
+        x = table[col].dropna()
+        return float(x.mode().iloc[0]) if len(x) else None
+
+    return _Thresholds(ratio=mode("ratio_threshold"), emm=mode("emm_threshold"))
 
 
-def _ratio_axis(ax) -> None:
+def _threshold_line(ax, thr: _Thresholds, vertical: bool = False) -> None:
+    if thr.emm is None:
+        return
+    line = ax.axvline if vertical else ax.axhline
+    line(thr.emm, ls="--", lw=1.1, color="0.35", zorder=1, label=f"EMM threshold {thr.emm_text}")
+
+
+def _ratio_axis(ax, thr: _Thresholds) -> None:
     ax.set_ylim(-0.03, 1.03)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_ylabel(RATIO_LABEL)
+    ax.set_ylabel(RATIO_LABEL.format(ratio_threshold=thr.ratio_text))
 
 
 def _ci_band(ax, x, rows: pd.DataFrame, color: str) -> None:
@@ -261,7 +291,7 @@ def _no_data(ax, text: str = "no data") -> None:
 
 
 def _legend(ax, n_entries: int, **kw) -> None:
-    if n_entries:
+    if n_entries and ax.get_legend_handles_labels()[0]:
         ax.legend(ncol=1 if n_entries <= 6 else 2, loc=kw.pop("loc", "best"), **kw)
 
 
@@ -274,7 +304,7 @@ class _Emm:
     non_monotone: bool
 
 
-def _emm_of(v: _Val, thr: float) -> _Emm:
+def _emm_of(v: _Val, thr: _Thresholds) -> _Emm:
     """What is known about a value's EMM: the bounds its search wrote to the table
     (:func:`diffmem.emm.bounds`), or, for a value evaluated at listed sizes only, what those sizes
     say (:func:`diffmem.emm.from_ratios`)."""
@@ -282,23 +312,23 @@ def _emm_of(v: _Val, thr: float) -> _Emm:
     if len(er):
         r = er.iloc[-1]
         return _Emm(
-            lower=float(r["emm_lo"]) if _finite(r["emm_lo"]) else None,
-            upper=float(r["emm_hi"]) if _finite(r["emm_hi"]) else None,
+            lower=float(r["emm_lower"]) if _finite(r["emm_lower"]) else None,
+            upper=float(r["emm_upper"]) if _finite(r["emm_upper"]) else None,
             status=str(r["emm_status"]) if isinstance(r["emm_status"], str) else "unknown",
             non_monotone=_truthy(r["non_monotone"]),
         )
     sizes = _size_rows(v.rows)
     sizes = sizes[np.isfinite(sizes["ratio"].to_numpy(float))]
-    if not len(sizes):
+    if not len(sizes) or thr.emm is None:
         return _Emm(lower=None, upper=None, status="unknown", non_monotone=False)
-    res = emm.from_ratios(dict(zip(sizes["size"].astype(int), sizes["ratio"], strict=True)), thr)
+    res = emm.from_ratios(dict(zip(sizes["size"].astype(int), sizes["ratio"], strict=True)), thr.emm)
     lower, upper = emm.bounds(res)
     return _Emm(lower=lower, upper=upper, status="unknown", non_monotone=bool(res["non_monotone"]))
 
 
 def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     exps = _experiments(spec, table)
-    thr = _threshold(table)
+    thr = _thresholds(table)
     nmax = max((len(e.values) for e in exps), default=1)
     strip_h = 0.25 + 0.11 * nmax
     fig.set_size_inches(11.5, len(exps) * (3.9 + strip_h) + 0.6)
@@ -319,7 +349,7 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         strip.set_title(f"{prefix}memorization ratio vs |D|")
         ax_emm.set_title(f"{prefix}EMM per value")
     notes = [f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
-             f"(a passes ratio ≥ {thr:.0%}, b fails); marker at the geometric mean."]
+             f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."]
     notes += [_FLAG_NOTES[f] for f in ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown")
               if f in flags]
     return notes
@@ -336,7 +366,7 @@ _FLAG_NOTES = {
 }
 
 
-def _sweep_ratio_panel(ax, exp: _Exp, thr: float) -> None:
+def _sweep_ratio_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
     n_entries = 0
     for v in exp.values:
         r = _size_rows(v.rows)
@@ -355,7 +385,7 @@ def _sweep_ratio_panel(ax, exp: _Exp, thr: float) -> None:
         ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
         _log_ticks(ax.xaxis, min(sizes) / 1.25, max(sizes) * 1.25)
     ax.set_xlabel(SIZE_LABEL)
-    _ratio_axis(ax)
+    _ratio_axis(ax, thr)
     if n_entries == 0:
         _no_data(ax, "no evaluated sizes")
     _legend(ax, n_entries + 1, title=exp.factor if len(exp.values) > 1 else None)
@@ -385,7 +415,7 @@ def _sweep_strip(ax, exp: _Exp, emms: list[_Emm]) -> None:
     ax.spines["left"].set_visible(False)
 
 
-def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: float) -> set[str]:
+def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: _Thresholds) -> set[str]:
     flags: set[str] = set()
     bounds = [b for e in emms for b in (e.lower, e.upper) if b is not None and b > 0]
     ymin, ymax = (min(bounds) / 2.5, max(bounds) * 2.5) if bounds else (1.0, 10.0)
@@ -441,7 +471,7 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: float) -> set[str]:
     for tick, v in zip(ax.get_xticklabels(), exp.values, strict=True):
         tick.set_color(v.color if v.color != PALETTE[-1] else "0.2")
     ax.set_xlabel(exp.factor if n > 1 or labels != ["base"] else "")
-    ax.set_ylabel(EMM_LABEL.replace("threshold", f"{thr:.0%}"))
+    ax.set_ylabel(EMM_LABEL.format(emm_threshold=thr.emm_text))
     ax.grid(axis="x", visible=False)
     _log_ticks(ax.yaxis, ymin, ymax)
     return flags
@@ -450,7 +480,7 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: float) -> set[str]:
 # --------------------------------------------------------------------------------------- kind: epochs
 def _draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     exps = _experiments(spec, table)
-    thr = _threshold(table)
+    thr = _thresholds(table)
     ncols = 1 if len(exps) == 1 else 2
     nrows = math.ceil(len(exps) / ncols)
     fig.set_size_inches(7.5 if ncols == 1 else 12, 4.6 * nrows + 0.5)
@@ -462,7 +492,7 @@ def _draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     return ["Shaded: 95% Wilson interval of the ratio at each snapshot."]
 
 
-def _epochs_panel(ax, exp: _Exp, thr: float) -> None:
+def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
     lines = []
     for v in exp.values:
         snaps = v.rows[(v.rows["kind"] == "snapshot") & v.rows["size"].notna()]
@@ -496,7 +526,7 @@ def _epochs_panel(ax, exp: _Exp, thr: float) -> None:
     else:
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel(IMAGES_LABEL)
-    _ratio_axis(ax)
+    _ratio_axis(ax, thr)
     ax.set_title(exp.title)
     if not lines:
         _no_data(ax, "no snapshots")
@@ -521,38 +551,35 @@ def _add_epoch_axis(ax, frames: list[pd.DataFrame]) -> None:
 # -------------------------------------------------------------------------------------- kind: optimum
 def _draw_optimum(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     exps = _experiments(spec, table)
-    entries = []  # (exp, value, size, row or None, run folder)
+    entries = []  # (exp, value, size, row or None, (samples grid, nearest grid) or None)
     for exp in exps:
         for v in exp.values:
             sizes = _size_rows(v.rows)
-            run_sizes = sorted({int(s) for s in v.runs} | {int(s) for s in sizes["size"]})
-            for size in run_sizes:
+            for size in sorted(set(v.grids) | {int(s) for s in sizes["size"]}):
                 row = sizes[sizes["size"] == size]
-                folder = v.runs.get(str(size), v.runs.get(size))
-                entries.append((exp, v, size, row.iloc[0] if len(row) else None, folder))
+                entries.append((exp, v, size, row.iloc[0] if len(row) else None, v.grids.get(size)))
+    thr = _thresholds(table)
     n = max(len(entries), 1)
     fig.set_size_inches(14, 2.6 * n + 0.8)
     gs = fig.add_gridspec(n, 3, width_ratios=[1, 2.6, 1.25])
     missing = False
-    for i, (exp, v, size, row, folder) in enumerate(entries):
+    for i, (exp, v, size, row, grids) in enumerate(entries):
         name = _entry_name(exp, v, size)
         scored = row is not None and _finite(row["ratio"])
         ratio = f"memorization {row['ratio']:.0%}" if scored else "no score"
-        panels = [("samples.png", "samples"),
-                  ("nearest.png", "samples (upper row) above their nearest training images")]
-        for j, (fname, what) in enumerate(panels):
+        for j, what in enumerate(("samples", "samples (upper row) above their nearest training images")):
             ax = fig.add_subplot(gs[i, j])
-            ok = _show_image(ax, Path(folder) / fname if folder else None)
+            ok = _show_image(ax, Path(grids[j]) if grids else None)
             missing |= not ok
             ax.set_title(f"{name}: {ratio}" if j == 0 else what, fontsize=9.5)
     bar = fig.add_subplot(gs[:, 2])
-    _optimum_bars(bar, entries, _threshold(table))
+    _optimum_bars(bar, entries, thr)
     if not entries:
         _no_data(bar)
-    notes = ["Memorized: d1/d2 < 1/3 (d1, d2: L2 distance to the nearest and second-nearest training image). "
-             "Bars: 95% Wilson interval."]
+    notes = [f"Memorized: d1/d2 < {thr.ratio_text} (d1, d2: L2 distance to the nearest and second-nearest "
+             "training image). Bars: 95% Wilson interval."]
     if missing:
-        notes.append("'missing': the run folder has no such image.")
+        notes.append("'missing': no such image for this run.")
     return notes
 
 
@@ -576,7 +603,7 @@ def _show_image(ax, path: Path | None) -> bool:
     return True
 
 
-def _optimum_bars(ax, entries: list, thr: float) -> None:
+def _optimum_bars(ax, entries: list, thr: _Thresholds) -> None:
     n = len(entries)
     y = np.arange(n)[::-1]
     for yi, (exp, v, _size, row, _) in zip(y, entries, strict=True):
@@ -591,7 +618,7 @@ def _optimum_bars(ax, entries: list, thr: float) -> None:
                         elinewidth=1, capsize=3, zorder=3)
         ax.text(min(r, 1.0) + 0.02 if r < 0.8 else r - 0.02, yi + 0.25, f"{r:.0%}", va="bottom",
                 ha="left" if r < 0.8 else "right", fontsize=8.5)
-    ax.axvline(thr, ls="--", lw=1.1, color="0.35", zorder=1, label=f"{thr:.0%} (EMM threshold)")
+    _threshold_line(ax, thr, vertical=True)
     ax.set_yticks(y)
     names = [_entry_name(e, v, s).replace(" / |D|", "\n|D|") for e, v, s, *_ in entries]
     ax.set_yticklabels(names, fontsize=8.5)
@@ -601,7 +628,8 @@ def _optimum_bars(ax, entries: list, thr: float) -> None:
     ax.set_xlabel("memorization ratio (share of samples)")
     ax.set_title("memorization ratio per run")
     ax.grid(axis="y", visible=False)
-    ax.legend(loc="lower right")
+    if thr.emm is not None:
+        ax.legend(loc="lower right")
 
 
 def _exp_color(entries: list, exp: _Exp) -> str:
