@@ -17,19 +17,15 @@ import numpy as np
 import pandas as pd
 
 from diffmem import config as dmc
-from diffmem.io import atomic_path, read_json, write_json, write_npz
+from diffmem.io import atomic_path, read_json, read_npz, write_json, write_npz
 
 _log = logging.getLogger("diffmem")
 
 TABLE_COLUMNS = [
     "figure", "experiment", "title", "value", "display", "kind", "size", "snapshot", "step",
-    "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "ratio_threshold",
-    "emm_threshold", "emm_lower", "emm_upper", "emm_status", "search_lo", "search_hi", "non_monotone", "run_id",
+    "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "threshold",
+    "emm_lo", "emm_hi", "emm_status", "non_monotone", "run_id",
 ]  # fmt: skip
-"""Columns of a figure's table. ``ratio_threshold``: score.threshold (a sample is memorized when
-d1/d2 < it); ``emm_threshold``: emm.threshold (a size is ``memorized`` when its ratio >= it);
-``emm_lower``/``emm_upper``: the EMM bounds of a search (lower <= EMM < upper, :func:`diffmem.emm.bounds`);
-``search_lo``/``search_hi``: the size range it searched (emm.lo/hi)."""
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -128,8 +124,8 @@ def score_run(
     from diffmem import memorization as mem
     from diffmem import sample as dms
 
-    with np.load(samples_path) as z:
-        samples, meta = z["samples"], json.loads(str(z["snapshots"]))
+    z = read_npz(samples_path)  # a damaged file is named, with the way out
+    samples, meta = z["samples"], json.loads(str(z["snapshots"]))
     train = subset["images"]
     threshold = float(settings["score"]["threshold"])
     per_snap, arrays = [], {"d1": [], "d2": [], "nn1": [], "nn2": []}
@@ -261,8 +257,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
             "value": v["label"],
             "display": v["display"],
             "run_id": v["run_id"],
-            "ratio_threshold": v["ratio_threshold"],
-            "emm_threshold": v["emm_threshold"],
+            "threshold": v["threshold"],
         }
         if v["mode"] == "emm":
             res = read_json(v["emm"])
@@ -273,11 +268,9 @@ def figure_table(fig: dict) -> pd.DataFrame:
                 {
                     **common,
                     "kind": "emm",
-                    "emm_lower": lo,
-                    "emm_upper": hi,
+                    "emm_lo": lo,
+                    "emm_hi": hi,
                     "emm_status": res["status"],
-                    "search_lo": res["lo"],
-                    "search_hi": res["hi"],
                     "non_monotone": res["non_monotone"],
                 }
             )
@@ -290,7 +283,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                     "kind": "size",
                     "size": int(size),
                     **_size_cols(sc),
-                    "memorized": emm.passes(sc["ratio"], v["emm_threshold"]),
+                    "memorized": emm.passes(sc["ratio"], v["threshold"]),
                 }
             )
             for snap in sc["snapshots"]:
@@ -304,7 +297,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                         "images_seen": snap["images_seen"],
                         "epochs": snap["epochs"],
                         **{k: snap[k] for k in ("ratio", "ci_low", "ci_high", "n")},
-                        "memorized": emm.passes(snap["ratio"], v["emm_threshold"]),
+                        "memorized": emm.passes(snap["ratio"], v["threshold"]),
                     }
                 )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

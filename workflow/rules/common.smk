@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from diffmem import config as dmc
+from diffmem.io import read_json
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -82,8 +83,7 @@ def get_emm_round_inputs(wildcards):
     if k == 0:
         return []
     prev = checkpoints.emm_round.get(experiment=wildcards.experiment, value=wildcards.value, k=k - 1)
-    with prev.output[0].open() as fh:
-        state = json.load(fh)
+    state = read_json(prev.output[0])  # a damaged round file is named, with the way out
     value = value_of(wildcards)
     return {"previous": prev.output[0], "scores": [memorization_path(value, s) for s in state["next"]]}
 
@@ -93,9 +93,8 @@ def get_emm_final_round(wildcards):
     value = value_of(wildcards)
     for k in range(int(value.emm["max_rounds"]) + 1):
         cp = checkpoints.emm_round.get(experiment=wildcards.experiment, value=wildcards.value, k=k)
-        with cp.output[0].open() as fh:
-            if json.load(fh)["done"]:
-                return cp.output[0]
+        if read_json(cp.output[0])["done"]:
+            return cp.output[0]
     raise WorkflowError(f"EMM search {wildcards.experiment}/{wildcards.value} did not finish")
 
 
@@ -115,9 +114,14 @@ def get_table_inputs(wildcards):
 def get_figure_inputs(wildcards):
     fig = config["figures"][wildcards.figure]
     inputs = {"table": RESULTS / "tables" / f"{wildcards.figure}.csv"}
-    if fig["kind"] == "optimum":  # the grids the figure shows, as its spec lists them
-        spec = get_figure_spec(wildcards)
-        inputs["grids"] = [p for v in spec["values"] for pair in v["grids"].values() for p in pair]
+    if fig["kind"] == "optimum":
+        inputs["grids"] = [
+            run_dir(value.run_id, s) / name
+            for exp in fig["experiments"]
+            for value in PLAN[exp]
+            for s in value.sizes
+            for name in ("samples.png", "nearest.png")
+        ]
     return inputs
 
 
@@ -181,6 +185,7 @@ def get_figure_spec(wildcards):
     """A figure's config entry plus, per experiment value, where its results live."""
     fig = dict(config["figures"][wildcards.figure])
     fig["name"] = wildcards.figure
+    fig["caption"] = dmc.figure_caption(wildcards.figure, fig, config["experiments"])
     fig["values"] = [
         {
             "experiment": exp,
@@ -192,24 +197,9 @@ def get_figure_spec(wildcards):
             "run_id": value.run_id,
             "emm": str(emm_dir(value) / "emm.json") if value.mode == "emm" else None,
             "runs": {str(s): str(run_dir(value.run_id, s)) for s in value.sizes},
-            # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
-            "grids": {
-                str(s): [str(run_dir(value.run_id, s) / "samples.png"), str(run_dir(value.run_id, s) / "nearest.png")]
-                for s in value.sizes
-            },
-            "ratio_threshold": value.settings["score"]["threshold"],
-            "emm_threshold": value.emm.get("threshold", config["emm"]["threshold"]),
+            "threshold": value.emm.get("threshold", config["emm"]["threshold"]),
         }
         for exp in fig["experiments"]
         for value in PLAN[exp]
     ]
-    ratio_thr = {v["ratio_threshold"] for v in fig["values"]}
-    emm_thr = {v["emm_threshold"] for v in fig["values"]}
-    fig["caption"] = dmc.figure_caption(
-        wildcards.figure,
-        fig,
-        config["experiments"],
-        ratio_threshold=ratio_thr.pop() if len(ratio_thr) == 1 else None,
-        emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
-    )
     return fig
