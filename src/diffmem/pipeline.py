@@ -23,9 +23,13 @@ _log = logging.getLogger("diffmem")
 
 TABLE_COLUMNS = [
     "figure", "experiment", "title", "value", "display", "kind", "size", "snapshot", "step",
-    "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "threshold",
-    "emm_lo", "emm_hi", "emm_status", "non_monotone", "run_id",
+    "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "ratio_threshold",
+    "emm_threshold", "emm_lower", "emm_upper", "emm_status", "search_lo", "search_hi", "non_monotone", "run_id",
 ]  # fmt: skip
+"""Columns of a figure's table. ``ratio_threshold``: score.threshold (a sample is memorized when
+d1/d2 < it); ``emm_threshold``: emm.threshold (a size is ``memorized`` when its ratio >= it);
+``emm_lower``/``emm_upper``: the EMM bounds of a search (lower <= EMM < upper, :func:`diffmem.emm.bounds`);
+``search_lo``/``search_hi``: the size range it searched (emm.lo/hi)."""
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -257,7 +261,8 @@ def figure_table(fig: dict) -> pd.DataFrame:
             "value": v["label"],
             "display": v["display"],
             "run_id": v["run_id"],
-            "threshold": v["threshold"],
+            "ratio_threshold": v["ratio_threshold"],
+            "emm_threshold": v["emm_threshold"],
         }
         if v["mode"] == "emm":
             res = read_json(v["emm"])
@@ -268,9 +273,11 @@ def figure_table(fig: dict) -> pd.DataFrame:
                 {
                     **common,
                     "kind": "emm",
-                    "emm_lo": lo,
-                    "emm_hi": hi,
+                    "emm_lower": lo,
+                    "emm_upper": hi,
                     "emm_status": res["status"],
+                    "search_lo": res["lo"],
+                    "search_hi": res["hi"],
                     "non_monotone": res["non_monotone"],
                 }
             )
@@ -283,7 +290,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                     "kind": "size",
                     "size": int(size),
                     **_size_cols(sc),
-                    "memorized": emm.passes(sc["ratio"], v["threshold"]),
+                    "memorized": emm.passes(sc["ratio"], v["emm_threshold"]),
                 }
             )
             for snap in sc["snapshots"]:
@@ -297,7 +304,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                         "images_seen": snap["images_seen"],
                         "epochs": snap["epochs"],
                         **{k: snap[k] for k in ("ratio", "ci_low", "ci_high", "n")},
-                        "memorized": emm.passes(snap["ratio"], v["threshold"]),
+                        "memorized": emm.passes(snap["ratio"], v["emm_threshold"]),
                     }
                 )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)

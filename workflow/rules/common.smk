@@ -114,14 +114,9 @@ def get_table_inputs(wildcards):
 def get_figure_inputs(wildcards):
     fig = config["figures"][wildcards.figure]
     inputs = {"table": RESULTS / "tables" / f"{wildcards.figure}.csv"}
-    if fig["kind"] == "optimum":
-        inputs["grids"] = [
-            run_dir(value.run_id, s) / name
-            for exp in fig["experiments"]
-            for value in PLAN[exp]
-            for s in value.sizes
-            for name in ("samples.png", "nearest.png")
-        ]
+    if fig["kind"] == "optimum":  # the grids the figure shows, as its spec lists them
+        spec = get_figure_spec(wildcards)
+        inputs["grids"] = [p for v in spec["values"] for pair in v["grids"].values() for p in pair]
     return inputs
 
 
@@ -185,7 +180,6 @@ def get_figure_spec(wildcards):
     """A figure's config entry plus, per experiment value, where its results live."""
     fig = dict(config["figures"][wildcards.figure])
     fig["name"] = wildcards.figure
-    fig["caption"] = dmc.figure_caption(wildcards.figure, fig, config["experiments"])
     fig["values"] = [
         {
             "experiment": exp,
@@ -197,9 +191,24 @@ def get_figure_spec(wildcards):
             "run_id": value.run_id,
             "emm": str(emm_dir(value) / "emm.json") if value.mode == "emm" else None,
             "runs": {str(s): str(run_dir(value.run_id, s)) for s in value.sizes},
-            "threshold": value.emm.get("threshold", config["emm"]["threshold"]),
+            # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
+            "grids": {
+                str(s): [str(run_dir(value.run_id, s) / "samples.png"), str(run_dir(value.run_id, s) / "nearest.png")]
+                for s in value.sizes
+            },
+            "ratio_threshold": value.settings["score"]["threshold"],
+            "emm_threshold": value.emm.get("threshold", config["emm"]["threshold"]),
         }
         for exp in fig["experiments"]
         for value in PLAN[exp]
     ]
+    ratio_thr = {v["ratio_threshold"] for v in fig["values"]}
+    emm_thr = {v["emm_threshold"] for v in fig["values"]}
+    fig["caption"] = dmc.figure_caption(
+        wildcards.figure,
+        fig,
+        config["experiments"],
+        ratio_threshold=ratio_thr.pop() if len(ratio_thr) == 1 else None,
+        emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
+    )
     return fig
