@@ -18,7 +18,8 @@ VENV ?= .venv
 SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?=
 
-SETUP_KEY := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+# sha256sum on Linux, shasum on macOS
+SETUP_KEY := $(shell cat pyproject.toml constraints.txt | (sha256sum 2>/dev/null || shasum -a 256) | cut -c1-16)
 STAMP := $(VENV)/.diffmem-setup-$(SETUP_KEY)
 BIN := $(abspath $(VENV))/bin
 
