@@ -142,3 +142,78 @@ def test_base_error_without_override_names_base():
     cfg["base"]["sample"]["n"] = 0  # a library caller that skipped the file-level schema
     with pytest.raises(dmc.ConfigError, match=r"experiments\.bad: base\.sample\.n"):
         dmc.expand(cfg)
+
+
+# ---------------------------------------------------------------------------------------- data files
+def cifar_config(path) -> dict:
+    cfg = with_experiment({})
+    cfg["base"]["data"].update(source="cifar10", path=str(path), resolution=8)
+    return cfg
+
+
+def write_tar(path, names) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+
+
+def check_data_error(cfg) -> str:
+    with pytest.raises(dmc.ConfigError) as err:
+        dmc.check_data(dmc.expand(cfg))
+    return str(err.value)
+
+
+def test_cifar_path_that_is_a_directory_without_the_tarball_is_refused(tmp_path):
+    msg = check_data_error(cifar_config(tmp_path))
+    assert "experiments.bad" in msg and "data.path" in msg and "cifar-10-python.tar.gz" in msg
+
+
+def test_cifar_path_that_is_not_gzip_is_refused(tmp_path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_text("<html>404 not found</html>")
+    msg = check_data_error(cifar_config(path))
+    assert "data.path" in msg and "not a gzip file" in msg and "cifar-10-batches-py" in msg
+
+
+def test_cifar_tarball_of_something_else_is_refused(tmp_path):
+    path = tmp_path / "other.tar.gz"
+    write_tar(path, ["mnist/train.bin"])
+    msg = check_data_error(cifar_config(path))
+    assert "first member 'mnist/train.bin'" in msg and "expected the official" in msg
+
+
+def test_cifar_truncated_gzip_is_refused(tmp_path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00")
+    assert "not a readable tar.gz" in check_data_error(cifar_config(path))
+
+
+def test_cifar_extracted_folder_missing_batches_is_refused(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"x")
+    msg = check_data_error(cifar_config(tmp_path))
+    assert "data_batch_2" in msg and "data.path" in msg
+
+
+def test_cifar_tarball_in_the_official_layout_passes(tmp_path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    write_tar(path, [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)])
+    dmc.check_data(dmc.expand(cifar_config(path)))  # the md5 and the batches are the job's to check
+    dmc.check_data(dmc.expand(cifar_config(tmp_path)))  # the folder that holds it
+
+
+def test_folder_source_path_that_is_a_file_is_refused(tmp_path):
+    cfg = with_experiment({})
+    (tmp_path / "dogs.zip").write_bytes(b"PK")
+    cfg["base"]["data"].update(
+        source="digits",
+        classes=1,
+        blend={"source": "folder", "path": str(tmp_path / "dogs.zip"), "alpha": 0.5, "class": 0},
+    )
+    assert "data.blend.path" in check_data_error(cfg) and "not a folder" in check_data_error(cfg)

@@ -422,8 +422,9 @@ def check_data(plan: dict[str, list[Value]]) -> None:
                 if (source, path) in seen:
                     continue
                 seen.add((source, path))
-                if source == "cifar10" and src.get("download", d.get("download")):
-                    continue
+                download = src.get("download", d.get("download"))
+                if source == "cifar10" and download and not (path and Path(path).exists()):
+                    continue  # the job downloads it
                 if not path:
                     raise ConfigError(f"{where}: {key}.path is required for source {source}")
                 if not Path(path).exists():
@@ -433,3 +434,15 @@ def check_data(plan: dict[str, list[Value]]) -> None:
                         else "a folder with one sub-folder of images per class"
                     )
                     raise ConfigError(f"{where}: {key}.path {path!r} does not exist; expected {hint}")
+                if source == "folder" and not Path(path).is_dir():
+                    raise ConfigError(
+                        f"{where}: {key}.path {path!r} is not a folder; expected a folder with one sub-folder "
+                        "of images per class"
+                    )
+                if source == "cifar10":  # cheap: found where the loader looks, gzip tar of cifar-10-batches-py/
+                    from diffmem.data.cifar10 import check_path
+
+                    try:
+                        check_path(path)
+                    except (ValueError, OSError) as e:
+                        raise ConfigError(f"{where}: {key}.path {path!r} is not CIFAR-10: {e}") from None

@@ -15,9 +15,10 @@ import hashlib
 import pickle
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: check_path runs while the DAG is built
+    import numpy as np
 
 CIFAR10_TGZ = "cifar-10-python.tar.gz"
 CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -42,6 +43,8 @@ def _md5(path: Path) -> str:
 
 @functools.cache
 def _numpy_reconstructors() -> dict[tuple[str, str], Any]:
+    import numpy as np
+
     try:
         from numpy._core import multiarray, numeric
     except ImportError:  # numpy < 2
@@ -83,6 +86,8 @@ def restricted_loads(data: bytes) -> Any:
 
 
 def _parse_batch(obj: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected a dict, got {type(obj).__name__}")
     data = obj.get(b"data", obj.get("data"))
@@ -131,7 +136,40 @@ def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
     )
 
 
+def check_path(path: str | None, download: bool = False) -> None:
+    """Cheap up-front check that ``path`` can hold CIFAR-10 (before any job): it is found as
+    :func:`load_cifar10` looks for it, a tarball is gzip and its first member lies in
+    ``cifar-10-batches-py/`` (one header read, not the whole archive), an extracted folder has every train
+    batch. Raises ValueError saying what was found and what was expected; the md5 is checked by the job."""
+    if path is None:
+        _find_cifar10(path, download=False)  # raises: the message says what path may be
+    p = Path(path)
+    if download and not p.exists():
+        return  # the job downloads it
+    kind, where = _find_cifar10(path, download=False)
+    expected = f"the official {CIFAR10_TGZ} (a gzip tar holding {CIFAR10_DIR}/)"
+    if kind == "dir":
+        missing = [n for n in CIFAR10_TRAIN_MD5 if not (where / n).is_file()]
+        if missing:
+            raise ValueError(f"{where} is missing {', '.join(missing)}; expected the extracted {CIFAR10_DIR}/")
+        return
+    with open(where, "rb") as f:
+        magic = f.read(2)
+    if magic != b"\x1f\x8b":
+        raise ValueError(f"{where} is not a gzip file; expected {expected}")
+    try:
+        with tarfile.open(where, "r:gz") as tar:
+            first = tar.next()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"{where} is not a readable tar.gz ({e}); expected {expected}") from None
+    if first is None or first.name.split("/")[0] != CIFAR10_DIR:
+        found = "an empty archive" if first is None else f"first member {first.name!r}"
+        raise ValueError(f"{where} holds {found}; expected {expected}")
+
+
 def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     kind, where = _find_cifar10(path, download)
     batches = []
     if kind == "tar":
