@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ("Snakefile", "workflow", "config", "envs", "profiles", "src")  # what a user's checkout holds
+PROJECT = ("Snakefile", "workflow", "config", "envs", "profiles", "src", "benchmarks")  # a user's checkout
 CONFIGS = {
     "default": [],
     "smoke": ["--configfile", "config/smoke.yaml"],
