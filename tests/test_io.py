@@ -179,3 +179,19 @@ def test_reading_json_imports_neither_numpy_nor_torch(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_npz_is_byte_reproducible_and_reads_back(tmp_path, monkeypatch):
+    import time
+
+    arrays = {"images": np.arange(48, dtype=np.uint8).reshape(3, 1, 4, 4), "settings": np.array('{"a": 1}')}
+    io.write_npz(tmp_path / "a.npz", **arrays)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 86400 * 365)  # a write a year later
+    io.write_npz(tmp_path / "b.npz", **arrays)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    back = io.read_npz(tmp_path / "a.npz")
+    assert back["images"].dtype == np.uint8 and np.array_equal(back["images"], arrays["images"])
+    assert str(back["settings"]) == '{"a": 1}'
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as z:  # what np.load expects
+        assert sorted(z.files) == ["images", "settings"]
