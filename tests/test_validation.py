@@ -4,6 +4,7 @@ before any job, with errors naming ``experiments.<name>...``; names that become 
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,17 @@ def test_folder_source_path_that_is_a_file_is_refused(tmp_path):
         blend={"source": "folder", "path": str(tmp_path / "dogs.zip"), "alpha": 0.5, "class": 0},
     )
     assert "data.blend.path" in check_data_error(cfg) and "not a folder" in check_data_error(cfg)
+
+
+@pytest.mark.parametrize(
+    "exp, missing",
+    [
+        ({"set": {"train.duration": {"unit": "epochs"}}}, "train.duration.value"),
+        ({"set": {"train": {"warmup": {"value": 5}}}}, "train.warmup.unit"),
+        ({"factor": "train.snapshots", "values": [{"every": {"unit": "steps"}}]}, "train.snapshots.every.value"),
+    ],
+)
+def test_a_unit_without_its_value_is_refused_not_merged(exp, missing):
+    """{unit: epochs} over {unit: steps, value: 300} would silently mean 300 epochs."""
+    with pytest.raises(dmc.ConfigError, match=rf"experiments\.bad\.(set|values).*{re.escape(missing)} is missing"):
+        dmc.expand(with_experiment(exp))

@@ -228,8 +228,8 @@ def expand(config: dict) -> dict[str, list[Value]]:
             validate.check_settings(
                 s,
                 where,
-                [(k, f"{where}.set.{k}") for k in (exp.get("set") or {})]
-                + [(k, f"{where}.values[{i}] (factor {k}{named})") for k in keys],
+                [(k, f"{where}.set.{k}", fixed) for k, fixed in (exp.get("set") or {}).items()]
+                + [(k, f"{where}.values[{i}] (factor {k}{named})", x) for k, x in zip(keys, parts, strict=True)],
             )
             try:
                 s = resolve_settings(s)

@@ -145,22 +145,56 @@ def _origin(key: str, overrides: list[tuple[str, str]]) -> str | None:
     return best[1] if best else None
 
 
-def check_settings(settings: dict, where: str, overrides: list[tuple[str, str]] = ()) -> None:
+def _sub_schema(dotted: str) -> dict | None:
+    """The ``base`` schema of a dotted key (the object branch of a oneOf), or None if it has none."""
+    node = load_schema()["properties"]["base"]
+    for part in dotted.split("."):
+        node = (node.get("properties") or {}).get(part)
+        if node is None:
+            return None
+        objects = [b for b in node.get("oneOf", []) if b.get("type") == "object"]
+        node = objects[0] if objects else node
+    return node
+
+
+def _missing_required(value: Any, schema: dict | None, key: str) -> list[str]:
+    """Keys a mapping must give itself (``required`` in the schema), recursively: a mapping merges into
+    the block it names, so ``{unit: epochs}`` over ``{unit: steps, value: 300}`` would silently keep 300."""
+    if not isinstance(value, dict) or not schema:
+        return []
+    out = [f"{key}.{r}" for r in schema.get("required", []) if r not in value]
+    for k, v in value.items():
+        sub = (schema.get("properties") or {}).get(k)
+        if sub is not None:
+            objects = [b for b in sub.get("oneOf", []) if b.get("type") == "object"]
+            out += _missing_required(v, objects[0] if objects else sub, f"{key}.{k}")
+    return out
+
+
+def check_settings(settings: dict, where: str, overrides: list[tuple] = ()) -> None:
     """Validate one experiment value's assembled settings (base + set + factor value, before the derived
     keys are filled in) against the schema's ``base`` block.
 
-    ``overrides`` lists (dotted key, text naming where it was written, e.g. ``experiments.x.set``) so the
-    error names the line of the config to fix. Raises ConfigError with every problem found.
+    ``overrides`` lists (dotted key, text naming where it was written, e.g. ``experiments.x.set``, and
+    optionally the value written there) so the error names the line of the config to fix. A mapping
+    written there must itself give the keys the schema requires of that block (it is merged, not
+    substituted). Raises ConfigError with every problem found.
     """
-    errors = sorted(_validator("base").iter_errors(settings), key=lambda e: list(map(str, e.absolute_path)))
-    if not errors:
-        return
     lines = []
+    for okey, owhere, *value in overrides:
+        for missing in _missing_required(value[0] if value else None, _sub_schema(okey), okey):
+            lines.append(
+                f"{owhere}: {missing} is missing; a mapping over {okey} must give every required key "
+                f"(expected {_expected(_sub_schema(okey))})"
+            )
+    errors = sorted(_validator("base").iter_errors(settings), key=lambda e: list(map(str, e.absolute_path)))
+    pairs = [o[:2] for o in overrides]
     for e in errors:
         key, msg = _explain(e)
-        origin = _origin(key, list(overrides))
+        origin = _origin(key, pairs)
         lines.append(f"{origin}: {key}: {msg}" if origin else f"{where}: base.{key}: {msg}")
-    raise _config_error("\n  ".join(lines))
+    if lines:
+        raise _config_error("\n  ".join(lines))
 
 
 def check_emm(emm: dict, where: str) -> None:
