@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmem import diffusion, nets
+from diffmem import diffusion, nets, pipeline
 from diffmem import train as tr
 from diffmem.io import read_json, torch_load
 
@@ -80,43 +80,6 @@ def max_diff(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
-# ------------------------------------------------------------------------------------------------
-# Schedules.
-
-
-def test_plan_units_and_snapshots():
-    t = make_settings()["train"]
-    t["duration"] = {"unit": "epochs", "value": 10}
-    plan = tr.training_plan(t, 50)  # 500 images / batch 16 -> 31.25 -> 32 steps
-    assert plan["steps"] == 32 and plan["images"] == 512
-    t["duration"] = {"unit": "images", "value": 33}
-    assert tr.training_plan(t, 50)["steps"] == 3
-    t["warmup"] = {"unit": "epochs", "value": 2}
-    assert tr.training_plan(t, 50)["warmup_images"] == 100
-    assert tr.snapshot_steps(4, 100) == [25, 50, 75, 100]
-    assert tr.snapshot_steps(3, 10) == [3, 6, 10]
-    assert tr.snapshot_steps(5, 2) == [1, 2]
-    assert tr.snapshot_steps([10, 3], 10) == [3, 10]
-    every = {**t, "duration": {"unit": "steps", "value": 10}, "snapshots": {"every": {"unit": "images", "value": 64}}}
-    assert tr.training_plan(every, 50)["snapshot_steps"] == [4, 8, 10]
-    with pytest.raises(ValueError, match="outside"):
-        tr.snapshot_steps([11], 10)
-    with pytest.raises(ValueError, match="duration.unit"):
-        tr.training_plan({**t, "duration": {"unit": "hours", "value": 1}}, 50)
-    assert tr.lr_at(0, 1.0, 16, 64) == 0.25 and tr.lr_at(3, 1.0, 16, 64) == 1.0 and tr.lr_at(0, 1.0, 16, 0) == 1.0
-
-
-def test_ema_beta():
-    # The paper's per-step decay at batch 512 is EDM's 500k-image half-life.
-    hl = 512 * math.log(0.5) / math.log(0.99929)
-    assert 495_000 < hl < 505_000
-    assert tr.ema_beta(0.99929, None, 512, 0) == pytest.approx(0.99929)
-    assert tr.ema_beta(0.99929, 0.05, 512, 0) == 0.0  # ramp-up: first EMA = raw weights
-    assert tr.ema_beta(0.99929, 0.05, 512, 1e6) == pytest.approx(0.5 ** (512 / 5e4))
-    assert tr.ema_beta(0.0, 0.05, 512, 1e9) == 0.0
-    assert tr.ema_beta(1.0, None, 512, 1e9) == 1.0
-
-
 def test_index_stream_is_concatenated_permutations():
     s = tr.IndexStream(7, seed=3)
     got = s.take(0, 21)
@@ -151,8 +114,8 @@ def test_outputs_determinism_and_seed(tmp_path):
         net = nets.build_net(settings["model"])
         net.load_state_dict(sd)  # EMA net state dict, loadable into a fresh net
     assert read_json(tmp_path / "a" / "train.json")["snapshots"] == a["snapshots"]
-    D, meta = tr.load_snapshot(tmp_path / "a" / "snapshot-002.pt", device="cpu")
-    assert meta["step"] == 12 and isinstance(D, diffusion.Precond)
+    D = pipeline.load_denoiser(settings, tmp_path / "a", a["snapshots"][2], subset, "cpu")
+    assert a["snapshots"][2]["step"] == 12 and isinstance(D, diffusion.Precond)
 
     tr.train(settings, subset, tmp_path / "b", log=lines.append, deterministic=True)
     assert not torch.are_deterministic_algorithms_enabled()  # restored after training

@@ -117,6 +117,41 @@ def _docs_figures(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# cost
+
+
+def _cost_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                        help="config file(s), later ones layered over earlier ones as Snakemake does "
+                             "(default: %(default)s)")  # fmt: skip
+    parser.add_argument("--device", default=None, help="device kind of the throughput model (a kind measured "
+                        "in benchmarks/, e.g. cpu, h200; default: the config's compute.device, else h200 "
+                        "when gpu is true)")  # fmt: skip
+    parser.add_argument("--speed", type=float, default=None, help="your device's speed relative to that kind")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from diffmem import config as dmc
+    from diffmem import cost, resources
+
+    try:
+        cfg = dmc.load_config(args.configfile)
+    except (OSError, dmc.ConfigError) as err:
+        args.parser.error(str(err))
+    if args.device:
+        cfg["compute"]["device"] = args.device
+    if args.speed:
+        cfg["compute"]["speed"] = args.speed
+    try:
+        result = cost.estimate(cfg)
+    except (resources.UnknownDevice, dmc.ConfigError) as err:
+        args.parser.error(str(err))
+    print(json.dumps(result, indent=2) if args.json else cost.format_table(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
 # name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
@@ -126,6 +161,11 @@ COMMANDS: dict[str, Command] = {
         _describe_net_arguments,
         _describe_net,
         "print the parameter count and resolved config of a U-Net as JSON",
+    ),
+    "cost": (
+        _cost_arguments,
+        _cost,
+        "estimate runs, images, samples and device-hours of a config before running it",
     ),
     "summarize": (
         _summarize_arguments,

@@ -9,47 +9,24 @@ The config has three parts (see ``config/config.yaml`` and ``workflow/schemas/co
   ``set:`` overrides, either with an EMM search (``mode: emm``) or at listed sizes (``mode: sizes``).
 
 A *run* is one training run: the fully resolved settings plus the training-set size ``|D|``. Runs are
-identified by a hash of their settings (without the size), not by the experiment that asked for them,
-so the base value that appears in every sweep trains once. Folders:
-``subsets/<data_id>/n<size>.npz`` and ``runs/<run_id>/n<size>/``.
+identified by what they compute (:mod:`diffmem.identity`), not by the experiment that asked for them,
+so the base value that appears in every sweep trains once, and a new sample count or threshold reuses
+the trained models. Folders: :mod:`diffmem.layout`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffmem import validate
+from diffmem import identity, schedule, validate
 from diffmem.data.sources import facts as source_facts
-
-STAGES = ("data", "model", "diffusion", "train", "sample", "score")
 
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what was expected."""
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def settings_id(obj: Any, n: int = 10) -> str:
-    """Short stable hash of a settings dict (same settings -> same id, on every machine)."""
-    return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:n]
-
-
-def get_key(d: dict, dotted: str) -> Any:
-    cur = d
-    for part in dotted.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            raise ConfigError(f"unknown config key {dotted!r} (no {part!r} there)")
-        cur = cur[part]
-    return cur
 
 
 def set_key(d: dict, dotted: str, value: Any) -> None:
@@ -105,8 +82,10 @@ class Value:
     display: str  # human-readable, for legends
     value: Any
     settings: dict  # resolved settings without data.size
-    run_id: str
+    run_id: str  # the training run's folder under runs/ (diffmem.identity.train_id)
     data_id: str
+    sample_id: str
+    score_id: str
     mode: str  # "emm" | "sizes"
     sizes: list[int] = field(default_factory=list)  # mode "sizes"
     emm: dict = field(default_factory=dict)  # mode "emm": lo, hi, tolerance, per_round, threshold
@@ -166,13 +145,58 @@ def run_settings(value_settings: dict, size: int) -> dict:
     s["data"]["size"] = int(size)
     if s["data"]["labels"] == "unique":
         s["model"]["label_dim"] = int(size)
-    snaps = s["train"]["snapshots"]
-    if isinstance(snaps, dict):  # one snapshot every so many images/epochs/steps, plus the last step
-        unit, every = snaps["every"]["unit"], float(snaps["every"]["value"])
-        batch, total = int(s["train"]["batch"]), steps_of(s)
-        every_steps = max(1, round({"steps": every, "images": every / batch, "epochs": every * size / batch}[unit]))
-        s["train"]["snapshots"] = sorted(set(range(every_steps, total, every_steps)) | {total})
+    if isinstance(s["train"]["snapshots"], dict):  # {every: ...}: the explicit steps, so run.json says them
+        s["train"]["snapshots"] = schedule.training_plan(s["train"], int(size))["snapshot_steps"]
     return s
+
+
+def run_record(settings: dict) -> dict:
+    """What a run folder's ``run.json`` holds: the run's training identity and, in words, what it is."""
+    rec = identity.train_identity(settings)
+    d, m, t = rec["data"], rec["model"], rec["train"]
+    net = "closed-form optimal denoiser" if m["arch"] == "optimum" else (
+        f"{m['arch']} ({m['model_channels']} channels, {m['num_blocks']} blocks/resolution, "
+        f"{rec['diffusion']['precond']} preconditioning), {t['duration']['value']:g} {t['duration']['unit']} of "
+        f"batch {t['batch']}, lr {t['lr']:g}, seed {t['seed']}"
+    )
+    size = f"{d['size']} " if "size" in d else ""
+    rec["about"] = (
+        f"{net}; trained on {size}{d['resolution']}x{d['resolution']} images of {d['source']} "
+        f"({d['classes']} classes, labels {d['labels']}, subset seed {d['seed']})"
+    )
+    return rec
+
+
+def sample_record(sample: dict) -> dict:
+    """What a samples folder's ``sample.json`` holds: the sampler's identity and, in words, what it is."""
+    rec = identity.sample_identity({"sample": sample})
+    rec["about"] = (
+        f"{rec['n']} samples per snapshot, EDM Heun with {rec['num_steps']} steps, sigma "
+        f"{rec['sigma_min']:g}..{rec['sigma_max']:g}, rho {rec['rho']:g}, seeds {rec['seed']}.."
+        f"{rec['seed'] + rec['n'] - 1}"
+    )
+    return rec
+
+
+def job_options(config: dict) -> dict:
+    """Settings that change no number (diffmem.identity.OPERATIONAL), which jobs read from the config at
+    run time rather than from their inputs, so changing them reruns nothing."""
+    base = config["base"]
+    return {
+        "checkpoint_every": int(base["train"]["checkpoint_every"]),
+        "sample_batch": int(base["sample"]["batch"]),
+        "gpu": bool(config.get("gpu", False)),
+        "gpus_per_run": int(config.get("gpus_per_run", 1)),
+    }
+
+
+def data_spec(config: dict, data_id: str, size: int) -> dict:
+    """The full data settings of subset ``data_id`` (with where its files lie) at ``size``."""
+    for vals in expand(config).values():
+        for v in vals:
+            if v.data_id == data_id:
+                return {**data_settings(v.settings), "size": int(size)}
+    raise ConfigError(f"no experiment of this config has data id {data_id}")
 
 
 def data_settings(settings: dict) -> dict:
@@ -249,8 +273,10 @@ def expand(config: dict) -> dict[str, list[Value]]:
                 display=display,
                 value=v,
                 settings=s,
-                run_id=settings_id(s),
-                data_id=settings_id(data_settings(s)),
+                run_id=identity.train_id(s),
+                data_id=identity.data_id(s),
+                sample_id=identity.sample_id(s),
+                score_id=identity.score_id(s),
                 mode=mode,
             )
             if mode == "sizes":
@@ -329,12 +355,9 @@ def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
 
 
 def steps_of(settings: dict, size: int | None = None) -> int:
-    """Optimizer steps of a run (duration in steps, epochs of |D| images, or images)."""
-    t = settings["train"]
+    """Optimizer steps of a run (at ``size`` images, default its ``data.size``)."""
     n = int(size if size is not None else settings["data"]["size"])
-    unit, value = t["duration"]["unit"], float(t["duration"]["value"])
-    images = {"steps": value * t["batch"], "epochs": value * n, "images": value}[unit]
-    return max(1, math.ceil(images / t["batch"]))
+    return schedule.training_plan(settings["train"], n)["steps"]
 
 
 def images_to_see(settings: dict) -> int:
@@ -446,3 +469,33 @@ def check_data(plan: dict[str, list[Value]]) -> None:
                         check_path(path)
                     except (ValueError, OSError) as e:
                         raise ConfigError(f"{where}: {key}.path {path!r} is not CIFAR-10: {e}") from None
+
+
+def _fill_defaults(node: Any, schema: dict) -> None:
+    """Set the schema's defaults of missing keys, recursively (as Snakemake's validate does)."""
+    if not isinstance(node, dict) or schema.get("type") != "object":
+        return
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key in node:
+            _fill_defaults(node[key], sub)
+
+
+def load_config(paths: list[str]) -> dict:
+    """A config as the workflow sees it: YAML files layered in order (later keys win, blocks merge),
+    validated against the workflow's schema with its defaults filled in."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    cfg: dict = {}
+    for path in paths:
+        with open(path) as fh:
+            cfg = merge(cfg, yaml.safe_load(fh) or {})
+    schema = validate.load_schema()
+    errors = sorted(Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        raise ConfigError(f"{'.'.join(map(str, e.path)) or 'config'}: {e.message}")
+    _fill_defaults(cfg, schema)
+    return cfg

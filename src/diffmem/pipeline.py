@@ -33,12 +33,15 @@ d1/d2 < it); ``emm_threshold``: emm.threshold (a size is ``memorized`` when its 
 
 
 # --------------------------------------------------------------------------------------------- sampling
-def _snapshot_list(train_dir: Path) -> list[dict]:
-    summary = read_json(Path(train_dir) / "train.json")
-    snaps = summary["snapshots"]
+def _snapshot_list(train_summary: Path) -> list[dict]:
+    snaps = read_json(train_summary)["snapshots"]
     if not snaps:
-        raise RuntimeError(f"{train_dir}/train.json lists no snapshots")
+        raise RuntimeError(f"{train_summary} lists no snapshots")
     return snaps
+
+
+class SamplingPaused(RuntimeError):
+    """Sampling stopped between snapshots before its job's walltime; the next attempt goes on."""
 
 
 def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None, subset: dict, device: str):
@@ -59,28 +62,46 @@ def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None,
 def sample_run(
     settings: dict,
     subset: dict,
-    train_dir: str | Path,
+    train_summary: str | Path | None,
     samples_path: str | Path,
     grid_path: str | Path,
     device: str | None = None,
+    time_budget_s: float | None = None,
     log: logging.Logger = _log,
 ) -> dict:
-    """Sample every snapshot of a run; write uint8 samples (S, N, C, H, W) and a PNG grid of the last."""
+    """Sample every snapshot of a run (listed in its ``train.json``; the optimum has one, no training);
+    write uint8 samples (S, N, C, H, W) and a PNG grid of the last snapshot.
+
+    Resumable: each snapshot's samples are kept in ``<samples>.parts/`` until all are done, so a job
+    stopped by its walltime loses at most one snapshot. With ``time_budget_s`` the job stops before a
+    snapshot that would not end within that many seconds and raises :class:`SamplingPaused`."""
+    import shutil
+
     import torch
 
     from diffmem import sample as dms
     from diffmem.distributed import default_device
 
+    t_call = time.time()
     device = default_device(device)
     sp = settings["sample"]
     shape = tuple(subset["images"].shape[1:])
     optimum = settings["model"]["arch"] == "optimum"
-    snaps = [{"k": 0, "step": 0, "images_seen": 0, "epochs": 0.0}] if optimum else _snapshot_list(train_dir)
+    snaps = [{"k": 0, "step": 0, "images_seen": 0, "epochs": 0.0}] if optimum else _snapshot_list(Path(train_summary))
+    train_dir = None if optimum else Path(train_summary).parent
     label_dim = int(settings["model"].get("label_dim") or 0)
-    all_samples, labels = [], None
+    parts = Path(f"{samples_path}.parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    per_snapshot = 0.0
     for snap in snaps:
+        part = parts / f"snapshot-{snap['k']:03d}.npz"
+        if part.exists():
+            continue
+        if time_budget_s is not None and time.time() - t_call + 1.5 * per_snapshot > time_budget_s:
+            raise SamplingPaused(f"stopped before snapshot {snap['k']} to end before the job's walltime; "
+                                 f"{parts} keeps the snapshots done, the next attempt goes on")  # fmt: skip
         t0 = time.time()
-        denoise = load_denoiser(settings, Path(train_dir), snap, subset, device)
+        denoise = load_denoiser(settings, train_dir, snap, subset, device)
         with torch.no_grad():
             images, labels = dms.generate(
                 denoise,
@@ -95,20 +116,17 @@ def sample_run(
                 sigma_max=sp["sigma_max"],
                 rho=sp["rho"],
             )
-        all_samples.append(images)
-        dt = time.time() - t0
-        log.info(
-            "snapshot %s (step %s): %d samples in %.1f s (%.0f img/s)",
-            snap["k"],
-            snap["step"],
-            sp["n"],
-            dt,
-            sp["n"] / max(dt, 1e-9),
-        )
-    samples = np.stack(all_samples).astype(np.uint8)
+        write_npz(part, images=np.asarray(images, dtype=np.uint8), cond_labels=np.asarray(labels))
+        per_snapshot = max(per_snapshot, time.time() - t0)
+        log.info("snapshot %s (step %s): %d samples in %.1f s (%.0f samples/s)", snap["k"], snap["step"], sp["n"],
+                 time.time() - t0, sp["n"] / max(time.time() - t0, 1e-9))  # fmt: skip
+    loaded = [np.load(parts / f"snapshot-{snap['k']:03d}.npz") for snap in snaps]
+    samples = np.stack([z["images"] for z in loaded])
+    labels = loaded[-1]["cond_labels"]
     meta = [{k: s[k] for k in ("k", "step", "images_seen", "epochs") if k in s} for s in snaps]
-    write_npz(samples_path, samples=samples, cond_labels=np.asarray(labels), snapshots=json.dumps(meta))
+    write_npz(samples_path, samples=samples, cond_labels=labels, snapshots=json.dumps(meta))
     dms.save_grid(samples[-1][:100], grid_path)
+    shutil.rmtree(parts)
     return {"snapshots": meta, "shape": list(samples.shape)}
 
 
@@ -121,10 +139,15 @@ def score_run(
     distances_path: str | Path,
     nearest_path: str | Path,
     run_id: str | None = None,
+    device: str | None = None,
     log: logging.Logger = _log,
 ) -> dict:
     """Memorization ratio of every snapshot's samples against the training subset; max over snapshots.
-    ``run_id``: the workflow's id of the run (its folder name), recorded in the result."""
+    ``run_id``: the workflow's id of the run (its folder name), recorded in the result. ``device``: where
+    the exact nearest-neighbour search runs (default: CUDA when available)."""
+    from diffmem.distributed import default_device
+
+    device = default_device(device)
     from diffmem import memorization as mem
     from diffmem import sample as dms
 
@@ -135,7 +158,7 @@ def score_run(
     per_snap, arrays = [], {"d1": [], "d2": [], "nn1": [], "nn2": []}
     for snap, images in zip(meta, samples, strict=True):
         t0 = time.time()
-        sc = mem.score(images, train, threshold=threshold)
+        sc = mem.score(images, train, threshold=threshold, device=device)
         for key in arrays:
             arrays[key].append(np.asarray(sc[key]))
         per_snap.append({**snap, **{k: sc[k] for k in ("ratio", "n_memorized", "n", "ci_low", "ci_high")}})
@@ -282,8 +305,8 @@ def figure_table(fig: dict) -> pd.DataFrame:
                 }
             )
             continue
-        for size, folder in v["runs"].items():
-            sc = read_json(Path(folder) / "memorization.json")
+        for size, scores_path in v["scores"].items():
+            sc = read_json(scores_path)
             rows.append(
                 {
                     **common,
@@ -320,6 +343,10 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- training
+class TrainingPaused(RuntimeError):
+    """A training stopped before its job's walltime with its state saved; the next attempt resumes."""
+
+
 def train_run(
     settings_path: str | Path,
     subset_path: str | Path,
@@ -327,18 +354,40 @@ def train_run(
     processes: int = 1,
     threads: int = 1,
     log_path: str | Path | None = None,
+    time_budget_s: float | None = None,
+    checkpoint_every: int | None = None,
     log: logging.Logger = _log,
 ) -> dict:
     """Train one run: in this process, or data parallel over ``processes`` GPUs (or CPU processes with
-    gloo) through ``torchrun -m diffmem.train``; the result is the same training up to rounding."""
+    gloo) through ``torchrun -m diffmem.train``; the result is the same training up to rounding.
+
+    With ``time_budget_s`` the training stops (resumably) before that many seconds have passed; then
+    :class:`TrainingPaused` is raised, so that the workflow's next attempt of the job resumes it."""
     from diffmem import data, train
 
     settings = read_json(settings_path)
     if processes <= 1:
-        return train.train(settings, data.load_subset(subset_path), out_dir, log=log)
+        result = train.train(
+            settings, data.load_subset(subset_path), out_dir, log=log,
+            time_budget_s=time_budget_s, checkpoint_every=checkpoint_every,
+        )  # fmt: skip
+    else:
+        result = _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
+                           time_budget_s, checkpoint_every, log)  # fmt: skip
+    if not result.get("complete", True):
+        raise TrainingPaused(
+            f"training paused at step {result['steps']}/{result['total_steps']} to end before the job's "
+            f"walltime; {Path(out_dir) / train.STATE_FILE} keeps it and the next attempt resumes from there"
+        )
+    return result
+
+
+def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path, time_budget_s, ckpt, log) -> dict:
     import socket
     import subprocess
     import sys
+
+    from diffmem import train
 
     with socket.socket() as sock:  # a free loopback port for the rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -349,9 +398,17 @@ def train_run(
         "-m", "diffmem.train", "--settings", str(settings_path), "--subset", str(subset_path),
         "--out", str(out_dir), "--threads", str(max(1, threads // processes)),
     ]  # fmt: skip
+    if time_budget_s is not None:
+        cmd += ["--time-budget", str(time_budget_s)]
+    if ckpt is not None:
+        cmd += ["--checkpoint-every", str(ckpt)]
     log.info("data parallel over %d processes: %s", processes, " ".join(cmd))
     with open(log_path, "a") if log_path else contextlib.nullcontext() as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT if fh else None, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with {proc.returncode}; see {log_path or 'stderr'}")
-    return read_json(Path(out_dir) / "train.json")
+    summary = Path(out_dir) / train.SUMMARY_FILE
+    if summary.exists():
+        return read_json(summary)
+    progress = read_json(Path(out_dir) / train.PROGRESS_FILE)
+    return {"complete": False, "steps": progress["step"], "total_steps": progress["total_steps"]}

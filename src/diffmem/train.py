@@ -48,11 +48,12 @@ import argparse
 import contextlib
 import copy
 import hashlib
-import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -62,33 +63,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffmem import diffusion, distributed, nets
+from diffmem import diffusion, distributed, identity, nets
 from diffmem.io import read_json, torch_load, torch_save, write_json
+from diffmem.schedule import ema_beta, lr_at, training_plan
 
-__all__ = [
-    "SettingsMismatchError",
-    "ema_beta",
-    "load_snapshot",
-    "main",
-    "settings_hash",
-    "snapshot_steps",
-    "subset_fingerprint",
-    "train",
-    "training_plan",
-]
+__all__ = ["SettingsMismatchError", "main", "subset_fingerprint", "train"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "train.json"
+PROGRESS_FILE = "progress.json"  # step, total and speed at every state save (the next job's budget)
 LOG_EVERY_S = 10.0          # Progress is logged at least this often (seconds)...
 LOG_LINES = 20              # ...and about this many times per run.
 LOSS_EMA_BETA = 0.98        # Smoothing of the running loss reported in logs and snapshots.
 
-# Training-setting keys that cannot change the trained weights (excluded from the settings hash).
-IGNORED_KEYS = {("train", "checkpoint_every"), ("data", "path"), ("data", "verify_md5")}
-HASHED_SECTIONS = ("data", "model", "diffusion", "train")
 
 # Independent random streams derived from the seed.
 _STREAM_INIT, _STREAM_ORDER, _STREAM_NOISE, _STREAM_DROPOUT = 1, 2, 3, 4
@@ -99,17 +89,7 @@ class SettingsMismatchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Identity of a run.
-
-
-def settings_hash(settings: Mapping[str, Any]) -> str:
-    """SHA-256 of the settings that decide the trained weights (data, model, diffusion, train)."""
-    core = {k: copy.deepcopy(settings.get(k)) for k in HASHED_SECTIONS}
-    for section, key in IGNORED_KEYS:
-        if isinstance(core.get(section), dict):
-            core[section].pop(key, None)
-    text = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+# Identity of a run's inputs (the settings' identity is diffmem.identity.train_digest).
 
 
 def subset_fingerprint(subset: Mapping[str, Any]) -> str:
@@ -122,91 +102,6 @@ def subset_fingerprint(subset: Mapping[str, Any]) -> str:
     if cond is not None:
         h.update(np.ascontiguousarray(np.asarray(cond, dtype=np.int64)).tobytes())
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------------
-# Schedules.
-
-
-def _images_of(spec: Mapping[str, Any], n_images: int, batch: int, what: str) -> float:
-    unit, value = spec["unit"], float(spec["value"])
-    if unit == "steps":
-        return value * batch
-    if unit == "epochs":
-        return value * n_images
-    if unit == "images":
-        return value
-    raise ValueError(f"train.{what}.unit: expected steps, epochs or images, got {unit!r}")
-
-
-def snapshot_steps(spec: int | Sequence[int], total_steps: int) -> list[int]:
-    """Steps after which a snapshot is taken.
-
-    An int ``n`` gives ``n`` evenly spaced steps ending at the last step (fewer when the run has fewer
-    than ``n`` steps); a list gives those step numbers (each in 1..total_steps).
-    """
-    if isinstance(spec, bool):
-        raise ValueError(f"train.snapshots: expected an int or a list of steps, got {spec!r}")
-    if isinstance(spec, int | np.integer):
-        n = int(spec)
-        if n < 1:
-            raise ValueError(f"train.snapshots: needs at least 1, got {n}")
-        return sorted({max(1, total_steps * (k + 1) // n) for k in range(n)})
-    steps = sorted({int(s) for s in spec})
-    if not steps:
-        raise ValueError("train.snapshots: the list of snapshot steps is empty")
-    bad = [s for s in steps if not 1 <= s <= total_steps]
-    if bad:
-        raise ValueError(f"train.snapshots: steps {bad} are outside the run's 1..{total_steps}")
-    return steps
-
-
-def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]:
-    """Steps, images, warm-up and snapshot steps of a run on ``n_images`` training images.
-
-    ``snapshots`` is an int (that many evenly spaced), a list of steps, or ``{every: {unit, value}}``
-    (one snapshot every so many steps/epochs/images, rounded to steps, plus the last step).
-    """
-    batch = int(train_cfg["batch"])
-    if batch < 1:
-        raise ValueError(f"train.batch: needs at least 1, got {batch}")
-    if n_images < 1:
-        raise ValueError("the subset has no images")
-    steps = max(1, math.ceil(_images_of(train_cfg["duration"], n_images, batch, "duration") / batch))
-    warmup = train_cfg.get("warmup") or {"unit": "images", "value": 0}
-    warmup_images = _images_of(warmup, n_images, batch, "warmup")
-    spec = train_cfg.get("snapshots", 1)
-    if isinstance(spec, Mapping):  # {every: {unit, value}}: one snapshot every so many, plus the last step
-        every = max(1, round(_images_of(spec["every"], n_images, batch, "snapshots.every") / batch))
-        spec = sorted(set(range(every, steps, every)) | {steps})
-    snaps = snapshot_steps(spec, steps)
-    return {
-        "steps": steps,
-        "batch": batch,
-        "images": steps * batch,
-        "epochs": steps * batch / n_images,
-        "warmup_images": warmup_images,
-        "snapshot_steps": snaps,
-    }
-
-
-def lr_at(step: int, lr: float, batch: int, warmup_images: float) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warm-up over the images seen after it."""
-    if warmup_images <= 0:
-        return lr
-    return lr * min(1.0, (step + 1) * batch / warmup_images)
-
-
-def ema_beta(decay: float, rampup: float | None, batch: int, images_seen: float) -> float:
-    """Weight of the old EMA in this step's update (0 = take the raw weights)."""
-    if decay <= 0:
-        return 0.0
-    halflife = math.inf if decay >= 1 else batch * math.log(0.5) / math.log(decay)
-    if rampup is not None:
-        halflife = min(halflife, rampup * images_seen)
-    if math.isinf(halflife):
-        return 1.0
-    return 0.5 ** (batch / max(halflife, 1e-8))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -390,6 +285,8 @@ def train(
     log: Any = None,
     *,
     max_steps: int | None = None,
+    time_budget_s: float | None = None,
+    checkpoint_every: int | None = None,
     keep_state: bool = False,
     log_every: int | None = None,
     deterministic: bool = False,
@@ -398,12 +295,17 @@ def train(
 
     ``device`` None picks CUDA when available. ``log`` is a logger or a callable taking a line (default:
     this module's logger). ``max_steps`` stops early, resumably, once that many steps are done (state.pt is
-    written, no train.json; the returned dict has ``"complete": False``). ``keep_state`` keeps state.pt
-    after training is complete. ``log_every`` is the number of steps between progress lines (default:
-    about 20 lines per run, and at least one every 10 s). ``deterministic`` selects deterministic kernels
-    (CUDA reruns and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["tf32"]``
-    (default false) allows TF32 on CUDA.
+    written, no train.json; the returned dict has ``"complete": False``). ``time_budget_s`` stops the same
+    way once the next step and a save would end later than that many seconds after the start, or on SIGTERM
+    or SIGUSR1 (what Slurm sends ahead of a walltime): a job's walltime ends one link of a chain, and the
+    next call resumes from state.pt. ``checkpoint_every`` (steps between resumable states) overrides
+    ``settings["train"]["checkpoint_every"]`` (it changes no number, so it need not be in the settings).
+    ``keep_state`` keeps state.pt after training is complete. ``log_every`` is the number of steps between
+    progress lines (default: about 20 lines per run, and at least one every 10 s). ``deterministic``
+    selects deterministic kernels (CUDA reruns and resumes then match bit for bit; on the CPU they do
+    anyway). ``settings["train"]["tf32"]`` (default false) allows TF32 on CUDA.
     """
+    t_call = time.perf_counter()  # the time budget counts from here (set-up included)
     say = _log_function(log)
     out_dir = Path(out_dir)
     ctx = distributed.setup(device)
@@ -423,7 +325,7 @@ def train(
     if label_dim and (cond_np.shape != (n_images,) or cond_np.max(initial=-1) >= label_dim):
         raise ValueError(f"subset cond_labels: expected {n_images} labels in -1..{label_dim - 1}")
 
-    shash, dhash = settings_hash(settings), subset_fingerprint(subset)
+    shash, dhash = identity.train_digest(settings), subset_fingerprint(subset)
     summary_path, state_path = out_dir / SUMMARY_FILE, out_dir / STATE_FILE
     if summary_path.exists():
         summary = read_json(summary_path)
@@ -445,7 +347,7 @@ def train(
     lo, hi = ctx.rank * local, (ctx.rank + 1) * local
     snap_steps = plan["snapshot_steps"]
     snap_index = {s: k for k, s in enumerate(snap_steps)}
-    ckpt_every = int(t_cfg.get("checkpoint_every", 0) or 0)
+    ckpt_every = int(checkpoint_every if checkpoint_every is not None else t_cfg.get("checkpoint_every", 0) or 0)
     ema_cfg = t_cfg.get("ema") or {}
     decay, rampup = float(ema_cfg.get("decay", 0.0)), ema_cfg.get("rampup")
     rampup = None if rampup is None else float(rampup)
@@ -544,6 +446,13 @@ def train(
                 },
                 state_path,
             )
+            done = at_step - start_step
+            speed = done / max(time.perf_counter() - t0, 1e-9) if done else None
+            write_json(
+                out_dir / PROGRESS_FILE,
+                {"step": at_step, "total_steps": total, "steps_per_s": speed,
+                 "images_per_s": speed * batch if speed else None, "resumed_from": resumed_from},
+            )
 
         def save_snapshot(at_step: int, last_loss: float) -> None:
             k = snap_index[at_step]
@@ -566,6 +475,7 @@ def train(
 
         t0 = time.perf_counter()
         t_last_log, start_step = t0, step
+        pause = _Pause(time_budget_s, ctx)
         while step < stop:
             idx = stream.take(step * batch, batch).to(dev)
             y = images_dev[idx].to(torch.float32) / 127.5 - 1
@@ -596,11 +506,18 @@ def train(
             step += 1
             loss_ema = loss_v if loss_ema is None else LOSS_EMA_BETA * loss_ema + (1 - LOSS_EMA_BETA) * loss_v
 
+            now = time.perf_counter()
+            paused = step < stop and pause.due(now - t_call, now - t0, step - start_step)
+            if paused:
+                stop = step
             if step in snap_index:
                 save_snapshot(step, loss_v)
                 save_state(step)
             elif step == stop or (ckpt_every and step % ckpt_every == 0):
                 save_state(step)
+            if paused and ctx.is_main:
+                say(f"pausing at step {step}/{total} before the job's time runs out ({pause.reason}); "
+                    f"state.pt holds step {step}: the next attempt resumes from it")
 
             now = time.perf_counter()
             if ctx.is_main and (step % log_every == 0 or step == stop or now - t_last_log >= LOG_EVERY_S
@@ -614,6 +531,7 @@ def train(
                 )
                 t_last_log = now
 
+        pause.close()
         elapsed = time.perf_counter() - t0
         wall = wall_before + elapsed
         result = {
@@ -653,6 +571,39 @@ def train(
     return result
 
 
+class _Pause:
+    """Decides when a training must stop before its job's walltime: when the time budget would not hold
+    one more step plus a save, or once SIGTERM/SIGUSR1 arrived. Every rank takes the same decision."""
+
+    def __init__(self, budget_s: float | None, ctx):
+        self.budget_s, self.ctx, self.signal, self.reason = budget_s, ctx, None, ""
+        self._saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def due(self, elapsed_s: float, loop_s: float, steps_done: int) -> bool:
+        """``elapsed_s`` since the call began, ``loop_s`` of them in ``steps_done`` steps."""
+        if self.budget_s is None and not self._saved:
+            return False
+        per_step = loop_s / max(steps_done, 1)
+        over = self.budget_s is not None and elapsed_s + 2 * per_step + 5.0 > self.budget_s
+        flag = 1.0 if (over or self.signal) else 0.0
+        if self.ctx.distributed:
+            flag = float(self.ctx.all_mean(torch.tensor(flag, device=self.ctx.device)))
+        if flag > 0:
+            self.reason = f"received {self.signal}" if self.signal else f"time budget {self.budget_s:.0f} s"
+        return flag > 0
+
+    def close(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved = {}
+
+
 def _snapshot_entry(meta: Mapping[str, Any]) -> dict[str, Any]:
     keys = ("k", "step", "images_seen", "epochs", "loss_ema", "file")
     return {key: meta[key] for key in keys} | {"json": f"snapshot-{int(meta['k']):03d}.json"}
@@ -665,22 +616,6 @@ def _last_saved(step: int, every: int, snaps: Sequence[int], start: int) -> int 
         cands.append(step // every * every)
     best = max([c for c in cands if c > 0] + [start])
     return best if best > 0 else None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Loading a snapshot for sampling.
-
-
-def load_snapshot(path: str | os.PathLike, device: str | torch.device | None = None):
-    """(D, meta): the EMA denoiser of ``snapshot-KKK.pt`` (eval mode, on ``device``) and its JSON."""
-    path = Path(path)
-    meta = read_json(path.with_suffix(".json"))
-    settings = meta["settings"]
-    net = nets.build_net(settings["model"])
-    net.load_state_dict(torch_load(path))
-    dev = torch.device(device) if device is not None else distributed.default_device()
-    D = diffusion.make_precond(net, settings["diffusion"]).to(dev).eval().requires_grad_(False)
-    return D, meta
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -697,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--max-steps", type=int, default=None, help="stop (resumably) after this many steps")
+    parser.add_argument("--time-budget", type=float, default=None, help="stop (resumably) after this many seconds")
+    parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between resumable states")
     parser.add_argument("--keep-state", action="store_true", help="keep state.pt after training")
     parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
     parser.add_argument("--deterministic", action="store_true", help="deterministic kernels (CUDA: slower)")
@@ -716,7 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     subset = data.load_subset(args.subset)
     try:
         train(settings, subset, args.out, device=args.device, max_steps=args.max_steps,
-              keep_state=args.keep_state, log_every=args.log_every, deterministic=args.deterministic)
+              time_budget_s=args.time_budget, checkpoint_every=args.checkpoint_every, keep_state=args.keep_state,
+              log_every=args.log_every, deterministic=args.deterministic)
     finally:
         distributed.teardown()
     return 0

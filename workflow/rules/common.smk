@@ -7,6 +7,8 @@ from snakemake.utils import validate
 
 from diffmem import config as dmc
 from diffmem.io import read_json
+from diffmem import identity, layout
+from diffmem import resources as dmr
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -26,6 +28,8 @@ RUNS = {v.run_id: v.settings for vals in PLAN.values() for v in vals}
 DATA = {v.data_id: dmc.data_settings(v.settings) for vals in PLAN.values() for v in vals}
 VALUES = {(v.experiment, v.label): v for vals in PLAN.values() for v in vals}
 RUN_DATA = {v.run_id: v.data_id for vals in PLAN.values() for v in vals}  # run id -> its subset's data id
+SAMPLES = {v.sample_id: v.settings["sample"] for vals in PLAN.values() for v in vals}
+SCORES = {v.score_id: v.settings["score"] for vals in PLAN.values() for v in vals}
 
 
 wildcard_constraints:
@@ -33,17 +37,24 @@ wildcard_constraints:
     k=r"\d+",
     run_id=r"[0-9a-f]{10}",
     data_id=r"[0-9a-f]{10}",
+    sample_id=r"[0-9a-f]{10}",
+    score_id=r"[0-9a-f]{10}",
     experiment=r"[A-Za-z0-9_.-]+",
     value=r"[A-Za-z0-9_.+-]+",
     figure=r"[A-Za-z0-9_.-]+",
 
 
+# Output patterns of the rules: one file name, one place (diffmem.layout), here with wildcards.
+W = "{run_id}", "{size}"
+RUN_JSON = RESULTS / layout.run_json(*W)
+TRAIN_JSON = RESULTS / layout.train_summary(*W)
+SAMPLE_FILES = {k: RESULTS / p for k, p in layout.sample_files(*W, "{sample_id}").items()}
+SCORE_FILES = {k: RESULTS / p for k, p in layout.score_files(*W, "{sample_id}", "{score_id}").items()}
+JOB = layout.job_tag(*W)
+
+
 def subset_path(data_id, size):
-    return RESULTS / "subsets" / data_id / f"n{size}.npz"
-
-
-def run_dir(run_id, size):
-    return RESULTS / "runs" / run_id / f"n{size}"
+    return RESULTS / layout.subset(data_id, size)
 
 
 def is_optimum(run_id):
@@ -55,7 +66,21 @@ def value_of(wildcards):
 
 
 def run_settings_of(wildcards):
+    """Everything a run's numbers depend on, at its size (identities only, see diffmem.identity)."""
     return dmc.run_settings(RUNS[wildcards.run_id], int(wildcards.size))
+
+
+def run_json_of(wildcards):
+    """run.json: the training identity of the run, and in words what it is."""
+    return dmc.run_record(run_settings_of(wildcards))
+
+
+def sample_settings_of(wildcards):
+    return dmc.sample_record(SAMPLES[wildcards.sample_id])
+
+
+def score_settings_of(wildcards):
+    return SCORES[wildcards.score_id]
 
 
 def get_subset(wildcards):
@@ -66,11 +91,15 @@ def get_trained(wildcards):
     """The training summary a run's sampling needs (nothing for the closed-form optimum)."""
     if is_optimum(wildcards.run_id):
         return []
-    return run_dir(wildcards.run_id, wildcards.size) / "train" / "train.json"
+    return RESULTS / layout.train_summary(wildcards.run_id, wildcards.size)
+
+
+def get_samples(wildcards):
+    return RESULTS / layout.sample_files(wildcards.run_id, wildcards.size, wildcards.sample_id)["samples"]
 
 
 def memorization_path(value, size):
-    return run_dir(value.run_id, size) / "memorization.json"
+    return RESULTS / layout.memorization(value.run_id, size, value.sample_id, value.score_id)
 
 
 def emm_dir(value):
@@ -134,33 +163,77 @@ def get_final_outputs():
     return list(dict.fromkeys(outs))
 
 
-# Resources that scale with the run: images seen and net size decide time and memory.
-def train_runtime(wildcards, attempt):
-    """Minutes for a training job: a rough budget from the images it will see, doubled per retry."""
-    s = run_settings_of(wildcards)
-    images = dmc.images_to_see(s)
-    px = s["model"]["resolution"] ** 2 * s["model"]["img_channels"] * s["model"]["model_channels"] ** 2
-    return int(10 + attempt * images * px / 2.0e10)
-
-
-def train_mem_mb(wildcards, attempt):
-    s = run_settings_of(wildcards)
-    px = s["model"]["resolution"] ** 2 * s["train"]["batch"] * s["model"]["model_channels"]
-    return int(2000 + attempt * px / 1.0e4)
-
-
-def uses_gpu(wildcards):
-    """GPUs a sampling job asks the executor for."""
-    return 1 if config["gpu"] else 0
-
-
+# Resources of the heavy jobs come from the throughput model of diffmem.resources, capped by the site
+# maximum (compute.max_runtime); a training longer than that runs as a chain of jobs: every attempt works
+# until shortly before its walltime, saves its state and stops, and Snakemake's retry resumes it.
 def train_gpus(wildcards):
-    """GPUs a training job asks the executor for (all of them go to one data-parallel run)."""
+    """GPUs of a training job (all of them go to one data-parallel run)."""
     return int(config["gpus_per_run"]) if config["gpu"] else 0
 
 
+def job_gpus(wildcards):
+    """GPUs of a sampling or scoring job."""
+    return 1 if config["gpu"] else 0
+
+
+def train_threads(wildcards):
+    return dmr.job_threads(config, train_gpus(wildcards))
+
+
+def job_threads(wildcards):
+    return dmr.job_threads(config, job_gpus(wildcards))
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes for a training job: what is left of the run (by its measured speed once a link of the
+    chain has run), x safety, doubled per retry, at most the site maximum."""
+    s = run_settings_of(wildcards)
+    left = dmr.train_estimate_s(s, config, max(1, train_gpus(wildcards)))
+    done = RESULTS / layout.train_progress(wildcards.run_id, wildcards.size)
+    if done.exists():
+        left = dmr.remaining_s(json.loads(done.read_text()), left)
+        attempt = 1  # a chain link, not a failure: ask for what is left
+    return dmr.budget_min(left, config, attempt)
+
+
+def train_mem_mb(wildcards, attempt):
+    return dmr.train_mem_mb(run_settings_of(wildcards), config, attempt)
+
+
+def _sized(wildcards):
+    """A sample or score job's settings (its own sampler's) and the snapshots it handles."""
+    s = run_settings_of(wildcards)
+    s["sample"] = {**s["sample"], **SAMPLES[wildcards.sample_id]}
+    return s, dmr.snapshot_count(s)
+
+
+def sample_runtime(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.budget_min(dmr.sample_estimate_s(s, config, snaps), config, attempt)
+
+
+def sample_mem_mb(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.sample_mem_mb(s, config, snaps, attempt)
+
+
+def score_runtime(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.budget_min(dmr.score_estimate_s(s, config, snaps), config, attempt)
+
+
+def score_mem_mb(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.score_mem_mb(s, config, snaps, attempt)
+
+
+# Retries of `train` are the links of the longest chain the plan can need (+1 for a real failure).
+TRAIN_RETRIES = dmr.train_retries(PLAN, config)
+
+
 def get_subset_spec(wildcards):
-    return {**DATA[wildcards.data_id], "size": int(wildcards.size)}
+    """The subset's identity (where the files lie is not part of it: the job looks that up in the config)."""
+    return {**identity.data_identity(DATA[wildcards.data_id]), "size": int(wildcards.size)}
 
 
 def get_emm_search(wildcards):
@@ -190,10 +263,13 @@ def get_figure_spec(wildcards):
             "mode": value.mode,
             "run_id": value.run_id,
             "emm": str(emm_dir(value) / "emm.json") if value.mode == "emm" else None,
-            "runs": {str(s): str(run_dir(value.run_id, s)) for s in value.sizes},
+            "scores": {str(s): str(memorization_path(value, s)) for s in value.sizes},
             # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
             "grids": {
-                str(s): [str(run_dir(value.run_id, s) / "samples.png"), str(run_dir(value.run_id, s) / "nearest.png")]
+                str(s): [
+                    str(RESULTS / layout.sample_files(value.run_id, s, value.sample_id)["grid"]),
+                    str(RESULTS / layout.score_files(value.run_id, s, value.sample_id, value.score_id)["nearest"]),
+                ]
                 for s in value.sizes
             },
             "ratio_threshold": value.settings["score"]["threshold"],

@@ -1,23 +1,26 @@
 # Sample every snapshot of a run with the EDM Heun sampler (or the closed-form optimum of its subset).
+# The samples of one sampler setting live under the run, so a new setting never retrains.
 
 
 rule sample:
     input:
-        settings=RESULTS / "runs" / "{run_id}" / "n{size}" / "run.json",
+        settings=RUN_JSON,
         subset=get_subset,
         trained=get_trained,
     output:
-        samples=RESULTS / "runs" / "{run_id}" / "n{size}" / "samples.npz",
-        grid=RESULTS / "runs" / "{run_id}" / "n{size}" / "samples.png",
+        **SAMPLE_FILES,
+    params:
+        sample=sample_settings_of,
     log:
-        RESULTS / "logs" / "sample" / "{run_id}-n{size}.log",
+        RESULTS / "logs" / "sample" / f"{JOB}-{{sample_id}}.log",
     benchmark:
-        RESULTS / "benchmarks" / "sample" / "{run_id}-n{size}.tsv"
-    threads: 1
+        RESULTS / "benchmarks" / "sample" / f"{JOB}-{{sample_id}}.tsv"
+    threads: job_threads
+    retries: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=uses_gpu,
+        mem_mb=sample_mem_mb,
+        runtime=sample_runtime,
+        gpu=job_gpus,
     conda:
         ENV
     script:

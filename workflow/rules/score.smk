@@ -1,23 +1,25 @@
-# Memorization of every snapshot's samples (d1/d2 < threshold), and the max over snapshots.
+# Memorization of every snapshot's samples (d1/d2 < threshold), and the max over snapshots. The scores
+# of one scoring setting live under the samples they score, so a new threshold never resamples.
 
 
 rule score:
     input:
-        settings=RESULTS / "runs" / "{run_id}" / "n{size}" / "run.json",
-        samples=RESULTS / "runs" / "{run_id}" / "n{size}" / "samples.npz",
+        samples=get_samples,
         subset=get_subset,
     output:
-        scores=RESULTS / "runs" / "{run_id}" / "n{size}" / "memorization.json",
-        distances=RESULTS / "runs" / "{run_id}" / "n{size}" / "distances.npz",
-        nearest=RESULTS / "runs" / "{run_id}" / "n{size}" / "nearest.png",
+        **SCORE_FILES,
+    params:
+        score=score_settings_of,
     log:
-        RESULTS / "logs" / "score" / "{run_id}-n{size}.log",
+        RESULTS / "logs" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.log",
     benchmark:
-        RESULTS / "benchmarks" / "score" / "{run_id}-n{size}.tsv"
-    threads: 1
+        RESULTS / "benchmarks" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.tsv"
+    threads: job_threads
+    retries: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=score_mem_mb,
+        runtime=score_runtime,
+        gpu=job_gpus,
     conda:
         ENV
     script:

@@ -1,4 +1,4 @@
-# One training run per (settings, |D|): run.json beside the model, EMA snapshots, resumable state.
+# One training run per (training identity, |D|): run.json beside the model, EMA snapshots, resumable state.
 
 
 localrules:
@@ -7,11 +7,11 @@ localrules:
 
 rule run_settings:
     output:
-        RESULTS / "runs" / "{run_id}" / "n{size}" / "run.json",
+        RUN_JSON,
     params:
-        settings=run_settings_of,
+        settings=run_json_of,
     log:
-        RESULTS / "logs" / "run_settings" / "{run_id}-n{size}.log",
+        RESULTS / "logs" / "run_settings" / f"{JOB}.log",
     threads: 1
     resources:
         mem_mb=500,
@@ -24,15 +24,16 @@ rule run_settings:
 
 rule train:
     input:
-        settings=RESULTS / "runs" / "{run_id}" / "n{size}" / "run.json",
+        settings=RUN_JSON,
         subset=get_subset,
     output:
-        summary=RESULTS / "runs" / "{run_id}" / "n{size}" / "train" / "train.json",
+        summary=TRAIN_JSON,
     log:
-        RESULTS / "logs" / "train" / "{run_id}-n{size}.log",
+        RESULTS / "logs" / "train" / f"{JOB}.log",
     benchmark:
-        RESULTS / "benchmarks" / "train" / "{run_id}-n{size}.tsv"
-    threads: 1
+        RESULTS / "benchmarks" / "train" / f"{JOB}.tsv"
+    threads: train_threads
+    retries: TRAIN_RETRIES
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,

@@ -1,4 +1,4 @@
-"""Write a run's resolved settings (run.json), the person-readable identity of its folder."""
+"""Write a run's run.json: its training identity, and in words what the run is."""
 
 from diffmem.io import write_json
 

@@ -1,15 +1,23 @@
-"""Sample every snapshot of one run; save the uint8 samples and a grid of the last snapshot."""
+"""Sample every snapshot of one run with one sampler setting; save the uint8 samples, a grid of the last
+snapshot, and sample.json (the sampler's identity). Resumable per snapshot across attempts."""
 
-from pathlib import Path
-
-from diffmem import data, pipeline
-from diffmem.io import read_json
+from diffmem import config, data, pipeline, resources
+from diffmem.io import read_json, write_json
 from diffmem.runtime import script_logging, set_threads
 
-log = script_logging(snakemake.log[0])  # noqa: F821
-set_threads(snakemake.threads)  # noqa: F821
-out = snakemake.output  # noqa: F821
-settings = read_json(snakemake.input.settings)  # noqa: F821
-subset = data.load_subset(snakemake.input.subset)  # noqa: F821
-run = Path(snakemake.input.settings).parent  # noqa: F821
-pipeline.sample_run(settings, subset, run / "train", out.samples, out.grid, log=log)
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+set_threads(sm.threads)
+settings = read_json(sm.input.settings)
+settings["sample"] = {**sm.params.sample, "batch": config.job_options(sm.config)["sample_batch"]}
+settings["sample"].pop("about", None)
+pipeline.sample_run(
+    settings,
+    data.load_subset(sm.input.subset),
+    sm.input.trained or None,
+    sm.output.samples,
+    sm.output.grid,
+    time_budget_s=resources.time_budget_s(sm.resources.runtime),
+    log=log,
+)
+write_json(sm.output.settings, sm.params.sample)

@@ -1,20 +1,19 @@
-"""Score memorization of every snapshot of one run and keep the max over snapshots."""
+"""Score memorization of every snapshot's samples of one run and keep the max over snapshots."""
 
 from diffmem import data, pipeline
-from diffmem.io import read_json
-from diffmem.runtime import script_logging
+from diffmem.runtime import script_logging, set_threads
 
-log = script_logging(snakemake.log[0])  # noqa: F821
-out = snakemake.output  # noqa: F821
-settings = read_json(snakemake.input.settings)  # noqa: F821
-subset = data.load_subset(snakemake.input.subset)  # noqa: F821
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+set_threads(sm.threads)
+out = sm.output
 pipeline.score_run(
-    settings,
-    subset,
-    snakemake.input.samples,  # noqa: F821
+    {"score": sm.params.score, "data": {"size": int(sm.wildcards.size)}},
+    data.load_subset(sm.input.subset),
+    sm.input.samples,
     out.scores,
     out.distances,
     out.nearest,
-    run_id=snakemake.wildcards.run_id,  # noqa: F821
+    run_id=sm.wildcards.run_id,
     log=log,
 )

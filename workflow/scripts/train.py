@@ -1,21 +1,25 @@
-"""Train one run; resumes from its last saved state when the folder holds one. With ``gpu: true`` and
-``gpus_per_run: N > 1`` in the config the run is trained data parallel through torchrun (N processes)."""
+"""Train one run, or one link of a chain: the run resumes from its saved state, and stops (resumably)
+before the job's walltime, which ends the job with an error so that Snakemake's retry goes on. With
+``gpu: true`` and ``gpus_per_run: N > 1`` the run trains data parallel through torchrun (N processes)."""
 
 from pathlib import Path
 
-from diffmem import pipeline
+from diffmem import config, pipeline, resources
 from diffmem.runtime import script_logging, set_threads
 
-log = script_logging(snakemake.log[0])  # noqa: F821
-set_threads(snakemake.threads)  # noqa: F821
-config = snakemake.config  # noqa: F821
-processes = int(config.get("gpus_per_run", 1)) if config.get("gpu", False) else 1
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+set_threads(sm.threads)
+opts = config.job_options(sm.config)
+log.info("job walltime %d min: training stops (resumably) shortly before it", sm.resources.runtime)
 pipeline.train_run(
-    snakemake.input.settings,  # noqa: F821
-    snakemake.input.subset,  # noqa: F821
-    Path(snakemake.output.summary).parent,  # noqa: F821
-    processes=processes,
-    threads=snakemake.threads,  # noqa: F821
-    log_path=snakemake.log[0],  # noqa: F821
+    sm.input.settings,
+    sm.input.subset,
+    Path(sm.output.summary).parent,
+    processes=opts["gpus_per_run"] if opts["gpu"] else 1,
+    threads=sm.threads,
+    log_path=sm.log[0],
+    time_budget_s=resources.time_budget_s(sm.resources.runtime),
+    checkpoint_every=opts["checkpoint_every"],
     log=log,
 )

@@ -1,0 +1,71 @@
+"""Where every result of a workflow run lies, relative to ``results/<name>/`` (one place for file names).
+
+Each function takes ids and sizes as strings or ints; the workflow passes Snakemake wildcards such as
+``"{run_id}"`` to get its output patterns, and the library passes real values to find files::
+
+    subsets/<data_id>/n<size>.npz                                   the class-balanced nested subset
+    runs/<run_id>/n<size>/run.json                                  what the training run is (its settings)
+    runs/<run_id>/n<size>/train/train.json                          training summary (+ snapshot-KKK.pt/.json,
+                                                                    state.pt while unfinished)
+    runs/<run_id>/n<size>/samples/<sample_id>/samples.npz           uint8 samples of every snapshot
+    runs/<run_id>/n<size>/samples/<sample_id>/scores/<score_id>/memorization.json
+
+``run_id`` is the training identity, ``sample_id`` the sampler's and ``score_id`` the scorer's
+(:mod:`diffmem.identity`): a new sampler setting adds a folder under ``samples/`` next to the old one.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath as P
+
+
+def subset(data_id, size) -> P:
+    return P("subsets") / str(data_id) / f"n{size}.npz"
+
+
+def run_dir(run_id, size) -> P:
+    return P("runs") / str(run_id) / f"n{size}"
+
+
+def run_json(run_id, size) -> P:
+    return run_dir(run_id, size) / "run.json"
+
+
+def train_dir(run_id, size) -> P:
+    return run_dir(run_id, size) / "train"
+
+
+def train_summary(run_id, size) -> P:
+    return train_dir(run_id, size) / "train.json"
+
+
+def train_progress(run_id, size) -> P:
+    """Written with every resumable state: step, total steps, measured speed (the next link's budget)."""
+    return train_dir(run_id, size) / "progress.json"
+
+
+def sample_dir(run_id, size, sample_id) -> P:
+    return run_dir(run_id, size) / "samples" / str(sample_id)
+
+
+def sample_files(run_id, size, sample_id) -> dict[str, P]:
+    d = sample_dir(run_id, size, sample_id)
+    return {"settings": d / "sample.json", "samples": d / "samples.npz", "grid": d / "samples.png"}
+
+
+def score_dir(run_id, size, sample_id, score_id) -> P:
+    return sample_dir(run_id, size, sample_id) / "scores" / str(score_id)
+
+
+def score_files(run_id, size, sample_id, score_id) -> dict[str, P]:
+    d = score_dir(run_id, size, sample_id, score_id)
+    return {"scores": d / "memorization.json", "distances": d / "distances.npz", "nearest": d / "nearest.png"}
+
+
+def memorization(run_id, size, sample_id, score_id) -> P:
+    return score_files(run_id, size, sample_id, score_id)["scores"]
+
+
+def job_tag(run_id, size, sample_id=None, score_id=None) -> str:
+    """A flat name for one job's log and benchmark files."""
+    return "-".join(str(x) for x in (run_id, f"n{size}", sample_id, score_id) if x is not None)

@@ -1,0 +1,272 @@
+"""What a job asks the cluster for: run time and memory from a throughput model seeded by measurements.
+
+The model times a job as ``images x seconds per image`` (training), ``samples x seconds per sample``
+(sampling) and ``queries x |D| x pixels / rate`` (scoring, the closed-form optimum), per device *kind*.
+Seconds per image of a net are ``a + b * work``, where ``work`` is a FLOP proxy of the net (per pixel
+of every level: channels^2 x convolutions) and ``a``, ``b`` are fitted to the project's own benchmark
+files in ``benchmarks/*.json`` (``scripts/benchmark.py`` writes them: one fact, one place). A kind
+measured on one net only gets ``a = 0``.
+
+Budgets: ``safety x estimate x 2^(attempt-1)`` plus a start-up allowance, never above the site maximum
+``compute.max_runtime`` (minutes, in the config or a profile's ``config:``). A job whose work does not fit that maximum
+(training of a large |D|) stops itself before its walltime (:func:`time_budget_s`), keeps its state,
+and the next attempt resumes: the rule's ``retries`` are the chain's links (:func:`chain_links`).
+
+Imports nothing heavy: the workflow evaluates these while it schedules jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from diffmem import schedule
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STARTUP_MIN = 3.0  # job start-up: Snakemake parses the workflow, Python imports torch, data loads
+SAFETY = 1.5  # budget / estimate before doubling per retry
+
+
+class UnknownDevice(ValueError):
+    pass
+
+
+# ------------------------------------------------------------------------------------------ net work
+def net_work(model: dict) -> float:
+    """A FLOP proxy of one forward pass on one image: sum over levels of pixels x channels^2 x convs.
+
+    Level ``l`` has side ``resolution / 2^l`` and ``model_channels * channel_mult[l]`` channels; the
+    encoder runs ``num_blocks`` residual blocks and the decoder ``num_blocks + 1`` there (2 convolutions
+    each, the decoder's first on twice the channels). Constant factors cancel in the fit."""
+    if model.get("arch") == "optimum":
+        return 0.0
+    r, mc, nb = int(model["resolution"]), int(model["model_channels"]), int(model["num_blocks"])
+    work = 0.0
+    for level, mult in enumerate(model["channel_mult"]):
+        side = r / 2**level
+        c = mc * int(mult)
+        work += side * side * c * c * (2 * nb + 3 * (nb + 1))
+    return work
+
+
+def _bench_net(preset: dict) -> dict:
+    shape = preset["shape"]
+    return {**preset["net"], "resolution": shape[-1], "img_channels": shape[0]}
+
+
+@lru_cache(maxsize=1)
+def measurements() -> dict[str, dict[str, list]]:
+    """``{kind: {bench: [records]}}`` from the benchmark files: kind ``cpu`` or the GPU's short name
+    (``h200``), bench ``train``, ``train_tf32``, ``sample``, ``optimum``, ``score``."""
+    out: dict[str, dict[str, list]] = {}
+    for path in sorted(BENCHMARKS.glob("*.json")):
+        doc = json.loads(path.read_text())
+        dev = doc["environment"]["device"]
+        kind = "cpu" if dev["type"] == "cpu" else dev["name"].split()[-1].lower()
+        threads = int(doc["environment"].get("threads") or 1)
+        for rec in doc["results"]:
+            if rec.get("status") != "ok":
+                continue
+            bench = rec["bench"] + ("_tf32" if "+tf32" in rec.get("case", "") else "")
+            preset = doc.get("presets", {}).get(rec["case"].split()[0])
+            item = {**rec, "threads": threads, "file": path.name}
+            if preset:
+                item["work"] = net_work(_bench_net(preset))
+            out.setdefault(kind, {}).setdefault(bench, []).append(item)
+    return out
+
+
+def kinds() -> list[str]:
+    return sorted(measurements())
+
+
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares ``seconds = a + b * work`` with a, b >= 0 (a = 0 for a single point)."""
+    if len(points) == 1:
+        w, t = points[0]
+        return 0.0, t / w
+    n = len(points)
+    mw = sum(w for w, _ in points) / n
+    mt = sum(t for _, t in points) / n
+    var = sum((w - mw) ** 2 for w, _ in points)
+    b = sum((w - mw) * (t - mt) for w, t in points) / var if var else mt / mw
+    b = max(b, 0.0)
+    a = max(mt - b * mw, 0.0)
+    return a, b
+
+
+def _records(kind: str, bench: str) -> list[dict]:
+    table = measurements()
+    if kind not in table:
+        raise UnknownDevice(f"no benchmark of device kind {kind!r}; measured kinds: {', '.join(kinds())}")
+    recs = table[kind].get(bench)
+    if not recs:
+        raise UnknownDevice(f"device kind {kind!r} has no {bench!r} benchmark in {BENCHMARKS}")
+    return recs
+
+
+def seconds_per_image(model: dict, kind: str, tf32: bool = False) -> float:
+    """Training seconds per image (forward + backward + optimizer and EMA update) of ``model``."""
+    recs = _records(kind, "train_tf32") if tf32 and kind != "cpu" else _records(kind, "train")
+    a, b = _fit([(r["work"], 1.0 / r["per_s"]) for r in recs if "work" in r])
+    return a + b * net_work(model)
+
+
+def seconds_per_sample(model: dict, kind: str, num_steps: int, size: int) -> float:
+    """Sampling seconds per image with ``2 num_steps - 1`` net evaluations (the optimum: over |D|)."""
+    evals = 2 * num_steps - 1
+    if model.get("arch") == "optimum":
+        recs = _records(kind, "optimum")
+        px = model["resolution"] ** 2 * model["img_channels"]
+        rate = max(r["per_s"] * (2 * r["num_steps"] - 1) * r["size"] * _pixels(r["case"]) for r in recs)
+        return evals * size * px / rate
+    recs = _records(kind, "sample")
+    a, b = _fit([(r["work"], 1.0 / r["per_s"] / r["network_evals"]) for r in recs if "work" in r])
+    return evals * (a + b * net_work(model))
+
+
+def _pixels(case: str) -> int:
+    c, h, w = (int(x) for x in case.split()[0].split("x"))
+    return c * h * w
+
+
+def score_seconds(queries: int, size: int, pixels: int, kind: str) -> float:
+    """Exact 2-nearest-neighbour search of ``queries`` samples among ``size`` training images."""
+    recs = _records(kind, "score")
+    rate = max(r["per_s"] * r["size"] * _pixels(r["case"]) for r in recs)
+    return queries * size * pixels / rate
+
+
+# ------------------------------------------------------------------------------------------ per job
+def device_kind(config: dict) -> str:
+    """The kind the model times jobs on: ``compute.device`` of the config, else h200 for ``gpu: true``
+    (the measured GPU) and cpu otherwise."""
+    kind = config["compute"]["device"]
+    if kind:
+        return kind
+    return "h200" if config.get("gpu") else "cpu"
+
+
+def _speed(config: dict) -> float:
+    return float(config["compute"]["speed"])
+
+
+def max_runtime(config: dict) -> int:
+    return int(config["compute"]["max_runtime"])
+
+
+def train_estimate_s(settings: dict, config: dict, gpus: int = 1) -> float:
+    """Seconds to train one run (``settings`` at its size) on ``gpus`` devices of the config's kind."""
+    if settings["model"].get("arch") == "optimum":
+        return 0.0
+    plan = schedule.training_plan(settings["train"], int(settings["data"]["size"]))
+    spi = seconds_per_image(settings["model"], device_kind(config), bool(settings["train"].get("tf32")))
+    return plan["images"] * spi / max(1, gpus) / _speed(config)
+
+
+def sample_estimate_s(settings: dict, config: dict, snapshots: int) -> float:
+    s, m = settings["sample"], settings["model"]
+    size = int(settings["data"]["size"])
+    return snapshots * s["n"] * seconds_per_sample(m, device_kind(config), int(s["num_steps"]), size) / _speed(config)
+
+
+def score_estimate_s(settings: dict, config: dict, snapshots: int) -> float:
+    m = settings["model"]
+    px = m["resolution"] ** 2 * m["img_channels"]
+    n = snapshots * int(settings["sample"]["n"])
+    return score_seconds(n, int(settings["data"]["size"]), px, device_kind(config)) / _speed(config)
+
+
+def snapshot_count(settings: dict) -> int:
+    if settings["model"].get("arch") == "optimum":
+        return 1
+    return len(schedule.training_plan(settings["train"], int(settings["data"]["size"]))["snapshot_steps"])
+
+
+def budget_min(estimate_s: float, config: dict, attempt: int = 1) -> int:
+    """Minutes to ask for: safety x estimate x 2^(attempt-1) + start-up, capped at the site maximum."""
+    want = STARTUP_MIN + SAFETY * estimate_s / 60.0 * 2 ** (max(1, attempt) - 1)
+    return int(min(max_runtime(config), math.ceil(want)))
+
+
+def time_budget_s(runtime_min: float) -> float:
+    """Seconds a job may work inside a walltime of ``runtime_min`` minutes before it must save and stop:
+    the walltime less a margin for start-up and the final save (2 min + 2%, at most a quarter)."""
+    total = float(runtime_min) * 60.0
+    return total - min(0.25 * total, 120.0 + 0.02 * total)
+
+
+def chain_links(estimate_s: float, config: dict) -> int:
+    """Jobs a training of ``estimate_s`` seconds takes when each may work ``time_budget_s`` of the site
+    maximum (1 when it fits one job)."""
+    per_job = time_budget_s(max_runtime(config)) - STARTUP_MIN * 60
+    return max(1, math.ceil(SAFETY * estimate_s / max(per_job, 1.0)))
+
+
+def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
+    """Host memory of a training job: the subset and the net's state on the host, activations on a CPU."""
+    m, size = settings["model"], int(settings["data"]["size"])
+    px = m["resolution"] ** 2 * m["img_channels"]
+    mb = 2000 + 3 * size * px / 1e6
+    if device_kind(config) == "cpu":
+        mb += settings["train"]["batch"] * net_work(m) * 4 / 1e9  # activations, bytes per FLOP-proxy unit
+    return int(mb * 2 ** (max(1, attempt) - 1))
+
+
+def sample_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
+    m, size = settings["model"], int(settings["data"]["size"])
+    px = m["resolution"] ** 2 * m["img_channels"]
+    mb = 2000 + (2 * snapshots * settings["sample"]["n"] + 3 * size) * px / 1e6
+    return int(mb * 2 ** (max(1, attempt) - 1))
+
+
+def score_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
+    m, size = settings["model"], int(settings["data"]["size"])
+    px = m["resolution"] ** 2 * m["img_channels"]
+    n = snapshots * settings["sample"]["n"]
+    mb = 2000 + (2 * n + 3 * size) * px / 1e6 + n * 40 / 1e6
+    return int(mb * 2 ** (max(1, attempt) - 1))
+
+
+def job_threads(config: dict, gpus: int = 0) -> int:
+    """CPU threads of a job: ``compute.cpus_per_gpu`` per GPU (data loading, torchrun workers), else 1."""
+    per_gpu = int(config["compute"]["cpus_per_gpu"])
+    return max(1, gpus * per_gpu) if gpus else 1
+
+
+def describe(settings: dict, config: dict, gpus: int = 1) -> dict[str, Any]:
+    """Everything the model says about one run (for ``diffmem cost`` and the logs)."""
+    snaps = snapshot_count(settings)
+    return {
+        "train_s": train_estimate_s(settings, config, gpus),
+        "sample_s": sample_estimate_s(settings, config, snaps),
+        "score_s": score_estimate_s(settings, config, snaps),
+        "snapshots": snaps,
+    }
+
+
+def remaining_s(progress: dict, estimate_s: float) -> float:
+    """Seconds left of a training that has run a while: its measured speed over the steps left (the
+    model's ``estimate_s`` for the whole run scaled by the share left when no speed was measured)."""
+    left_steps = max(0, int(progress["total_steps"]) - int(progress["step"]))
+    if progress.get("steps_per_s"):
+        return left_steps / float(progress["steps_per_s"])
+    return estimate_s * left_steps / max(1, int(progress["total_steps"]))
+
+
+def train_retries(plan: dict, config: dict) -> int:
+    """Retries of the ``train`` rule: the links of the longest chain any run of the plan can need (its
+    largest size: the EMM bracket's ``hi`` or the largest listed size), plus one for a real failure."""
+    from diffmem.config import run_settings
+
+    gpus = int(config["gpus_per_run"]) if config["gpu"] else 1
+    links = 1
+    for vals in plan.values():
+        for v in vals:
+            size = max(v.sizes) if v.sizes else int(v.emm["hi"])
+            est = train_estimate_s(run_settings(v.settings, size), config, gpus)
+            links = max(links, chain_links(est, config))
+    return links
