@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from diffmem import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -30,7 +33,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
-    for name in ("Snakefile", "workflow", "config", "envs"):
+    for name in ("Snakefile", "workflow", "config", "envs", "src", "benchmarks"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     proc = snakemake(work, "--cores", "2")
@@ -63,9 +66,13 @@ def test_smoke_outputs(smoke_run):
     for run in runs:
         settings = json.loads((run / "run.json").read_text())
         assert settings["data"]["size"] == int(run.name[1:])
-        scores = json.loads((run / "memorization.json").read_text())
+        assert identity.train_id(settings) == run.parent.name  # the folder is the run's training identity
+        (scores_path,) = run.glob("samples/*/scores/*/memorization.json")
+        scores = json.loads(scores_path.read_text())
         assert 0.0 <= scores["ratio"] <= 1.0 and scores["snapshots"]
         assert scores["run_id"] == run.parent.name and scores["size"] == settings["data"]["size"]
+        sample = json.loads((scores_path.parents[2] / "sample.json").read_text())
+        assert identity.short_id({k: v for k, v in sample.items() if k != "about"}) == scores_path.parents[2].name
     # no temp file left behind by the atomic writers
     assert not list(res.rglob(".tmp-*"))
 
@@ -87,3 +94,38 @@ def test_smoke_report(smoke_run):
     for fig in ("basic", "conditioning", "optimum"):
         assert f"{fig}.png" in html
     assert "the dashed line is the EMM threshold" in html  # the generated caption
+
+
+def _jobs_after_change(work: Path, name: str, change) -> dict[str, int]:
+    """Job counts of a dry run of the smoke config after ``change(config)`` (written as a new file)."""
+    cfg = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    change(cfg["base"])
+    path = work / "config" / f"smoke-{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))  # sorted keys: key order must not matter either
+    proc = subprocess.run([str(SNAKEMAKE), "-n", "--cores", "2", "--configfile", str(path)], cwd=work,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line.strip()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "change", "forbidden"),
+    [
+        ("operational", lambda b: (b["train"].update(checkpoint_every=7), b["sample"].update(batch=16)), "all"),
+        ("samples", lambda b: b["sample"].update(n=80), {"train", "subset", "run_settings"}),
+        ("threshold", lambda b: b.setdefault("score", {}).update(threshold=0.25), {"train", "subset", "sample"}),
+    ],
+)
+def test_a_changed_sampling_or_scoring_setting_retrains_nothing(smoke_run, name, change, forbidden):
+    work, _ = smoke_run
+    jobs = _jobs_after_change(work, name, change)
+    if forbidden == "all":
+        assert jobs == {}, jobs  # keys that change no number rerun nothing at all
+    else:
+        assert jobs and not forbidden & set(jobs), jobs
+        assert ("score" in jobs) and (name != "samples" or "sample" in jobs)

@@ -48,6 +48,12 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def canonical(obj: Any) -> Any:
+    """``obj`` with every mapping's keys sorted: the form a job's params take, so that Snakemake, which
+    compares params as text, sees no change when a config file only lists its keys in another order."""
+    return json.loads(canonical_json(obj))
+
+
 def digest(obj: Any) -> str:
     """SHA-256 (hex) of a settings object; key order does not matter."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()

@@ -72,15 +72,15 @@ def run_settings_of(wildcards):
 
 def run_json_of(wildcards):
     """run.json: the training identity of the run, and in words what it is."""
-    return dmc.run_record(run_settings_of(wildcards))
+    return identity.canonical(dmc.run_record(run_settings_of(wildcards)))
 
 
 def sample_settings_of(wildcards):
-    return dmc.sample_record(SAMPLES[wildcards.sample_id])
+    return identity.canonical(dmc.sample_record(SAMPLES[wildcards.sample_id]))
 
 
 def score_settings_of(wildcards):
-    return SCORES[wildcards.score_id]
+    return identity.canonical(SCORES[wildcards.score_id])
 
 
 def get_subset(wildcards):
@@ -233,20 +233,15 @@ TRAIN_RETRIES = dmr.train_retries(PLAN, config)
 
 def get_subset_spec(wildcards):
     """The subset's identity (where the files lie is not part of it: the job looks that up in the config)."""
-    return {**identity.data_identity(DATA[wildcards.data_id]), "size": int(wildcards.size)}
+    return identity.canonical({**identity.data_identity(DATA[wildcards.data_id]), "size": int(wildcards.size)})
 
 
 def get_emm_search(wildcards):
-    """What an EMM round needs besides files: the search settings and the sizes the data can make."""
+    """What an EMM round needs besides files: the search settings, and the subset's data id (the round
+    looks up which sizes the data can make; where its files lie is not part of the params)."""
     value = value_of(wildcards)
-    return {
-        "experiment": value.experiment,
-        "value": value.label,
-        "display": value.display,
-        "run_id": value.run_id,
-        "settings": value.settings,
-        **value.emm,
-    }
+    search = {"experiment": value.experiment, "value": value.label, "display": value.display}
+    return identity.canonical({**search, "run_id": value.run_id, "data_id": value.data_id, **value.emm})
 
 
 def get_figure_spec(wildcards):
@@ -287,4 +282,4 @@ def get_figure_spec(wildcards):
         ratio_threshold=ratio_thr.pop() if len(ratio_thr) == 1 else None,
         emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
     )
-    return fig
+    return identity.canonical(fig)

@@ -1,10 +1,12 @@
 """One EMM search round: merge the new scores into the previous round and ask the policy what next."""
 
-from diffmem import pipeline
+from diffmem import config, pipeline
 from diffmem.runtime import script_logging
 
-log = script_logging(snakemake.log[0])  # noqa: F821
-inp = snakemake.input  # noqa: F821
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+inp = sm.input
 previous = inp.previous if hasattr(inp, "previous") else None
 scores = list(inp.scores) if hasattr(inp, "scores") else []
-pipeline.emm_round(snakemake.params.search, previous, scores, snakemake.output[0], log=log)  # noqa: F821
+search = {**sm.params.search, "settings": {"data": config.data_spec(sm.config, sm.params.search["data_id"], 0)}}
+pipeline.emm_round(search, previous, scores, sm.output[0], log=log)
