@@ -2,7 +2,7 @@
 
 ``python -m diffmem docs-figures results/default docs/`` reads ``<results>/figures/<name>.png`` (drawn by the
 workflow's ``figure`` rule) for each name in ``README_FIGURES``, shrinks it to at most ``max_width`` pixels
-wide and writes ``<out>/<name>.png``. Nothing is redrawn or edited by hand: the README shows exactly what
+wide (256 colours) and writes ``<out>/<name>.png``. Nothing is redrawn or edited by hand: the README shows exactly what
 the run drew, only smaller.
 """
 
@@ -41,11 +41,13 @@ def docs_figures(
     written = []
     for path in src:
         with Image.open(path) as im:
-            im.load()
-            img = im.convert("RGBA") if im.mode in ("P", "LA", "RGBA") else im.convert("RGB")
+            rgba = im.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
         if img.width > max_width:
             height = max(1, round(img.height * max_width / img.width))
             img = img.resize((max_width, height), Image.Resampling.LANCZOS)
+        # 256 colours, no dithering: a third of the bytes, no visible change for plots and digit grids
+        img = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         dest = out / path.name
         tmp = dest.with_name(f".{dest.name}.tmp")
         img.save(tmp, format="PNG", optimize=True)  # no metadata: same run, same bytes
