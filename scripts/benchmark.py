@@ -173,8 +173,10 @@ def train_settings(preset: str, batch: int, total_steps: int, n_images: int, tf3
         "diffusion": {"precond": "vp"},
         "train": {"optimizer": "adam", "lr": 2e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
                   "batch": batch, "duration": {"unit": "steps", "value": total_steps},
-                  "warmup": {"unit": "steps", "value": 1}, "ema": {"decay": 0.99929, "rampup": 0.05},
-                  "snapshots": 1, "checkpoint_every": 0, "seed": 0, "grad_clip": None, "tf32": tf32},
+                  "warmup": {"unit": "steps", "value": 1, "mode": "linear"},
+                  "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05}, "truncate_kimg": True,
+                  "order": "reshuffle", "snapshots": 1, "checkpoint_every": 0, "seed": 0, "grad_clip": None,
+                  "tf32": tf32},
     }
 
 

@@ -71,7 +71,7 @@ def image_folder(tmp_path):
 
 
 def _digits_spec(**kw):
-    spec = {"source": "digits", "classes": 10, "labels": "none", "seed": 0}
+    spec = {"source": "digits", "classes": 10, "labels": "none", "seed": 0, "pick": "random", "resize": "area"}
     spec.update(kw)
     return spec
 
@@ -156,7 +156,7 @@ def test_restricted_unpickler():
 def test_cifar10_subset(cifar_tarball):
     path, _ = cifar_tarball
     spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 2, "size": 10,
-            "resolution": 16}
+            "resolution": 16, "pick": "random", "resize": "area"}
     s = data.make_subset(spec)
     assert s["images"].shape == (10, 3, 16, 16)
     assert np.bincount(s["labels"]).tolist() == [5, 5]
@@ -169,7 +169,7 @@ def test_folder_source(image_folder):
     assert labels.tolist() == [0, 0, 1, 1, 1]  # a_dog first: classes sorted by name
     assert images[0].min() == 100 and images[0].max() == 100  # the center crop holds no black border
     assert images[4].min() == 202
-    small, _ = data.load_source("folder", path=image_folder, resolution=4)
+    small, _ = data.load_source("folder", path=image_folder, resolution=4, resize_method="area")
     assert small.shape == (5, 3, 4, 4) and (small[2] == 200).all()
     with pytest.raises(FileNotFoundError):
         data.load_source("folder", path=image_folder / "missing")
@@ -194,7 +194,8 @@ def test_grayscale_folder_loads_the_declared_channels(tmp_path):
         "model": {"arch": "optimum"},
     })  # fmt: skip
     assert settings["model"]["img_channels"] == images.shape[1]
-    subset = data.make_subset({"source": "folder", "path": str(root), "classes": 2, "size": 4})
+    subset = data.make_subset({"source": "folder", "path": str(root), "classes": 2, "size": 4, "pick": "random",
+                               "resize": "area"})
     assert subset["images"].shape[1] == settings["model"]["img_channels"]
 
 
@@ -224,20 +225,43 @@ def test_source_facts_import_neither_numpy_nor_torch():
 def test_resize():
     rng = np.random.default_rng(0)
     x8 = rng.integers(0, 256, size=(5, 1, 8, 8), dtype=np.uint8)
-    x4 = data.resize(x8, 4)
+    x4 = data.resize(x8, 4, "area")
     assert x4.shape == (5, 1, 4, 4) and x4.dtype == np.uint8
     block_mean = x8.reshape(5, 1, 4, 2, 4, 2).astype(np.float64).mean(axis=(3, 5))
     assert np.abs(x4 - block_mean).max() <= 0.5 + 1e-9  # area: the 2x2 block average
     x32 = rng.integers(0, 256, size=(3, 3, 32, 32), dtype=np.uint8)
-    x8b = data.resize(data.resize(x32, 16), 8)
+    x8b = data.resize(data.resize(x32, 16, "area"), 8, "area")
     assert x8b.shape == (3, 3, 8, 8) and x8b.dtype == np.uint8
-    assert data.resize(x8, 8) is x8
-    up = data.resize(np.full((2, 1, 4, 4), 77, np.uint8), 12)
+    assert data.resize(x8, 8, "area") is x8
+    up = data.resize(np.full((2, 1, 4, 4), 77, np.uint8), 12, "area")
     assert up.shape == (2, 1, 12, 12) and (up == 77).all()
-    odd = data.resize(np.full((1, 3, 10, 10), 9, np.uint8), 3)  # non-integer factor: antialiased bilinear
+    odd = data.resize(np.full((1, 3, 10, 10), 9, np.uint8), 3, "area")  # non-integer factor: antialiased bilinear
     assert odd.shape == (1, 3, 3, 3) and (odd == 9).all()
     with pytest.raises(ValueError):
-        data.resize(x8.astype(np.float32), 4)
+        data.resize(x8.astype(np.float32), 4, "area")
+    with pytest.raises(ValueError, match="data.resize: expected one of area, lanczos, got 'cubic'"):
+        data.resize(x8, 4, "cubic")
+
+
+def test_lanczos_equals_pils_own_resize():
+    """data.resize: lanczos is what the paper's dataset tool does: PIL LANCZOS on each HWC (or HW) image."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, size=(4, 3, 32, 32), dtype=np.uint8)
+    gray = rng.integers(0, 256, size=(2, 1, 32, 32), dtype=np.uint8)
+    for size in (16, 8, 20):
+        got = data.resize(rgb, size, "lanczos")
+        for i in range(4):
+            pil = np.asarray(Image.fromarray(rgb[i].transpose(1, 2, 0)).resize((size, size), Image.LANCZOS))
+            assert np.array_equal(got[i], pil.transpose(2, 0, 1))
+        g = data.resize(gray, size, "lanczos")
+        assert np.array_equal(g[1, 0], np.asarray(Image.fromarray(gray[1, 0]).resize((size, size), Image.LANCZOS)))
+    # a known image: a constant stays constant, a step edge rings (LANCZOS overshoots, area does not)
+    assert (data.resize(np.full((1, 3, 32, 32), 77, np.uint8), 16, "lanczos") == 77).all()
+    edge = np.zeros((1, 1, 32, 32), np.uint8)
+    edge[..., 16:] = 200
+    lz, area = data.resize(edge, 8, "lanczos"), data.resize(edge, 8, "area")
+    assert set(np.unique(area).tolist()) == {0, 200} and lz.max() > 200  # ringing at the edge
+    assert np.abs(data.resize(rgb, 16, "lanczos").astype(int) - data.resize(rgb, 16, "area")).max() > 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,6 +287,53 @@ def test_subset_balanced_nested_seeded():
     other = data.make_subset(_digits_spec(size=50, seed=1))
     assert not np.array_equal(other["source_index"], big["source_index"])
     assert len(np.unique(big["source_index"])) == 50
+
+
+def _official_first_k(batches, k, classes):
+    """The paper's dataset tool, written out: concatenate data_batch_1..5, per class the first k images."""
+    images = np.concatenate([np.asarray(batches[i][b"data"]).reshape(-1, 3, 32, 32) for i in range(1, 6)])
+    labels = np.concatenate([np.asarray(batches[i][b"labels"]) for i in range(1, 6)])
+    return {c: images[labels == c][:k] for c in range(classes)}
+
+
+def test_pick_first_takes_the_first_k_per_class_in_source_order(cifar_tarball):
+    path, batches = cifar_tarball
+    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 10, "resolution": 32,
+            "pick": "first", "resize": "lanczos", "labels": "none", "seed": 0}
+    small, big = data.make_subset({**spec, "size": 30}), data.make_subset({**spec, "size": 70})
+    for s, k in ((small, 3), (big, 7)):
+        official = _official_first_k(batches, k, 10)
+        for c in range(10):
+            mine = s["labels"] == c
+            assert mine.sum() == k
+            assert np.array_equal(s["images"][mine], official[c])  # the same images, in the same order
+            assert (np.diff(s["source_index"][mine]) > 0).all()
+    assert np.array_equal(small["source_index"], big["source_index"][:30])  # nested
+    assert np.array_equal(data.make_subset({**spec, "size": 30, "seed": 5})["images"], small["images"])
+    rand = data.make_subset({**spec, "size": 70, "pick": "random"})
+    assert not np.array_equal(np.sort(rand["source_index"]), np.sort(big["source_index"]))
+    # digits: the first k of each class are the lowest source indices of that class
+    d = data.make_subset(_digits_spec(size=50, pick="first"))
+    _, labels = data.load_source("digits")
+    for c in range(10):
+        assert d["source_index"][d["labels"] == c].tolist() == np.flatnonzero(labels == c)[:5].tolist()
+
+
+def test_subset_resize_setting(cifar_tarball):
+    path, batches = cifar_tarball
+    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 10, "size": 20,
+            "resolution": 16, "pick": "first", "labels": "none", "seed": 0}
+    lz, area = data.make_subset({**spec, "resize": "lanczos"}), data.make_subset({**spec, "resize": "area"})
+    official = _official_first_k(batches, 2, 10)[4][1].transpose(1, 2, 0)  # class 4, second image, HWC
+    pil = np.asarray(Image.fromarray(official).resize((16, 16), Image.LANCZOS)).transpose(2, 0, 1)
+    assert np.array_equal(lz["images"][(lz["labels"] == 4)][1], pil)
+    assert not np.array_equal(lz["images"], area["images"])
+    for key, match in (("pick", r"data.pick is not set; allowed: random, first"),
+                       ("resize", r"data.resize is not set; allowed: area, lanczos")):
+        with pytest.raises(ValueError, match=match):
+            data.make_subset({k: v for k, v in {**spec, "resize": "area"}.items() if k != key})
+    with pytest.raises(ValueError, match=r"data.pick='last'; allowed: random, first"):
+        data.make_subset({**spec, "resize": "area", "pick": "last"})
 
 
 def test_subset_first_classes_and_resolution():

@@ -35,6 +35,37 @@ def test_paper_settings(paper):
     assert len(s["train"]["snapshots"]) == 16
 
 
+def test_paper_preset_runs_the_released_codes_protocol(paper):
+    """Each quirk of the paper's code (issue 10) is set to the official behaviour in every experiment."""
+    _, plan = paper
+    for name, values in plan.items():
+        for v in values:
+            d, t = v.settings["data"], v.settings["train"]
+            assert (d["pick"], d["resize"]) == ("first", "lanczos"), name
+            assert t["warmup"] == {"unit": "epochs", "value": 200, "mode": "official"}, name
+            assert t["order"] == "fixed" and t["truncate_kimg"] is True, name
+            assert t["ema"]["rampup"] == 0.05, name
+            assert t["ema"]["mode"] == ("official_final" if name == "ema" else "official"), name
+    assert [v.settings["train"]["ema"]["decay"] for v in plan["ema"]] == \
+        [0.99929, 0.999, 0.99, 0.9, 0.8, 0.5, 0.2, 0.1, 0.0]
+
+
+def test_paper_schedule_at_1000_images(paper):
+    """The schedule the paper preset trains with, at |D| = 1,000: warm-up over 200 kimg from lr 0, EMA
+    half-life 0.05 n x 50 until 200 epochs, then 500k images (diffmem.schedule; tests/test_schedule.py holds
+    it against the released code's formulas)."""
+    from diffmem import schedule
+
+    _, plan = paper
+    s = dmc.run_settings(plan["basic"][0].settings, 1000)
+    rows = {r["step"]: r for r in schedule.schedule_rows(s["train"], 1000, [0, 100, 391, 78_124])}
+    assert rows[0]["lr"] == 0 and rows[0]["ema_beta"] == 0
+    assert rows[100]["lr"] == pytest.approx(2e-4 * 51_200 / 200_000)
+    assert rows[100]["ema_halflife_images"] == pytest.approx(0.05 * 51_200 * 50)
+    assert rows[391]["ema_halflife_images"] == pytest.approx(500_000) and rows[391]["lr"] == 2e-4
+    assert rows[78_124]["ema_halflife_images"] == pytest.approx(500_000)
+
+
 def n_params(settings):
     return nets.describe_net(settings["model"])["n_params"]
 
@@ -56,7 +87,9 @@ def test_base_value_is_shared_in_the_paper_plan(paper):
     _, plan = paper
     base = plan["basic"][0].run_id
     shared = [name for name, vals in plan.items() if any(v.run_id == base for v in vals)]
-    assert {"basic", "width", "depth", "weight_decay", "ema", "batch", "classes"} <= set(shared)
+    assert {"basic", "width", "depth", "weight_decay", "batch", "classes"} <= set(shared)
+    # the EMA sweep trains with the released code's mode4 (--final-ema), so even its 0.99929 is its own run
+    assert "ema" not in shared
 
 
 def test_unique_labels_at_full_size(paper):

@@ -69,8 +69,9 @@ def _settings(tmp_path, batch=16):
         "diffusion": {"precond": "edm"},
         "train": {"optimizer": "adam", "lr": 2e-3, "betas": [0.9, 0.999], "eps": 1e-8, "momentum": 0.9,
                   "weight_decay": 0.0, "batch": batch, "duration": {"unit": "steps", "value": 8},
-                  "warmup": {"unit": "images", "value": 32}, "ema": {"decay": 0.9, "rampup": 0.05}, "snapshots": 1,
-                  "checkpoint_every": 4, "seed": 0},
+                  "warmup": {"unit": "images", "value": 32, "mode": "linear"},
+                  "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05}, "snapshots": 1,
+                  "checkpoint_every": 4, "seed": 0, "truncate_kimg": True, "order": "reshuffle"},
     }  # fmt: skip
 
 

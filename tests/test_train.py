@@ -45,8 +45,10 @@ def make_settings(steps: int = 20, **train_overrides) -> dict:
         "weight_decay": 0.0,
         "batch": 16,
         "duration": {"unit": "steps", "value": steps},
-        "warmup": {"unit": "images", "value": 64},
-        "ema": {"decay": 0.9, "rampup": 0.05},
+        "warmup": {"unit": "images", "value": 64, "mode": "linear"},
+        "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
+        "truncate_kimg": True,
+        "order": "reshuffle",
         "snapshots": 2,
         "checkpoint_every": 5,
         "seed": 0,
@@ -81,13 +83,26 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def test_index_stream_is_concatenated_permutations():
-    s = tr.IndexStream(7, seed=3)
+    s = tr.IndexStream(7, seed=3, order="reshuffle")
     got = s.take(0, 21)
     for e in range(3):
         assert sorted(got[7 * e: 7 * e + 7].tolist()) == list(range(7))
     assert torch.equal(s.take(5, 9), got[5:14])  # batches wrap across epochs
-    assert torch.equal(tr.IndexStream(7, seed=3).take(10, 4), got[10:14])
-    assert not torch.equal(tr.IndexStream(7, seed=4).take(0, 21), got)
+    assert torch.equal(tr.IndexStream(7, seed=3, order="reshuffle").take(10, 4), got[10:14])
+    assert not torch.equal(tr.IndexStream(7, seed=4, order="reshuffle").take(0, 21), got)
+    assert not torch.equal(got[:7], got[7:14])  # a new permutation every epoch
+
+
+def test_fixed_order_repeats_one_permutation_every_epoch():
+    fixed = tr.IndexStream(7, seed=3, order="fixed").take(0, 35)
+    first = fixed[:7]
+    assert sorted(first.tolist()) == list(range(7)) and not torch.equal(first, torch.arange(7))
+    for e in range(5):
+        assert torch.equal(fixed[7 * e: 7 * e + 7], first)
+    assert torch.equal(tr.IndexStream(7, seed=3, order="fixed").take(12, 9), fixed[12:21])  # wraps, resumes
+    assert torch.equal(first, tr.IndexStream(7, seed=3, order="reshuffle").take(0, 7))  # = reshuffle's epoch 0
+    with pytest.raises(ValueError, match="train.order: expected one of reshuffle, fixed"):
+        tr.IndexStream(7, seed=3, order="window")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,7 +119,8 @@ def test_outputs_determinism_and_seed(tmp_path):
     assert [s["step"] for s in a["snapshots"]] == [4, 8, 12]
     assert any("step 12/12" in line for line in lines)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == [f"snapshot-{k:03d}.{ext}" for k in range(3) for ext in ("json", "pt")] + ["train.json"]
+    assert files == ["progress.json"] + [f"snapshot-{k:03d}.{ext}" for k in range(3) for ext in ("json", "pt")] + [
+        "train.json"]
     for k, snap in enumerate(a["snapshots"]):
         meta = read_json(tmp_path / "a" / snap["json"])
         assert meta["k"] == k and meta["step"] == 4 * (k + 1) and meta["images_seen"] == 64 * (k + 1)
@@ -143,6 +159,22 @@ def test_done_run_returns_summary_without_training(tmp_path, monkeypatch):
         tr.train(make_settings(steps=4), subset, tmp_path, log=lambda s: None)
     with pytest.raises(tr.SettingsMismatchError, match="another subset"):
         tr.train(settings, make_subset(seed=1), tmp_path, log=lambda s: None)
+
+
+def test_official_schedules_and_fixed_order_resume_bit_identically(tmp_path):
+    # the paper preset's settings: fixed data order, official warm-up and EMA (exact lengths, so the tiny
+    # subset has an EMA at all); a run stopped at step 7 resumes to the uninterrupted run's weights
+    settings = make_settings(steps=12, checkpoint_every=5, order="fixed", truncate_kimg=False,
+                             warmup={"unit": "epochs", "value": 1, "mode": "official"},
+                             ema={"mode": "official", "decay": 0.99929, "rampup": 0.05})
+    subset, quiet = make_subset(), {"log": lambda s: None}
+    tr.train(settings, subset, tmp_path / "ref", **quiet)
+    tr.train(settings, subset, tmp_path / "stop", max_steps=7, **quiet)
+    assert tr.train(settings, subset, tmp_path / "stop", **quiet)["resumed_from"] == [7]
+    assert_same(final_weights(tmp_path / "stop"), final_weights(tmp_path / "ref"))
+    other = make_settings(steps=12, checkpoint_every=5)  # our schedules and order: other weights
+    tr.train(other, subset, tmp_path / "ours", **quiet)
+    assert max_diff(final_weights(tmp_path / "ours"), final_weights(tmp_path / "ref")) > 0
 
 
 def test_resume_after_stop_and_after_crash_is_bit_identical(tmp_path, monkeypatch):
@@ -213,12 +245,13 @@ def test_nan_guard_keeps_last_good_state(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 5
     monkeypatch.setattr(diffusion, "make_loss", real_make_loss)
     with pytest.raises(FloatingPointError, match="non-finite"):
-        tr.train(make_settings(steps=20, lr=1e30, warmup=None), subset, tmp_path / "lr", log=lambda s: None)
+        no_warmup = {"unit": "images", "value": 0, "mode": "linear"}
+        tr.train(make_settings(steps=20, lr=1e30, warmup=no_warmup), subset, tmp_path / "lr", log=lambda s: None)
 
 
 def test_ema_decay_zero_is_raw_weights_and_state_loads_weights_only(tmp_path):
     subset = make_subset(label_dim=3)
-    settings = make_settings(steps=6, snapshots=1, ema={"decay": 0.0, "rampup": None})
+    settings = make_settings(steps=6, snapshots=1, ema={"mode": "decay", "decay": 0.0, "rampup": None})
     settings["model"]["label_dim"] = 3
     tr.train(settings, subset, tmp_path, keep_state=True, log=lambda s: None)
     state = torch.load(tmp_path / "state.pt", weights_only=True)
@@ -226,7 +259,8 @@ def test_ema_decay_zero_is_raw_weights_and_state_loads_weights_only(tmp_path):
     assert_same(final_weights(tmp_path), state["net"])
     assert not torch.equal(state["net"]["enc.8x8_conv.weight"], nets.build_net(settings["model"]).state_dict()[
         "enc.8x8_conv.weight"])
-    tr.train(make_settings(steps=6, snapshots=1, ema={"decay": 0.9, "rampup": None}) | {"model": settings["model"]},
+    ema = {"mode": "decay", "decay": 0.9, "rampup": None}
+    tr.train(make_settings(steps=6, snapshots=1, ema=ema) | {"model": settings["model"]},
              subset, tmp_path / "ema", keep_state=True, log=lambda s: None)
     state = torch.load(tmp_path / "ema" / "state.pt", weights_only=True)
     assert max_diff(final_weights(tmp_path / "ema"), state["net"]) > 0
@@ -234,7 +268,8 @@ def test_ema_decay_zero_is_raw_weights_and_state_loads_weights_only(tmp_path):
 
 def test_loss_decreases_on_tiny_overfit(tmp_path):
     subset = make_subset(n=8)
-    settings = make_settings(steps=60, batch=8, lr=5e-3, snapshots=1, ema={"decay": 0.0, "rampup": None})
+    no_ema = {"mode": "decay", "decay": 0.0, "rampup": None}
+    settings = make_settings(steps=60, batch=8, lr=5e-3, snapshots=1, ema=no_ema)
     settings["model"]["dropout"] = 0.0
     tr.train(settings, subset, tmp_path, log=lambda s: None)
 
@@ -274,7 +309,8 @@ def digits_subset() -> dict:
     from diffmem import data
 
     spec = {"source": "digits", "path": None, "verify_md5": True, "resolution": 8, "classes": 4,
-            "size": N_IMAGES, "labels": "none", "label_classes": None, "blend": None, "seed": 0}
+            "size": N_IMAGES, "labels": "none", "label_classes": None, "blend": None, "seed": 0,
+            "pick": "random", "resize": "area"}
     return data.make_subset(spec)
 
 

@@ -15,17 +15,17 @@ bit-identical weights on the CPU):
 
 - initial weights: torch's global RNG seeded once before the network is built;
 - data order: an endless stream of epochs, each a permutation of the subset drawn from a generator seeded
-  by (seed, epoch); batches run across epoch boundaries (as EDM's InfiniteSampler, without its window);
+  by (seed, epoch), or with ``train.order: fixed`` epoch 0's permutation in every epoch (the paper's
+  ``--window-size=0``); batches run across epoch boundaries (as EDM's InfiniteSampler, without its window);
 - noise levels and noise: one ``torch.Generator`` handed to the loss, saved and restored with the state;
 - dropout: torch's global RNG re-seeded from (seed, step) before every forward pass.
 
 Schedules (``images`` = images trained on; an epoch is ``|D|`` images):
 
 - length ``duration = {unit: steps|epochs|images, value}`` -> ``ceil(images / batch)`` optimizer steps;
-- learning rate ``lr * min(1, images after this step / warm-up images)`` (linear warm-up);
-- EMA of the weights with a per-step ``decay``: half-life ``batch ln 0.5 / ln decay`` images, capped at
-  ``rampup * images seen before this step`` when ``rampup`` is set (EDM's ramp-up), so the first EMA equals
-  the raw weights; ``decay = 0`` keeps the EMA equal to the raw weights throughout.
+- learning rate: linear warm-up (``train.warmup.mode``), and
+- EMA of the weights (``train.ema.mode``: a per-step decay with EDM's ramp-up, or the paper's code's
+  ramp): both per step from :mod:`diffmem.schedule` (``lr_at``, ``ema_beta``), which has the formulas.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) each process trains on one slice of every global batch and
 DistributedDataParallel averages the gradients. Every rank draws the whole global batch's indices, noise
@@ -65,7 +65,7 @@ from torch import nn
 
 from diffmem import diffusion, distributed, identity, nets
 from diffmem.io import read_json, torch_load, torch_save, write_json
-from diffmem.schedule import ema_beta, lr_at, training_plan
+from diffmem.schedule import ema_beta, lr_at, rate_plan, training_plan
 
 __all__ = ["SettingsMismatchError", "main", "subset_fingerprint", "train"]
 
@@ -115,15 +115,27 @@ def _derive_seed(*keys: int) -> int:
 
 
 class IndexStream:
-    """The global order of training images: concatenated seeded per-epoch permutations of range(n)."""
+    """The global order of training images: concatenated seeded permutations of range(n), one per epoch.
 
-    def __init__(self, n: int, seed: int):
+    ``order="reshuffle"`` draws a new permutation for every epoch (seeded by (seed, epoch));
+    ``order="fixed"`` reuses epoch 0's permutation in every epoch, as the paper's code does with
+    ``--window-size=0`` (EDM's InfiniteSampler without its window swaps).
+    """
+
+    ORDERS = ("reshuffle", "fixed")
+
+    def __init__(self, n: int, seed: int, order: str):
+        if order not in self.ORDERS:
+            raise ValueError(f"train.order: expected one of {', '.join(self.ORDERS)}, got {order!r}")
         self.n = n
         self.seed = seed
+        self.order = order
         self._gen = torch.Generator()
         self._cache: dict[int, torch.Tensor] = {}
 
     def epoch(self, e: int) -> torch.Tensor:
+        if self.order == "fixed":
+            e = 0
         perm = self._cache.get(e)
         if perm is None:
             self._gen.manual_seed(_derive_seed(self.seed, _STREAM_ORDER, e))
@@ -336,8 +348,9 @@ def train(
             say(f"{summary_path} exists for these settings: training is done, nothing to do")
         return summary
 
-    plan = training_plan(t_cfg, n_images)
+    plan, rates = training_plan(t_cfg, n_images), rate_plan(t_cfg, n_images)
     total, batch = plan["steps"], plan["batch"]
+    stream = IndexStream(n_images, seed, t_cfg.get("order"))  # refuses a bad train.order before any work
     if batch % ctx.world_size:
         raise ValueError(
             f"train.batch {batch} cannot be split evenly over {ctx.world_size} processes; "
@@ -348,9 +361,6 @@ def train(
     snap_steps = plan["snapshot_steps"]
     snap_index = {s: k for k, s in enumerate(snap_steps)}
     ckpt_every = int(checkpoint_every if checkpoint_every is not None else t_cfg.get("checkpoint_every", 0) or 0)
-    ema_cfg = t_cfg.get("ema") or {}
-    decay, rampup = float(ema_cfg.get("decay", 0.0)), ema_cfg.get("rampup")
-    rampup = None if rampup is None else float(rampup)
     grad_clip = t_cfg.get("grad_clip")
     lr = float(t_cfg["lr"])
     log_every = int(log_every or max(1, total // LOG_LINES))
@@ -418,7 +428,6 @@ def train(
 
         images_dev = torch.from_numpy(np.ascontiguousarray(images_np)).to(dev)
         cond_dev = torch.from_numpy(cond_np).to(dev) if label_dim else None
-        stream = IndexStream(n_images, seed)
         snapshots: list[dict[str, Any]] = []
         for s_done in snap_steps:
             if s_done <= step:
@@ -480,7 +489,7 @@ def train(
             idx = stream.take(step * batch, batch).to(dev)
             y = images_dev[idx].to(torch.float32) / 127.5 - 1
             labels = _one_hot(cond_dev[idx], label_dim) if cond_dev is not None else None
-            lr_now = lr_at(step, lr, batch, plan["warmup_images"])
+            lr_now = lr_at(rates, lr, step)
             for group in opt.param_groups:
                 group["lr"] = lr_now
 
@@ -502,7 +511,7 @@ def train(
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
             opt.step()
-            _update_ema(ema, net, ema_beta(decay, rampup, batch, step * batch))
+            _update_ema(ema, net, ema_beta(rates, step))
             step += 1
             loss_ema = loss_v if loss_ema is None else LOSS_EMA_BETA * loss_ema + (1 - LOSS_EMA_BETA) * loss_v
 

@@ -17,7 +17,10 @@ from diffmem.data.sources import channels as source_channels
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def load_folder(path: str | None, resolution: int | None) -> tuple[np.ndarray, np.ndarray]:
+def load_folder(path: str | None, resolution: int | None, method: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The images of a folder at ``resolution`` (None: the smallest center-crop side), resized by ``method``
+    (``data.resize``): ``area`` = PIL's BOX for integer factors, else BILINEAR; ``lanczos`` = LANCZOS (as the
+    paper's dataset tool center-crops ImageNet)."""
     from PIL import Image
 
     if path is None:
@@ -53,8 +56,11 @@ def load_folder(path: str | None, resolution: int | None) -> tuple[np.ndarray, n
             left, top = (w - s) // 2, (h - s) // 2
             im = im.crop((left, top, left + s, top + s))
             if s != r:
-                box = r < s and s % r == 0
-                im = im.resize((r, r), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
+                if method == "lanczos":
+                    im = im.resize((r, r), Image.Resampling.LANCZOS)
+                else:
+                    box = r < s and s % r == 0
+                    im = im.resize((r, r), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
             a = np.asarray(im, dtype=np.uint8)
         images[i] = a[None] if channels == 1 else a.transpose(2, 0, 1)
     labels = np.array([label for _, label in files], dtype=np.int64)

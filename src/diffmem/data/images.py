@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+#: How images are resized (``data.resize``): ``area`` (ours) or ``lanczos`` (the paper's dataset tool).
+RESIZE_METHODS = ("area", "lanczos")
 
-def resize(images_u8: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndarray:
+
+def resize(images_u8: np.ndarray, resolution: int, method: str, chunk: int = 4096) -> np.ndarray:
     """Resize uint8 NCHW square images to ``resolution`` x ``resolution``, kept uint8.
 
-    Integer downsampling factors average each block (area); other downsampling is
-    antialiased bilinear; upsampling is bilinear. The same size returns the input.
+    ``method`` (``data.resize``): ``area`` averages each block for integer downsampling factors, is
+    antialiased bilinear for other downsampling and bilinear for upsampling; ``lanczos`` is PIL's
+    ``Image.resize(..., LANCZOS)`` of each image (HWC, or HW for one channel), as the paper's dataset tool
+    (EDM's ``dataset_tool.py``) resizes. The same size returns the input.
     """
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"data.resize: expected one of {', '.join(RESIZE_METHODS)}, got {method!r}")
     images = np.asarray(images_u8)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"resize expects uint8 NCHW images, got {images.dtype} {images.shape}")
@@ -22,6 +29,8 @@ def resize(images_u8: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndar
     r = int(resolution)
     if r == h:
         return images_u8
+    if method == "lanczos":
+        return _resize_lanczos(images, r)
 
     import torch
     import torch.nn.functional as F
@@ -36,6 +45,20 @@ def resize(images_u8: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndar
         else:
             y = F.interpolate(x, size=(r, r), mode="bilinear", align_corners=False)
         out[start : start + chunk] = y.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def _resize_lanczos(images: np.ndarray, r: int) -> np.ndarray:
+    from PIL import Image
+
+    n, c = images.shape[:2]
+    if c not in (1, 3):
+        raise ValueError(f"data.resize: lanczos resizes 1- or 3-channel images, got {c} channels")
+    out = np.empty((n, c, r, r), dtype=np.uint8)
+    for i in range(n):
+        a = images[i, 0] if c == 1 else images[i].transpose(1, 2, 0)
+        b = np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((r, r), Image.Resampling.LANCZOS))
+        out[i] = b[None] if c == 1 else b.transpose(2, 0, 1)
     return out
 
 

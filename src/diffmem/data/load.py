@@ -23,7 +23,7 @@ import numpy as np
 from diffmem.data.cifar10 import load_cifar10
 from diffmem.data.folder import load_folder
 from diffmem.data.fonts import render_fonts
-from diffmem.data.images import resize
+from diffmem.data.images import RESIZE_METHODS, resize
 from diffmem.data.sources import SOURCES
 
 
@@ -34,11 +34,14 @@ def load_source(
     download: bool = False,
     verify_md5: bool = True,
     resolution: int | None = None,
+    resize_method: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a whole source as (uint8 NCHW images, int64 labels); cached within the process.
 
     ``resolution`` resizes the images (None: the source's own; for ``folder``, the
-    smallest center-crop side). The returned arrays are shared by the cache and read-only.
+    smallest center-crop side) by ``resize_method`` (``data.resize``: area or lanczos, see
+    :func:`diffmem.data.images.resize`; needed with a resolution). The returned arrays are shared by the
+    cache and read-only.
     """
     if name not in SOURCES:
         raise ValueError(f"data.source={name!r} is not a known source; known: {', '.join(SOURCES)}")
@@ -46,22 +49,24 @@ def load_source(
         isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1
     ):
         raise ValueError(f"data.resolution must be a positive integer or null, got {resolution!r}")
+    if resolution is not None and resize_method not in RESIZE_METHODS:
+        raise ValueError(f"data.resize: expected one of {', '.join(RESIZE_METHODS)}, got {resize_method!r}")
     key_path = None if path is None else str(Path(path).expanduser().resolve())
-    return _load_cached(
-        name, key_path, bool(download), bool(verify_md5), None if resolution is None else int(resolution)
-    )
+    if resolution is None:
+        return _load_cached(name, key_path, bool(download), bool(verify_md5), None, None)
+    return _load_cached(name, key_path, bool(download), bool(verify_md5), int(resolution), resize_method)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name, path, download, verify_md5, resolution):
+def _load_cached(name, path, download, verify_md5, resolution, method):
     if name == "folder":
-        images, labels = load_folder(path, resolution)
+        images, labels = load_folder(path, resolution, method)
     else:
         if resolution is None:
             images, labels = _load_native(name, path, download, verify_md5)
         else:
-            images, labels = _load_cached(name, path, download, verify_md5, None)
-            images = resize(images, resolution)
+            images, labels = _load_cached(name, path, download, verify_md5, None, None)
+            images = resize(images, resolution, method)
     images = np.ascontiguousarray(images)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     images.flags.writeable = False

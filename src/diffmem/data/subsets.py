@@ -1,10 +1,12 @@
 """Class-balanced, nested, seeded training subsets drawn from the image sources.
 
 Subsets (:func:`make_subset`) keep the first C classes, take the same number of images from each
-class, and nest: each class has one permutation seeded by ``seed`` and the class only, and a subset
-takes a prefix of it. Images are stored rank-major (rank 0 of classes 0..C-1, then rank 1, ...), so
-the subset of size n is in fact the first n images of the subset of size m > n, and every image
-keeps its random and unique label when the size changes.
+class, and nest: each class has one order, and a subset takes a prefix of it. ``pick`` chooses that
+order: ``random`` = a permutation seeded by ``seed`` and the class only; ``first`` = the source's own
+order, so a subset holds the first k images of each class (the paper's dataset tool, which takes the
+first |D|/10 images of each CIFAR-10 class). Images are stored rank-major (rank 0 of classes 0..C-1,
+then rank 1, ...), so the subset of size n is in fact the first n images of the subset of size m > n,
+and every image keeps its random and unique label when the size changes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from diffmem.data.images import match_channels
+from diffmem.data.images import RESIZE_METHODS, match_channels
 from diffmem.data.load import load_source
 from diffmem.data.sources import LABEL_MODES, SOURCES
 from diffmem.io import CorruptFileError, read_npz, write_npz
@@ -33,6 +35,10 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "blend": None,        # {source, path, alpha, class[, verify_md5, download, source_class]} or None
     "seed": 0,            # seed of the per-class permutations and random labels
 }
+#: Keys a spec must give (their one default is in the workflow's config schema, which fills them in):
+#: ``pick`` (random | first) and ``resize`` (area | lanczos, :data:`diffmem.data.images.RESIZE_METHODS`).
+SPEC_REQUIRED = ("pick", "resize")
+PICKS = ("random", "first")
 BLEND_DEFAULTS: dict[str, Any] = {
     "source": None,       # second source (one of SOURCES)
     "path": None,
@@ -55,9 +61,16 @@ def _resolve_spec(spec: dict) -> dict:
     """Fill defaults and check keys and values; ``size`` is not checked here."""
     if not isinstance(spec, dict):
         raise ValueError(f"data spec must be a dict, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - set(SPEC_DEFAULTS))
+    known = (*SPEC_DEFAULTS, *SPEC_REQUIRED)
+    unknown = sorted(set(spec) - set(known))
     if unknown:
-        raise ValueError(f"data.{unknown[0]} is not a known key; known: {', '.join(SPEC_DEFAULTS)}")
+        raise ValueError(f"data.{unknown[0]} is not a known key; known: {', '.join(known)}")
+    for key, allowed in (("pick", PICKS), ("resize", RESIZE_METHODS)):
+        if key not in spec:
+            raise ValueError(f"data.{key} is not set; allowed: {', '.join(allowed)} (the config's schema fills "
+                             "in its default)")
+        if spec[key] not in allowed:
+            raise ValueError(f"data.{key}={spec[key]!r}; allowed: {', '.join(allowed)}")
     s = {**SPEC_DEFAULTS, **spec}
     if s["source"] not in SOURCES:
         raise ValueError(f"data.source={s['source']!r} is not a known source; known: {', '.join(SOURCES)}")
@@ -126,12 +139,15 @@ def _class_rng(seed: int, tag: int, source_id: int, cls: int) -> np.random.Gener
 class _Pool:
     """One class of one source in subset order: a seeded permutation and its random labels."""
 
-    def __init__(self, images, members, seed, source_id, cls, label_classes):
+    def __init__(self, images, members, seed, source_id, cls, label_classes, pick):
         self.images = images          # the (resized) source images
         self.source_id = source_id    # 0 main, 1 blended-in source
         self.cls = cls                # class label in the source
-        order = _class_rng(seed, _TAG_PERMUTATION, source_id, cls).permutation(len(members))
-        self.index = members[order]   # source indices, the subset takes a prefix
+        if pick == "first":           # the source's order (members are ascending source indices)
+            self.index = members
+        else:
+            order = _class_rng(seed, _TAG_PERMUTATION, source_id, cls).permutation(len(members))
+            self.index = members[order]   # source indices, the subset takes a prefix
         self.random_labels = (
             _class_rng(seed, _TAG_LABELS, source_id, cls).integers(0, label_classes, size=len(members))
             if label_classes
@@ -144,7 +160,7 @@ def _plan(spec: dict):
     s = _resolve_spec(spec)
     images, labels = load_source(
         s["source"], path=s["path"], download=s["download"], verify_md5=s["verify_md5"],
-        resolution=s["resolution"],
+        resolution=s["resolution"], resize_method=s["resize"],
     )
     if s["resolution"] is None:
         s["resolution"] = int(images.shape[-1])
@@ -159,7 +175,7 @@ def _plan(spec: dict):
                 f"allowed: 1..{n_classes}"
             )
         pools = [
-            _Pool(images, np.flatnonzero(labels == c), s["seed"], 0, c, label_classes)
+            _Pool(images, np.flatnonzero(labels == c), s["seed"], 0, c, label_classes, s["pick"])
             for c in range(s["classes"])
         ]
         return s, pools
@@ -172,7 +188,7 @@ def _plan(spec: dict):
         )
     other, other_labels = load_source(
         b["source"], path=b["path"], download=b["download"], verify_md5=b["verify_md5"],
-        resolution=s["resolution"],
+        resolution=s["resolution"], resize_method=s["resize"],
     )
     other = match_channels(other, images.shape[1])
     other_classes = int(other_labels.max()) + 1 if other_labels.size else 0
@@ -184,9 +200,9 @@ def _plan(spec: dict):
             f"class of blend source {b['source']}, which has {other_classes}; allowed: 0..{other_classes - 1}"
         )
     pools = [
-        _Pool(images, np.flatnonzero(labels == b["class"]), s["seed"], 0, b["class"], label_classes),
+        _Pool(images, np.flatnonzero(labels == b["class"]), s["seed"], 0, b["class"], label_classes, s["pick"]),
         _Pool(other, np.flatnonzero(other_labels == b["source_class"]), s["seed"], 1,
-              b["source_class"], label_classes),
+              b["source_class"], label_classes, s["pick"]),
     ]
     return s, pools
 
