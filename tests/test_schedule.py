@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,27 @@ def test_schedule_needs_its_settings():
         sch.rate_plan({**t, "warmup": {"unit": "epochs", "value": 1, "mode": "cosine"}}, 100)
     with pytest.raises(ValueError, match="outside the run"):
         sch.schedule_rows(t, 10, [400_000])
+
+
+PAPER = str(Path(__file__).resolve().parents[1] / "config" / "paper.yaml")
+
+
+def test_schedule_command_prints_the_loops_schedule(capsys):
+    import json
+
+    from diffmem.__main__ import main
+
+    assert main(["schedule", "--configfile", PAPER, "--experiment", "basic", "--size", "1000",
+                 "--steps", "0,1,391"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["step"] for r in rows] == [0, 1, 391] and [r["images"] for r in rows] == [0, 512, 391 * 512]
+    for r in rows:
+        assert r["lr"] == pytest.approx(official_lr(r["step"], 1000, 512), abs=1e-300)
+        assert r["ema_beta"] == pytest.approx(official_beta(r["step"], 1000, 512), abs=1e-300)
+    assert rows[2]["ema_halflife_images"] == pytest.approx(500_000)
+    assert main(["schedule", "--configfile", PAPER, "--experiment", "ema", "--value", "0.5",
+                 "--size", "1000", "--steps", "10000"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["ema_beta"] == pytest.approx(0.5)
+    with pytest.raises(SystemExit):
+        main(["schedule", "--configfile", PAPER, "--experiment", "ema", "--size", "1000", "--steps", "0"])
+    assert "has values 0.99929" in capsys.readouterr().err

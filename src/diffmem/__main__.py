@@ -152,6 +152,44 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# schedule
+
+
+def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                        help="config file(s), layered as Snakemake does (default: %(default)s)")
+    parser.add_argument("--experiment", required=True, help="an experiment of the config")
+    parser.add_argument("--value", default=None, help="the value's label (needed when the experiment has several)")
+    parser.add_argument("--size", type=int, required=True, help="the training-set size |D|")
+    parser.add_argument("--steps", required=True,
+                        help="0-based optimizer step indices, comma separated (e.g. 0,1,390,78124)")  # fmt: skip
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    """One JSON object per requested step: step, images seen before it, lr, ema_beta, ema_halflife_images,
+    as diffmem.schedule computes them for the training loop."""
+    from diffmem import config as dmc
+    from diffmem import schedule
+
+    try:
+        cfg = dmc.load_config(args.configfile)
+        values = dmc.expand(cfg).get(args.experiment)
+        if values is None:
+            args.parser.error(f"--experiment {args.experiment!r} is not in the config; it has "
+                              f"{', '.join(cfg['experiments'])}")
+        chosen = [v for v in values if args.value in (None, v.label)]
+        if len(chosen) != 1:
+            args.parser.error(f"--value: experiment {args.experiment} has values {', '.join(v.label for v in values)}; "
+                              "name one")  # fmt: skip
+        steps = [int(k) for k in args.steps.split(",") if k.strip()]
+        rows = schedule.schedule_rows(chosen[0].settings["train"], args.size, steps)
+    except (OSError, ValueError, dmc.ConfigError) as err:
+        args.parser.error(str(err))
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
 # name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
@@ -171,6 +209,11 @@ COMMANDS: dict[str, Command] = {
         _summarize_arguments,
         _summarize,
         "print a Markdown table of the EMM of every experiment value of a workflow run",
+    ),
+    "schedule": (
+        _schedule_arguments,
+        _schedule,
+        "print the learning rate and EMA weight of given optimizer steps of a run as JSON",
     ),
     "docs-figures": (
         _docs_figures_arguments,
