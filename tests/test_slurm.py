@@ -12,6 +12,7 @@ Without DIFFMEM_SLURM=1 only the static checks of the profile and the script run
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -254,3 +255,82 @@ def test_smoke_workflow_through_slurm(tmp_path, cluster):
     again = snakemake_slurm(tmp_path, *args, "-n", timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+# ---------------------------------------------------------------- the paper preset's shape, rehearsed
+REHEARSAL_TIMEOUT = int(os.environ.get("DIFFMEM_SLURM_REHEARSAL_TIMEOUT", "1500"))
+PROJECT = ("Snakefile", "workflow", "config", "envs", "src", "benchmarks")
+
+
+def copy_project(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in PROJECT:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def scores_of(workdir: Path) -> dict[str, dict]:
+    res = workdir / "results" / "rehearsal"
+    return {str(p.relative_to(res)): json.loads(p.read_text()) for p in res.glob("runs/**/memorization.json")}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_rehearsal_chains_training_across_walltimes(tmp_path, cluster):
+    """config/rehearsal.yaml through profiles/slurm: every heavy job is a Slurm job with the resources the
+    throughput model gave it (a GPU each, never above the 1-minute site maximum); the largest training
+    does not fit one job and runs as a chain; the scores equal those of an uninterrupted local run."""
+    from diffmem import resources as dmr
+
+    local = copy_project(tmp_path / "local")
+    (local / "site.yaml").write_text("compute: {max_runtime: 600}\n")  # room for every job: no chain
+    ref = subprocess.run(
+        [str(SNAKEMAKE), "--cores", "2", "--configfile", "config/rehearsal.yaml", "site.yaml"],
+        cwd=local, capture_output=True, text=True, timeout=REHEARSAL_TIMEOUT,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-4000:]
+    assert not list((local / "results").rglob("logs/train/*.log")) or not any(
+        "pausing at step" in p.read_text() for p in (local / "results").rglob("logs/train/*.log")
+    ), "the uninterrupted reference paused"
+
+    work = copy_project(tmp_path / "slurm")
+    t0 = time.monotonic()
+    proc = snakemake_slurm(work, "--configfile", "config/rehearsal.yaml", timeout=REHEARSAL_TIMEOUT)
+    if proc.returncode != 0:
+        fail_with(proc, work, "rehearsal")
+    print(f"rehearsal through Slurm: {time.monotonic() - t0:.1f} s")
+
+    # the chain: a training paused before its walltime in one job and resumed in the next
+    res = work / "results" / "rehearsal"
+    chained = [p for p in res.glob("logs/train/*.log") if "pausing at step" in p.read_text()]
+    assert chained, "no training was cut by its walltime; make config/rehearsal.yaml's training longer"
+    for log in chained:
+        assert "resuming at step" in log.read_text(), log
+    jobs = slurm_jobs_of(work)
+    assert len(jobs["train"]) > len(list(res.glob("runs/*/n*/train/train.json"))), "no chain of Slurm jobs"
+    for rule in ("emm_round", "emm_result", "table", "run_settings"):
+        assert rule not in jobs, f"localrule {rule} went to Slurm"
+
+    # every heavy job: a Slurm job with the model's budget (capped at the site maximum) and one GPU
+    config = {"compute": {"max_runtime": 1, "device": "cpu", "speed": 1.0, "cpus_per_gpu": 1}, "gpu": True}
+    for rule in ("train", "sample", "score"):
+        assert jobs.get(rule), f"rule {rule} did not run as a Slurm job: {sorted(jobs)}"
+        for jobid in jobs[rule]:
+            job = show_job(jobid)
+            if not job:  # forgotten after MinJobAge
+                continue
+            assert job.get("TimeLimit") == "00:01:00", (rule, job)
+            assert "gpu:1" in job.get("TresPerJob", ""), (rule, job)
+    for run in res.glob("runs/*/n*/run.json"):
+        want = dmr.train_mem_mb(json.loads(run.read_text()), config)
+        tag = f"{run.parent.parent.name}-{run.parent.name}"
+        ids = [p.stem for p in (work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log") if tag in str(p)]
+        for job in filter(None, map(show_job, ids)):
+            assert job.get("MinMemoryNode") in {f"{want}M", f"{want / 1000:g}G", f"{want / 1024:g}G"}, job
+
+    # the chained result is the uninterrupted one, bit for bit
+    got, want = scores_of(work), scores_of(local)
+    assert got and got.keys() == want.keys()
+    assert got == want

@@ -69,3 +69,8 @@ def memorization(run_id, size, sample_id, score_id) -> P:
 def job_tag(run_id, size, sample_id=None, score_id=None) -> str:
     """A flat name for one job's log and benchmark files."""
     return "-".join(str(x) for x in (run_id, f"n{size}", sample_id, score_id) if x is not None)
+
+
+def sample_parts(samples_path) -> P:
+    """Where a sampling job keeps each finished snapshot until all are done (resumable across jobs)."""
+    return P(f"{samples_path}.parts")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from diffmem import config as dmc
+from diffmem import layout
 from diffmem.io import atomic_path, read_json, read_npz, write_json, write_npz
 
 _log = logging.getLogger("diffmem")
@@ -90,7 +91,7 @@ def sample_run(
     snaps = [{"k": 0, "step": 0, "images_seen": 0, "epochs": 0.0}] if optimum else _snapshot_list(Path(train_summary))
     train_dir = None if optimum else Path(train_summary).parent
     label_dim = int(settings["model"].get("label_dim") or 0)
-    parts = Path(f"{samples_path}.parts")
+    parts = Path(layout.sample_parts(samples_path))
     parts.mkdir(parents=True, exist_ok=True)
     per_snapshot = 0.0
     for snap in snaps:
@@ -120,7 +121,7 @@ def sample_run(
         per_snapshot = max(per_snapshot, time.time() - t0)
         log.info("snapshot %s (step %s): %d samples in %.1f s (%.0f samples/s)", snap["k"], snap["step"], sp["n"],
                  time.time() - t0, sp["n"] / max(time.time() - t0, 1e-9))  # fmt: skip
-    loaded = [np.load(parts / f"snapshot-{snap['k']:03d}.npz") for snap in snaps]
+    loaded = [read_npz(parts / f"snapshot-{snap['k']:03d}.npz") for snap in snaps]
     samples = np.stack([z["images"] for z in loaded])
     labels = loaded[-1]["cond_labels"]
     meta = [{k: s[k] for k in ("k", "step", "images_seen", "epochs") if k in s} for s in snaps]

@@ -194,16 +194,15 @@ def budget_min(estimate_s: float, config: dict, attempt: int = 1) -> int:
 
 def time_budget_s(runtime_min: float) -> float:
     """Seconds a job may work inside a walltime of ``runtime_min`` minutes before it must save and stop:
-    the walltime less a margin for start-up and the final save (2 min + 2%, at most a quarter)."""
+    the walltime less a margin for start-up and the final save (2 min + 2%, at most half of it)."""
     total = float(runtime_min) * 60.0
-    return total - min(0.25 * total, 120.0 + 0.02 * total)
+    return total - min(0.5 * total, 120.0 + 0.02 * total)
 
 
 def chain_links(estimate_s: float, config: dict) -> int:
     """Jobs a training of ``estimate_s`` seconds takes when each may work ``time_budget_s`` of the site
     maximum (1 when it fits one job)."""
-    per_job = time_budget_s(max_runtime(config)) - STARTUP_MIN * 60
-    return max(1, math.ceil(SAFETY * estimate_s / max(per_job, 1.0)))
+    return max(1, math.ceil(SAFETY * estimate_s / time_budget_s(max_runtime(config))))
 
 
 def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
@@ -257,16 +256,20 @@ def remaining_s(progress: dict, estimate_s: float) -> float:
     return estimate_s * left_steps / max(1, int(progress["total_steps"]))
 
 
-def train_retries(plan: dict, config: dict) -> int:
-    """Retries of the ``train`` rule: the links of the longest chain any run of the plan can need (its
-    largest size: the EMM bracket's ``hi`` or the largest listed size), plus one for a real failure."""
+def chain_retries(plan: dict, config: dict, stage: str) -> int:
+    """Retries of the ``train`` or ``sample`` rule: twice the links of the longest chain any run of the
+    plan can need (its largest size: the EMM bracket's ``hi`` or the largest listed size; twice, as a
+    device may be slower than the model says), plus one for a real failure."""
     from diffmem.config import run_settings
 
     gpus = int(config["gpus_per_run"]) if config["gpu"] else 1
     links = 1
     for vals in plan.values():
         for v in vals:
-            size = max(v.sizes) if v.sizes else int(v.emm["hi"])
-            est = train_estimate_s(run_settings(v.settings, size), config, gpus)
+            s = run_settings(v.settings, max(v.sizes) if v.sizes else int(v.emm["hi"]))
+            if stage == "train":
+                est = train_estimate_s(s, config, gpus)
+            else:
+                est = sample_estimate_s(s, config, snapshot_count(s))
             links = max(links, chain_links(est, config))
-    return links
+    return 2 * links + 1 if links > 1 else 1

@@ -166,6 +166,11 @@ def get_final_outputs():
 # Resources of the heavy jobs come from the throughput model of diffmem.resources, capped by the site
 # maximum (compute.max_runtime); a training longer than that runs as a chain of jobs: every attempt works
 # until shortly before its walltime, saves its state and stops, and Snakemake's retry resumes it.
+def capped(minutes):
+    """A light job's run time, never above the site maximum."""
+    return min(int(minutes), dmr.max_runtime(config))
+
+
 def train_gpus(wildcards):
     """GPUs of a training job (all of them go to one data-parallel run)."""
     return int(config["gpus_per_run"]) if config["gpu"] else 0
@@ -208,8 +213,13 @@ def _sized(wildcards):
 
 
 def sample_runtime(wildcards, attempt):
+    """Minutes for a sampling job (a chain link too: it goes on from the snapshots already sampled)."""
     s, snaps = _sized(wildcards)
-    return dmr.budget_min(dmr.sample_estimate_s(s, config, snaps), config, attempt)
+    samples = RESULTS / layout.sample_files(wildcards.run_id, wildcards.size, wildcards.sample_id)["samples"]
+    done = len(list(Path(layout.sample_parts(samples)).glob("*.npz")))
+    if done:
+        attempt = 1  # a chain link: ask for what is left
+    return dmr.budget_min(dmr.sample_estimate_s(s, config, max(1, snaps - done)), config, attempt)
 
 
 def sample_mem_mb(wildcards, attempt):
@@ -227,8 +237,9 @@ def score_mem_mb(wildcards, attempt):
     return dmr.score_mem_mb(s, config, snaps, attempt)
 
 
-# Retries of `train` are the links of the longest chain the plan can need (+1 for a real failure).
-TRAIN_RETRIES = dmr.train_retries(PLAN, config)
+# Retries of `train` and `sample` cover the longest chain of jobs the plan can need (+1 for a failure).
+TRAIN_RETRIES = dmr.chain_retries(PLAN, config, "train")
+SAMPLE_RETRIES = dmr.chain_retries(PLAN, config, "sample")
 
 
 def get_subset_spec(wildcards):

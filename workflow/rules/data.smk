@@ -11,7 +11,7 @@ rule subset:
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=10,
+        runtime=capped(10),
     conda:
         ENV
     script:

@@ -19,7 +19,7 @@ checkpoint emm_round:
     threads: 1
     resources:
         mem_mb=1000,
-        runtime=5,
+        runtime=capped(5),
     conda:
         ENV
     script:
@@ -38,7 +38,7 @@ rule emm_result:
     threads: 1
     resources:
         mem_mb=500,
-        runtime=5,
+        runtime=capped(5),
     conda:
         ENV
     script:

@@ -17,7 +17,7 @@ rule table:
     threads: 1
     resources:
         mem_mb=1000,
-        runtime=5,
+        runtime=capped(5),
     conda:
         ENV
     script:
@@ -42,7 +42,7 @@ rule figure:
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=10,
+        runtime=capped(10),
     conda:
         ENV
     script:

@@ -16,7 +16,7 @@ rule sample:
     benchmark:
         RESULTS / "benchmarks" / "sample" / f"{JOB}-{{sample_id}}.tsv"
     threads: job_threads
-    retries: 1
+    retries: SAMPLE_RETRIES
     resources:
         mem_mb=sample_mem_mb,
         runtime=sample_runtime,

@@ -15,7 +15,7 @@ rule run_settings:
     threads: 1
     resources:
         mem_mb=500,
-        runtime=5,
+        runtime=capped(5),
     conda:
         ENV
     script:
