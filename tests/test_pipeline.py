@@ -25,7 +25,7 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
     settings = dmc.resolve_settings(
         {
             "data": {"source": "digits", "resolution": 8, "classes": 10, "labels": "none", "label_classes": None,
-                     "blend": None, "seed": 0},
+                     "blend": None, "seed": 0, "pick": "random", "resize": "area"},
             "model": {"arch": "optimum"},
         }
     )  # fmt: skip
