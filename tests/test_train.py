@@ -225,6 +225,40 @@ def test_resume_after_stop_and_after_crash_is_bit_identical(tmp_path, monkeypatc
     assert (tmp_path / "mismatch" / "state.pt").read_bytes() == before
 
 
+def test_walltime_chain_and_signal_end_with_the_uninterrupted_weights(tmp_path):
+    """A time budget too small for the run pauses it after a step (state saved, no train.json); calls
+    that each get such a budget, like a chain of jobs, end with the uninterrupted run's weights. SIGTERM
+    (Slurm's notice) pauses the same way."""
+    import signal
+
+    settings, subset = make_settings(steps=12), make_subset()
+    tr.train(settings, subset, tmp_path / "whole")
+    links = 0
+    while True:
+        links += 1
+        res = tr.train(settings, subset, tmp_path / "chain", time_budget_s=0.0)
+        if res["complete"]:
+            break
+        assert not (tmp_path / "chain" / "train.json").exists() and (tmp_path / "chain" / "state.pt").exists()
+        assert read_json(tmp_path / "chain" / "progress.json")["step"] == res["steps"]
+        assert links < 20
+    assert links > 2
+    assert read_json(tmp_path / "chain" / "train.json")["resumed_from"]
+    assert_same(final_weights(tmp_path / "whole"), final_weights(tmp_path / "chain"))
+
+    def log(line: str) -> None:
+        if line.startswith("step 1/"):
+            signal.raise_signal(signal.SIGTERM)  # handled by train(): pause after this step
+
+    lines: list[str] = []
+    res = tr.train(settings, subset, tmp_path / "sig", log=lambda line: (lines.append(line), log(line)))
+    assert not res["complete"] and res["steps"] == 2  # the signal came after step 1: the next step ends it
+    assert any("received SIGTERM" in line for line in lines)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+    tr.train(settings, subset, tmp_path / "sig")
+    assert_same(final_weights(tmp_path / "whole"), final_weights(tmp_path / "sig"))
+
+
 def test_nan_guard_keeps_last_good_state(tmp_path, monkeypatch):
     subset = make_subset()
     real_make_loss = diffusion.make_loss

@@ -367,14 +367,23 @@ def train_run(
     from diffmem import data, train
 
     settings = read_json(settings_path)
-    if processes <= 1:
-        result = train.train(
-            settings, data.load_subset(subset_path), out_dir, log=log,
-            time_budget_s=time_budget_s, checkpoint_every=checkpoint_every,
-        )  # fmt: skip
-    else:
-        result = _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
-                           time_budget_s, checkpoint_every, log)  # fmt: skip
+    # The job's log is replaced on every attempt; the run's own history.log keeps every link of a chain.
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    history = logging.FileHandler(Path(out_dir) / train.HISTORY_FILE)
+    history.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(history)
+    try:
+        if processes <= 1:
+            result = train.train(
+                settings, data.load_subset(subset_path), out_dir, log=log,
+                time_budget_s=time_budget_s, checkpoint_every=checkpoint_every,
+            )  # fmt: skip
+        else:
+            result = _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
+                               time_budget_s, checkpoint_every, log)  # fmt: skip
+    finally:
+        log.removeHandler(history)
+        history.close()
     if not result.get("complete", True):
         raise TrainingPaused(
             f"training paused at step {result['steps']}/{result['total_steps']} to end before the job's "

@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = 1
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "train.json"
+HISTORY_FILE = "history.log"  # every attempt's log lines, kept across the links of a chain
 PROGRESS_FILE = "progress.json"  # step, total and speed at every state save (the next job's budget)
 LOG_EVERY_S = 10.0          # Progress is logged at least this often (seconds)...
 LOG_LINES = 20              # ...and about this many times per run.
@@ -378,7 +379,11 @@ def train(
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
     tf32 = bool(t_cfg.get("tf32", False))
-    with torch.random.fork_rng(devices=fork_devices), _backend_flags(dev, tf32, deterministic):
+    with (
+        torch.random.fork_rng(devices=fork_devices),
+        _backend_flags(dev, tf32, deterministic),
+        _Pause(time_budget_s, ctx) as pause,
+    ):
         torch.manual_seed(_derive_seed(seed, _STREAM_INIT))
         net = nets.build_net(settings["model"])
         n_params = sum(p.numel() for p in net.parameters())
@@ -484,7 +489,6 @@ def train(
 
         t0 = time.perf_counter()
         t_last_log, start_step = t0, step
-        pause = _Pause(time_budget_s, ctx)
         while step < stop:
             idx = stream.take(step * batch, batch).to(dev)
             y = images_dev[idx].to(torch.float32) / 127.5 - 1
@@ -540,7 +544,6 @@ def train(
                 )
                 t_last_log = now
 
-        pause.close()
         elapsed = time.perf_counter() - t0
         wall = wall_before + elapsed
         result = {
@@ -607,7 +610,10 @@ class _Pause:
             self.reason = f"received {self.signal}" if self.signal else f"time budget {self.budget_s:.0f} s"
         return flag > 0
 
-    def close(self) -> None:
+    def __enter__(self) -> _Pause:
+        return self
+
+    def __exit__(self, *exc) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         self._saved = {}
