@@ -10,6 +10,7 @@ import yaml
 from snakemake.utils import validate
 
 from diffmem import config as dmc
+from diffmem import identity, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -105,7 +106,8 @@ def test_snapshots_every_images_become_steps():
     cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 960}}
     value = dmc.expand(cfg)["basic"][0]
     s = dmc.run_settings(value.settings, 20)  # 100 steps of 32 images: every 30 steps, plus the last
-    assert s["train"]["snapshots"] == [30, 60, 90, 100]
+    assert schedule.training_plan(s["train"], 20)["snapshot_steps"] == [30, 60, 90, 100]
+    assert identity.train_id(s) == value.run_id  # the spec stays a spec: run.json hashes to its folder
 
 
 def test_two_spellings_of_one_net_share_a_run():

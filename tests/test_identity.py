@@ -66,6 +66,16 @@ def test_run_json_hashes_to_its_own_folder():
     assert "8 8x8 images of digits" in rec["about"]
 
 
+def test_every_run_json_hashes_to_its_folder():
+    """Unique labels (label_dim = |D|) and snapshot-every specs included: run.json names its own folder."""
+    cfg = smoke()
+    cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 960}}
+    for vals in dmc.expand(cfg).values():
+        for v in vals:
+            rec = identity.canonical(dmc.run_record(dmc.run_settings(v.settings, 8)))
+            assert identity.train_id(rec) == v.run_id, (v.experiment, v.label)
+
+
 def test_folder_source_is_known_by_content_not_path(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for root in (a, b):

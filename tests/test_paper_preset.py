@@ -9,7 +9,7 @@ import yaml
 from snakemake.utils import validate
 
 from diffmem import config as dmc
-from diffmem import nets
+from diffmem import nets, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_paper_settings(paper):
     assert base["train"]["ema"]["decay"] == pytest.approx(0.99929)
     assert base["train"]["seed"] == 1024 and base["sample"]["n"] == 10000
     s = dmc.run_settings(base, 1000)  # 40M images: a snapshot every 2.5M images -> 16 snapshots
-    assert len(s["train"]["snapshots"]) == 16
+    assert len(schedule.training_plan(s["train"], 1000)["snapshot_steps"]) == 16
 
 
 def test_paper_preset_runs_the_released_codes_protocol(paper):

@@ -145,8 +145,6 @@ def run_settings(value_settings: dict, size: int) -> dict:
     s["data"]["size"] = int(size)
     if s["data"]["labels"] == "unique":
         s["model"]["label_dim"] = int(size)
-    if isinstance(s["train"]["snapshots"], dict):  # {every: ...}: the explicit steps, so run.json says them
-        s["train"]["snapshots"] = schedule.training_plan(s["train"], int(size))["snapshot_steps"]
     return s
 
 

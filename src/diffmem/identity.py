@@ -162,6 +162,8 @@ def train_id(settings: dict) -> str:
     """Folder of a training run under ``runs/`` (the size is the sub-folder ``n<size>``)."""
     t = train_identity(settings)
     t["data"].pop("size", None)
+    if t["data"].get("labels") == "unique":
+        t["model"]["label_dim"] = None  # one label per image: |D|, which the size sub-folder says
     return short_id(t)
 
 
