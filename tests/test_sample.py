@@ -197,3 +197,74 @@ def test_save_grid_and_nn_grid(tmp_path):
         np.testing.assert_array_equal(arr[9:, 9 * k:9 * k + 8], train[j, 0])
     with pytest.raises(ValueError):
         save_grid(np.zeros((2, 2, 4, 4), dtype=np.uint8), tmp_path / "bad.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# The sampler's output bits are pinned: generate() must equal this literal transcription of the
+# straightforward sampler (float64 state, the float32 denoiser called on it, one-hot labels, per-sample
+# generators) bit for bit, whatever it does to go faster.
+
+
+def _reference_generate(denoise, n, shape, seed, batch_size, label_dim=0, num_steps=18, sigma_min=0.002,
+                        sigma_max=80.0, rho=7.0):
+    import math
+
+    from diffmem.sample import sample_generator
+
+    sigma_min = max(sigma_min, float(getattr(denoise, "sigma_min", 0.0)))
+    sigma_max = min(sigma_max, float(getattr(denoise, "sigma_max", math.inf)))
+    t = edm_time_steps(num_steps, sigma_min, sigma_max, rho)
+    images = np.empty((n, *shape), dtype=np.uint8)
+    states = np.empty((n, *shape), dtype=np.float64)
+    cond = np.full((n,), -1, dtype=np.int64)
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        latents = torch.empty((m, *shape), dtype=torch.float32)
+        labels = torch.full((m,), -1, dtype=torch.int64)
+        for j in range(m):
+            g = sample_generator(seed, start + j)
+            latents[j] = torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+            if label_dim > 0:
+                labels[j] = torch.randint(int(label_dim), (1,), generator=g)[0]
+        onehot = None if label_dim == 0 else torch.nn.functional.one_hot(labels, label_dim).to(torch.float32)
+        with torch.no_grad():
+            x_next = latents.to(torch.float64) * t[0]
+            for i in range(num_steps):
+                x_cur = x_next
+                d_cur = (x_cur - denoise(x_cur, t[i], onehot).to(torch.float64)) / t[i]
+                x_next = x_cur + (t[i + 1] - t[i]) * d_cur
+                if i < num_steps - 1:
+                    d_prime = (x_next - denoise(x_next, t[i + 1], onehot).to(torch.float64)) / t[i + 1]
+                    x_next = x_cur + (t[i + 1] - t[i]) * (0.5 * d_cur + 0.5 * d_prime)
+        states[start:start + m] = x_next.numpy()
+        images[start:start + m] = ((x_next + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        cond[start:start + m] = labels.numpy()
+    return images, cond, states
+
+
+def _small_denoiser(kind, label_dim):
+    from diffmem.diffusion import make_precond
+    from diffmem.nets import build_net
+
+    torch.manual_seed(3)
+    net = build_net({"resolution": 8, "img_channels": 1, "channel_mult": [1, 2], "num_blocks": 1,
+                     "attn_resolutions": [], "dropout": 0.0, "model_channels": 16, "label_dim": label_dim})
+    return make_precond(net, {"precond": kind}).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("kind,label_dim,batch", [("vp", 0, 5), ("edm", 3, 4), ("ve", 0, 16)])
+def test_generate_output_bits_pinned(kind, label_dim, batch):
+    """Same uint8 images, labels and float64 final states as the reference, bit for bit (num_steps=5)."""
+    from diffmem.sample import edm_sampler as sampler
+
+    D = _small_denoiser(kind, label_dim)
+    want_img, want_cond, want_states = _reference_generate(D, 11, (1, 8, 8), 7, batch, label_dim, num_steps=5)
+    img, cond = generate(D, 11, (1, 8, 8), seed=7, batch_size=batch, label_dim=label_dim, num_steps=5)
+    np.testing.assert_array_equal(img, want_img)
+    np.testing.assert_array_equal(cond, want_cond)
+    # The float64 state the sampler returns, too (a stronger check than the rounded uint8 images).
+    lat, lab = sample_inputs(min(batch, 11), (1, 8, 8), 7, label_dim)
+    onehot = None if label_dim == 0 else torch.nn.functional.one_hot(lab, label_dim).float()
+    x = sampler(D, lat, onehot, num_steps=5)
+    assert x.dtype == torch.float64
+    np.testing.assert_array_equal(x.numpy(), want_states[:len(x)])
