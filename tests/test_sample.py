@@ -257,14 +257,43 @@ def test_generate_output_bits_pinned(kind, label_dim, batch):
     """Same uint8 images, labels and float64 final states as the reference, bit for bit (num_steps=5)."""
     from diffmem.sample import edm_sampler as sampler
 
-    D = _small_denoiser(kind, label_dim)
+    net = _small_denoiser(kind, label_dim)
+    seen = []  # every state the denoiser is called on (float64), in call order
+
+    def D(x, sigma, labels=None):
+        seen.append(x.detach().clone())
+        return net(x, sigma, labels)
+
+    D.sigma_min, D.sigma_max = net.sigma_min, net.sigma_max
     want_img, want_cond, want_states = _reference_generate(D, 11, (1, 8, 8), 7, batch, label_dim, num_steps=5)
+    want_seen, seen[:] = list(seen), []
     img, cond = generate(D, 11, (1, 8, 8), seed=7, batch_size=batch, label_dim=label_dim, num_steps=5)
     np.testing.assert_array_equal(img, want_img)
     np.testing.assert_array_equal(cond, want_cond)
+    assert len(seen) == len(want_seen) == 9 * -(-11 // batch)
+    for got, want in zip(seen, want_seen, strict=True):  # the intermediate states, bit for bit
+        assert got.dtype == want.dtype == torch.float64
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
     # The float64 state the sampler returns, too (a stronger check than the rounded uint8 images).
     lat, lab = sample_inputs(min(batch, 11), (1, 8, 8), 7, label_dim)
     onehot = None if label_dim == 0 else torch.nn.functional.one_hot(lab, label_dim).float()
-    x = sampler(D, lat, onehot, num_steps=5)
+    x = sampler(net, lat, onehot, num_steps=5)
     assert x.dtype == torch.float64
     np.testing.assert_array_equal(x.numpy(), want_states[:len(x)])
+
+
+def test_cudnn_autotune_touches_only_cuda_and_restores():
+    from diffmem.sample import cudnn_autotune
+
+    saved = torch.backends.cudnn.benchmark
+    with cudnn_autotune("cpu"):
+        assert torch.backends.cudnn.benchmark == saved
+    with cudnn_autotune(torch.device("cuda", 0)):
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == saved
+    torch.use_deterministic_algorithms(True)
+    try:
+        with cudnn_autotune("cuda"):
+            assert torch.backends.cudnn.benchmark == saved
+    finally:
+        torch.use_deterministic_algorithms(False)

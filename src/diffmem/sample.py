@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -67,15 +68,20 @@ def edm_sampler(denoise: Denoiser, latents: torch.Tensor, class_labels=None, num
     sigma_min = max(sigma_min, float(getattr(denoise, "sigma_min", 0.0)))
     sigma_max = min(sigma_max, float(getattr(denoise, "sigma_max", math.inf)))
     t_steps = edm_time_steps(num_steps, sigma_min, sigma_max, rho, device=latents.device)
+    # The state stays float64 and each step is the same IEEE operations as the plain transcription of
+    # Algorithm 1 (tests/test_sample.py pins the bits), done in place: float64 minus the denoiser's float32
+    # output promotes exactly, so no float64 copy of D(x) is made, and a step allocates two buffers, not six.
     x_next = latents.to(torch.float64) * t_steps[0]
     for i in range(num_steps):
         t_cur, t_next = t_steps[i], t_steps[i + 1]
+        h = t_next - t_cur
         x_cur = x_next
-        d_cur = (x_cur - denoise(x_cur, t_cur, class_labels).to(torch.float64)) / t_cur  # Euler step
-        x_next = x_cur + (t_next - t_cur) * d_cur
+        d_cur = torch.sub(x_cur, denoise(x_cur, t_cur, class_labels)).div_(t_cur)  # Euler step
+        x_next = torch.mul(d_cur, h).add_(x_cur)
         if i < num_steps - 1:  # 2nd-order correction (not at the last step, where t_N = 0)
-            d_prime = (x_next - denoise(x_next, t_next, class_labels).to(torch.float64)) / t_next
-            x_next = x_cur + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+            d_prime = torch.sub(x_next, denoise(x_next, t_next, class_labels)).div_(t_next)
+            # x_cur + h * (0.5 d_cur + 0.5 d_prime), reusing the buffers of d_cur and x_next
+            x_next = d_cur.mul_(0.5).add_(d_prime.mul_(0.5)).mul_(h).add_(x_cur)
     return x_next
 
 
@@ -99,6 +105,23 @@ def sample_inputs(n: int, shape: Sequence[int], seed: int, label_dim: int = 0, s
     return latents, labels
 
 
+@contextlib.contextmanager
+def cudnn_autotune(device):
+    """cuDNN autotuning (``torch.backends.cudnn.benchmark``) while inside, on CUDA, as training has it:
+    without it, sampling ran the paper's DDPM++ with cuDNN's heuristic convolution algorithms. Off when
+    torch is asked for deterministic algorithms; restored on exit; nothing on other devices (the CPU's
+    output bits do not depend on it)."""
+    if torch.device(device).type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def generate(denoise: Denoiser, n: int, shape: Sequence[int], seed: int, batch_size: int, label_dim: int = 0,
              device="cpu", **sampler_kw) -> tuple[np.ndarray, np.ndarray]:
     """``n`` samples as uint8 NCHW numpy plus their conditioning labels (int64; -1 when unconditional).
@@ -107,21 +130,27 @@ def generate(denoise: Denoiser, n: int, shape: Sequence[int], seed: int, batch_s
     generator seeded by (seed, i) only, drawn on the CPU, so results do not depend on
     ``batch_size`` or ``device``. Labels reach ``denoise`` as float one-hot (N, label_dim).
     ``sampler_kw``: num_steps, sigma_min, sigma_max, rho of :func:`edm_sampler`.
+
+    Per batch: the inputs are drawn once, the one-hot labels built once (not per network call), and the
+    batch goes to the device in one copy; on CUDA cuDNN autotunes the convolutions (:func:`cudnn_autotune`).
     """
     if n < 0 or batch_size < 1:
         raise ValueError(f"sample: need n >= 0 and batch >= 1, got n={n}, batch={batch_size}")
     shape = tuple(int(s) for s in shape)
+    device = torch.device(device)
     images = np.empty((n, *shape), dtype=np.uint8)
     cond = np.full((n,), -1, dtype=np.int64)
-    for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        latents, labels = sample_inputs(m, shape, seed, label_dim, start)
-        class_labels = None
-        if label_dim > 0:
-            class_labels = torch.nn.functional.one_hot(labels, int(label_dim)).to(device=device, dtype=torch.float32)
-        x = edm_sampler(denoise, latents.to(device), class_labels, **sampler_kw)
-        images[start:start + m] = to_uint8(x)
-        cond[start:start + m] = labels.numpy()
+    with cudnn_autotune(device):
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            latents, labels = sample_inputs(m, shape, seed, label_dim, start)
+            class_labels = None
+            if label_dim > 0:
+                class_labels = torch.nn.functional.one_hot(labels, int(label_dim)).to(device=device,
+                                                                                        dtype=torch.float32)
+            x = edm_sampler(denoise, latents.to(device), class_labels, **sampler_kw)
+            images[start:start + m] = to_uint8(x)
+            cond[start:start + m] = labels.numpy()
     return images, cond
 
 
