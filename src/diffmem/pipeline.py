@@ -26,11 +26,16 @@ TABLE_COLUMNS = [
     "figure", "experiment", "title", "value", "display", "kind", "size", "snapshot", "step",
     "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n", "memorized", "ratio_threshold",
     "emm_threshold", "emm_lower", "emm_upper", "emm_status", "search_lo", "search_hi", "non_monotone", "run_id",
+    "group", "seed", "levelled_off", "nn_distance", "pair_distance", "nn_pair_ratio",
 ]  # fmt: skip
 """Columns of a figure's table. ``ratio_threshold``: score.threshold (a sample is memorized when
 d1/d2 < it); ``emm_threshold``: emm.threshold (a size is ``memorized`` when its ratio >= it);
 ``emm_lower``/``emm_upper``: the EMM bounds of a search (lower <= EMM < upper, :func:`diffmem.emm.bounds`);
-``search_lo``/``search_hi``: the size range it searched (emm.lo/hi)."""
+``search_lo``/``search_hi``: the size range it searched (emm.lo/hi). ``group``: the value a replicate
+repeats (its own label without ``replicates``), ``seed``: data.seed. Per size: ``levelled_off`` (yes | no |
+unknown, :func:`diffmem.convergence.levelled_off`) and the subset's geometry ``nn_distance``,
+``pair_distance``, ``nn_pair_ratio`` (:func:`diffmem.data.geometry.data_geometry`); empty for a
+memorization.json written before they were recorded."""
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -172,6 +177,9 @@ def score_run(
             time.time() - t0,
         )
     best = mem.best_snapshot([s["ratio"] for s in per_snap])
+    from diffmem.convergence import levelled_off
+    from diffmem.data import subset_geometry
+
     result = {
         "size": int(settings["data"]["size"]),
         "threshold": threshold,
@@ -182,6 +190,8 @@ def score_run(
         "best_snapshot": best,
         "snapshots": per_snap,
         "run_id": run_id,
+        "convergence": levelled_off(per_snap),  # the last two snapshots' ratios
+        "geometry": subset_geometry(subset),  # how crowded the training subset is
     }
     write_npz(distances_path, **{k: np.stack(v) for k, v in arrays.items()})
     write_json(scores_path, result)
@@ -287,11 +297,14 @@ def figure_table(fig: dict) -> pd.DataFrame:
             "run_id": v["run_id"],
             "ratio_threshold": v["ratio_threshold"],
             "emm_threshold": v["emm_threshold"],
+            "group": v.get("group", v["label"]),
+            "seed": v.get("seed"),
         }
         if v["mode"] == "emm":
             res = read_json(v["emm"])
             for e in res["evaluated"]:
-                rows.append({**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"]})
+                rows.append({**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"],
+                             **_beside_cols(read_json(e["memorization"]))})  # fmt: skip
             lo, hi = emm.bounds(res)
             rows.append(
                 {
@@ -315,6 +328,7 @@ def figure_table(fig: dict) -> pd.DataFrame:
                     "size": int(size),
                     **_size_cols(sc),
                     "memorized": emm.passes(sc["ratio"], v["emm_threshold"]),
+                    **_beside_cols(sc),
                 }
             )
             for snap in sc["snapshots"]:
@@ -336,6 +350,15 @@ def figure_table(fig: dict) -> pd.DataFrame:
 
 def _size_cols(e: dict) -> dict:
     return {"size": int(e["size"]), **{k: e[k] for k in ("ratio", "ci_low", "ci_high", "n")}}
+
+
+def _beside_cols(sc: dict) -> dict:
+    """What a memorization.json says beside its ratio: convergence and the subset's geometry."""
+    geo = sc.get("geometry") or {}
+    return {
+        "levelled_off": (sc.get("convergence") or {}).get("levelled_off"),
+        **{k: geo.get(k) for k in ("nn_distance", "pair_distance", "nn_pair_ratio")},
+    }
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
@@ -413,8 +436,15 @@ def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
     if ckpt is not None:
         cmd += ["--checkpoint-every", str(ckpt)]
     log.info("data parallel over %d processes: %s", processes, " ".join(cmd))
+    # the workers import the diffmem this process runs (a conda job strips PYTHONPATH; see the Snakefile)
+    import os
+
+    import diffmem
+
+    src = str(Path(diffmem.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     with open(log_path, "a") if log_path else contextlib.nullcontext() as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT if fh else None, check=False)
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT if fh else None, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with {proc.returncode}; see {log_path or 'stderr'}")
     summary = Path(out_dir) / train.SUMMARY_FILE

@@ -290,6 +290,223 @@ def _mismatch(path: Path, what: Mapping[str, Any], shash: str, dhash: str) -> Se
 # Training.
 
 
+def _check_subset(settings: Mapping[str, Any], subset: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
+    """(images uint8 NCHW, conditioning labels, label count) of a subset, checked against the net."""
+    images = np.asarray(subset["images"])
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"subset images: expected uint8 NCHW, got {images.dtype} {images.shape}")
+    n = images.shape[0]
+    label_dim = int(subset.get("label_dim", 0) or 0)
+    model_label_dim = int(settings["model"].get("label_dim", 0) or 0)
+    if label_dim != model_label_dim:
+        raise ValueError(f"subset label_dim {label_dim} differs from model.label_dim {model_label_dim}")
+    cond = np.asarray(subset.get("cond_labels", np.full(n, -1)), dtype=np.int64)
+    if label_dim and (cond.shape != (n,) or cond.max(initial=-1) >= label_dim):
+        raise ValueError(f"subset cond_labels: expected {n} labels in -1..{label_dim - 1}")
+    return images, cond, label_dim
+
+
+class _Run:
+    """One training run in memory: the net, its EMA, the optimizer, the data and the random streams, with
+    the step, save, resume and summary operations that :func:`train` strings together."""
+
+    def __init__(self, settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes):
+        t_cfg = settings["train"]
+        self.settings, self.t_cfg, self.ctx, self.dev = settings, t_cfg, ctx, ctx.device
+        self.plan, self.rates, self.out_dir = plan, rates, out_dir
+        self.shash, self.dhash = hashes
+        self.seed = int(t_cfg["seed"])
+        self.batch, self.total, self.n_images = plan["batch"], plan["steps"], images_np.shape[0]
+        if self.batch % ctx.world_size:
+            raise ValueError(
+                f"train.batch {self.batch} cannot be split evenly over {ctx.world_size} processes; "
+                f"use a batch that is a multiple of {ctx.world_size} or another number of processes"
+            )
+        local = self.batch // ctx.world_size
+        self.lo, self.hi = ctx.rank * local, (ctx.rank + 1) * local
+        self.snap_index = {s: k for k, s in enumerate(plan["snapshot_steps"])}
+        self.stream = IndexStream(self.n_images, self.seed, t_cfg.get("order"))  # refuses a bad order
+        self.label_dim = label_dim
+
+        torch.manual_seed(_derive_seed(self.seed, _STREAM_INIT))
+        self.net = nets.build_net(settings["model"])
+        self.n_params = sum(p.numel() for p in self.net.parameters())
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.net.to(self.dev).train()
+        self.ema.to(self.dev)
+        D = diffusion.make_precond(self.net, settings["diffusion"]).to(self.dev)
+        self.loss_fn = diffusion.make_loss(settings["diffusion"])
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ddp = DistributedDataParallel(
+                D, device_ids=[self.dev.index] if self.dev.type == "cuda" else None, broadcast_buffers=False
+            )
+            self.denoise: Any = _SliceDenoiser(ddp, self.lo, self.hi)
+        else:
+            self.denoise = D
+        self.params = list(self.net.parameters())
+        self.opt = _make_optimizer(self.params, t_cfg)
+        self.noise_gen = torch.Generator(device=self.dev)
+        self.noise_gen.manual_seed(_derive_seed(self.seed, _STREAM_NOISE))
+        self.images = torch.from_numpy(np.ascontiguousarray(images_np)).to(self.dev)
+        self.cond = torch.from_numpy(cond_np).to(self.dev) if label_dim else None
+
+        self.step, self.loss_ema, self.wall_before, self.resumed_from = 0, None, 0.0, []
+        self.snapshots: list[dict[str, Any]] = []
+        self.t0 = self.start_step = None
+
+    # ------------------------------------------------------------------------------------ resume
+    def resume(self, state: Mapping[str, Any], say: Callable[[str], None]) -> None:
+        """Continue from a saved state: weights, EMA, optimizer, noise stream, counters, snapshots so far."""
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.loss_ema = None if math.isnan(float(state["loss_ema"])) else float(state["loss_ema"])
+        self.wall_before = float(state["wall_s"])
+        self.resumed_from = [int(s) for s in state["resumed_from"]] + [self.step]
+        if state["rng"]["device_type"] == self.dev.type:
+            self.noise_gen.set_state(state["rng"]["noise"])
+        else:
+            self.noise_gen.manual_seed(_derive_seed(self.seed, _STREAM_NOISE, self.step))
+            say(f"state.pt was written on {state['rng']['device_type']}, resuming on {self.dev.type}: "
+                "the noise stream is re-seeded, so the result will differ from an uninterrupted run")
+        for s_done, k in self.snap_index.items():
+            meta_path = self.out_dir / f"snapshot-{k:03d}.json"
+            if s_done <= self.step and meta_path.exists():
+                self.snapshots.append(_snapshot_entry(read_json(meta_path)))
+
+    # -------------------------------------------------------------------------------------- step
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimizer step and EMA update; (loss over the global batch, gradient norm, lr)."""
+        step, batch = self.step, self.batch
+        idx = self.stream.take(step * batch, batch).to(self.dev)
+        y = self.images[idx].to(torch.float32) / 127.5 - 1
+        labels = _one_hot(self.cond[idx], self.label_dim) if self.cond is not None else None
+        lr_now = lr_at(self.rates, float(self.t_cfg["lr"]), step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr_now
+        torch.manual_seed(_derive_seed(self.seed, _STREAM_DROPOUT, step))
+        self.opt.zero_grad(set_to_none=True)
+        per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen)
+        loss = per_sample[self.lo:self.hi].mean() if self.ctx.distributed else per_sample.mean()
+        loss.backward()
+        loss_all = self.ctx.all_mean(loss.detach())
+        grads = [p.grad for p in self.params if p.grad is not None]
+        gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        loss_v, gnorm_v = (float(v) for v in torch.stack([loss_all, gnorm]).tolist())
+        if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+            last = f"state.pt keeps step {self.last_saved()}"
+            raise FloatingPointError(
+                f"non-finite training at step {step + 1}/{self.total}: loss {loss_v}, gradient norm {gnorm_v} "
+                f"(lr {lr_now:.3g}); {last}"
+            )
+        grad_clip = self.t_cfg.get("grad_clip")
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, float(grad_clip))
+        self.opt.step()
+        _update_ema(self.ema, self.net, ema_beta(self.rates, step))
+        self.step += 1
+        old = self.loss_ema
+        self.loss_ema = loss_v if old is None else LOSS_EMA_BETA * old + (1 - LOSS_EMA_BETA) * loss_v
+        return loss_v, gnorm_v, lr_now
+
+    def last_saved(self) -> int | None:
+        return _last_saved(self.step, self.ckpt_every, self.plan["snapshot_steps"], self.start_step)
+
+    # ------------------------------------------------------------------------------------ saving
+    def save_state(self) -> None:
+        """state.pt (everything a resume needs) and progress.json (what the next job's budget reads)."""
+        if not self.ctx.is_main:
+            return
+        at = self.step
+        torch_save(
+            {
+                "format": STATE_FORMAT, "settings_hash": self.shash, "subset_hash": self.dhash,
+                "step": at, "images_seen": at * self.batch, "wall_s": self.wall_s(),
+                "loss_ema": float("nan") if self.loss_ema is None else self.loss_ema,
+                "resumed_from": self.resumed_from, "net": _cpu_state(self.net), "ema": _cpu_state(self.ema),
+                "optimizer": self.opt.state_dict(),
+                "rng": {"device_type": self.dev.type, "noise": self.noise_gen.get_state()},
+            },
+            self.out_dir / STATE_FILE,
+        )  # fmt: skip
+        done = at - self.start_step
+        speed = done / max(time.perf_counter() - self.t0, 1e-9) if done else None
+        write_json(
+            self.out_dir / PROGRESS_FILE,
+            {"step": at, "total_steps": self.total, "steps_per_s": speed,
+             "images_per_s": speed * self.batch if speed else None, "resumed_from": self.resumed_from},
+        )  # fmt: skip
+
+    def save_snapshot(self, last_loss: float) -> None:
+        """The EMA net at this step as snapshot-KKK.pt with its metadata."""
+        at = self.step
+        k = self.snap_index[at]
+        meta = {
+            "k": k, "step": at, "images_seen": at * self.batch, "epochs": at * self.batch / self.n_images,
+            "loss_ema": self.loss_ema, "loss_last": last_loss, "file": f"snapshot-{k:03d}.pt",
+            "settings_hash": self.shash, "subset_hash": self.dhash, "settings": self.settings,
+        }  # fmt: skip
+        self.snapshots.append(_snapshot_entry(meta))
+        if self.ctx.is_main:
+            torch_save(_cpu_state(self.ema), self.out_dir / meta["file"])
+            write_json(self.out_dir / f"snapshot-{k:03d}.json", meta)
+
+    # ----------------------------------------------------------------------------------- summary
+    def wall_s(self) -> float:
+        return self.wall_before + (time.perf_counter() - self.t0)
+
+    def images_per_s(self) -> float:
+        return (self.step - self.start_step) * self.batch / max(time.perf_counter() - self.t0, 1e-9)
+
+    def summary(self, tf32: bool, deterministic: bool) -> dict[str, Any]:
+        dev = self.dev
+        return {
+            "complete": self.step >= self.total, "steps": self.step, "total_steps": self.total,
+            "batch": self.batch, "images": self.step * self.batch, "epochs": self.step * self.batch / self.n_images,
+            "n_images": self.n_images, "snapshots": self.snapshots, "loss_ema": self.loss_ema,
+            "wall_s": self.wall_s(), "images_per_s": self.images_per_s(), "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(), "world_size": self.ctx.world_size,
+            "tf32": tf32 and dev.type == "cuda", "deterministic": deterministic, "n_params": self.n_params,
+            "resumed_from": self.resumed_from, "settings_hash": self.shash, "subset_hash": self.dhash,
+            "settings": self.settings,
+        }  # fmt: skip
+
+
+class _Progress:
+    """Progress lines (step, loss, |grad|, lr, images/s, elapsed, ETA) about ``LOG_LINES`` times per run and
+    at least every ``LOG_EVERY_S`` seconds, and the same numbers as a record for a ``progress`` hook."""
+
+    def __init__(self, run: _Run, say, log_every: int | None, hook):
+        self.run, self.say, self.hook = run, say, hook
+        self.every = int(log_every or max(1, run.total // LOG_LINES))
+        self.t_last = time.perf_counter()
+
+    def __call__(self, loss_v: float, gnorm_v: float, lr_now: float, stop: int) -> None:
+        run, now = self.run, time.perf_counter()
+        if not run.ctx.is_main or not (run.step % self.every == 0 or run.step == stop
+                                       or now - self.t_last >= LOG_EVERY_S or run.step == run.start_step + 1):
+            return
+        elapsed = now - run.t0
+        ips = (run.step - run.start_step) * run.batch / max(elapsed, 1e-9)
+        eta = (run.total - run.step) * run.batch / max(ips, 1e-9)
+        self.say(
+            f"step {run.step}/{run.total} loss {loss_v:.4f} (avg {run.loss_ema:.4f}) |grad| {gnorm_v:.3g} "
+            f"lr {lr_now:.3g} {ips:.0f} img/s elapsed {_fmt_time(elapsed)} eta {_fmt_time(eta)}"
+        )
+        if self.hook is not None:
+            self.hook({
+                "step": run.step, "total_steps": run.total, "images": run.step * run.batch, "loss": loss_v,
+                "loss_avg": run.loss_ema, "grad_norm": gnorm_v, "lr": lr_now,
+                "ema_beta": ema_beta(run.rates, run.step - 1), "images_per_s": ips, "elapsed_s": elapsed,
+                "time": time.time(),
+            })  # fmt: skip
+        self.t_last = now
+
+
 def train(
     settings: Mapping[str, Any],
     subset: Mapping[str, Any],
@@ -303,6 +520,7 @@ def train(
     keep_state: bool = False,
     log_every: int | None = None,
     deterministic: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one run (see the module docstring); return the summary written to ``out_dir/train.json``.
 
@@ -314,68 +532,39 @@ def train(
     next call resumes from state.pt. ``checkpoint_every`` (steps between resumable states) overrides
     ``settings["train"]["checkpoint_every"]`` (it changes no number, so it need not be in the settings).
     ``keep_state`` keeps state.pt after training is complete. ``log_every`` is the number of steps between
-    progress lines (default: about 20 lines per run, and at least one every 10 s). ``deterministic``
-    selects deterministic kernels (CUDA reruns and resumes then match bit for bit; on the CPU they do
-    anyway). ``settings["train"]["tf32"]`` (default false) allows TF32 on CUDA.
+    progress lines (default: about 20 lines per run, and at least one every 10 s); ``progress`` is called
+    with the numbers of every progress line as a dict (step, images, loss, loss_avg, grad_norm, lr,
+    ema_beta, images_per_s, elapsed_s, time). ``deterministic`` selects deterministic kernels (CUDA reruns
+    and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["tf32"]`` (default
+    false) allows TF32 on CUDA.
     """
     t_call = time.perf_counter()  # the time budget counts from here (set-up included)
     say = _log_function(log)
     out_dir = Path(out_dir)
     ctx = distributed.setup(device)
-    dev = ctx.device
     t_cfg = settings["train"]
-    seed = int(t_cfg.get("seed", 0))
-
-    images_np = np.asarray(subset["images"])
-    if images_np.ndim != 4 or images_np.dtype != np.uint8:
-        raise ValueError(f"subset images: expected uint8 NCHW, got {images_np.dtype} {images_np.shape}")
-    n_images = images_np.shape[0]
-    label_dim = int(subset.get("label_dim", 0) or 0)
-    model_label_dim = int(settings["model"].get("label_dim", 0) or 0)
-    if label_dim != model_label_dim:
-        raise ValueError(f"subset label_dim {label_dim} differs from model.label_dim {model_label_dim}")
-    cond_np = np.asarray(subset.get("cond_labels", np.full(n_images, -1)), dtype=np.int64)
-    if label_dim and (cond_np.shape != (n_images,) or cond_np.max(initial=-1) >= label_dim):
-        raise ValueError(f"subset cond_labels: expected {n_images} labels in -1..{label_dim - 1}")
-
-    shash, dhash = identity.train_digest(settings), subset_fingerprint(subset)
+    images_np, cond_np, label_dim = _check_subset(settings, subset)
+    hashes = identity.train_digest(settings), subset_fingerprint(subset)
     summary_path, state_path = out_dir / SUMMARY_FILE, out_dir / STATE_FILE
     if summary_path.exists():
         summary = read_json(summary_path)
-        err = _mismatch(summary_path, summary, shash, dhash)
+        err = _mismatch(summary_path, summary, *hashes)
         if err:
             raise err
         if ctx.is_main:
             say(f"{summary_path} exists for these settings: training is done, nothing to do")
         return summary
-
-    plan, rates = training_plan(t_cfg, n_images), rate_plan(t_cfg, n_images)
-    total, batch = plan["steps"], plan["batch"]
-    stream = IndexStream(n_images, seed, t_cfg.get("order"))  # refuses a bad train.order before any work
-    if batch % ctx.world_size:
-        raise ValueError(
-            f"train.batch {batch} cannot be split evenly over {ctx.world_size} processes; "
-            f"use a batch that is a multiple of {ctx.world_size} or another number of processes"
-        )
-    local = batch // ctx.world_size
-    lo, hi = ctx.rank * local, (ctx.rank + 1) * local
-    snap_steps = plan["snapshot_steps"]
-    snap_index = {s: k for k, s in enumerate(snap_steps)}
-    ckpt_every = int(checkpoint_every if checkpoint_every is not None else t_cfg.get("checkpoint_every", 0) or 0)
-    grad_clip = t_cfg.get("grad_clip")
-    lr = float(t_cfg["lr"])
-    log_every = int(log_every or max(1, total // LOG_LINES))
-    stop = total if max_steps is None else max(0, min(total, int(max_steps)))
-
+    plan, rates = training_plan(t_cfg, images_np.shape[0]), rate_plan(t_cfg, images_np.shape[0])
     state = None
     if state_path.exists():
         state = torch_load(state_path, map_location="cpu")
-        err = _mismatch(state_path, state, shash, dhash)
+        err = _mismatch(state_path, state, *hashes)
         if err:
             raise err
     else:
-        _check_folder(out_dir, shash, dhash)
+        _check_folder(out_dir, *hashes)
 
+    dev = ctx.device
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
     tf32 = bool(t_cfg.get("tf32", False))
@@ -384,200 +573,46 @@ def train(
         _backend_flags(dev, tf32, deterministic),
         _Pause(time_budget_s, ctx) as pause,
     ):
-        torch.manual_seed(_derive_seed(seed, _STREAM_INIT))
-        net = nets.build_net(settings["model"])
-        n_params = sum(p.numel() for p in net.parameters())
-        ema = copy.deepcopy(net).eval().requires_grad_(False)
+        run = _Run(settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes)
+        run.ckpt_every = int(checkpoint_every if checkpoint_every is not None else t_cfg.get("checkpoint_every") or 0)
         if state is not None:
-            net.load_state_dict(state["net"])
-            ema.load_state_dict(state["ema"])
-        net.to(dev).train()
-        ema.to(dev)
-        D = diffusion.make_precond(net, settings["diffusion"]).to(dev)
-        loss_fn = diffusion.make_loss(settings["diffusion"])
-        if ctx.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ddp = DistributedDataParallel(
-                D, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
-            )
-            denoise: Any = _SliceDenoiser(ddp, lo, hi)
-        else:
-            denoise = D
-        params = list(net.parameters())
-        opt = _make_optimizer(params, t_cfg)
-        noise_gen = torch.Generator(device=dev)
-        noise_gen.manual_seed(_derive_seed(seed, _STREAM_NOISE))
-
-        step, loss_ema, wall_before, resumed_from = 0, None, 0.0, []
-        if state is not None:
-            opt.load_state_dict(state["optimizer"])
-            step = int(state["step"])
-            loss_ema = None if math.isnan(float(state["loss_ema"])) else float(state["loss_ema"])
-            wall_before = float(state["wall_s"])
-            resumed_from = [int(s) for s in state["resumed_from"]] + [step]
-            if state["rng"]["device_type"] == dev.type:
-                noise_gen.set_state(state["rng"]["noise"])
-            else:
-                noise_gen.manual_seed(_derive_seed(seed, _STREAM_NOISE, step))
-                say(f"state.pt was written on {state['rng']['device_type']}, resuming on {dev.type}: "
-                    "the noise stream is re-seeded, so the result will differ from an uninterrupted run")
+            run.resume(state, say)
             del state
+        total, stop = run.total, run.total if max_steps is None else max(0, min(run.total, int(max_steps)))
         if ctx.is_main:
             say(
-                f"training {n_params:,} parameters on {n_images} images ({dev}, {ctx.world_size} process"
-                f"{'es' if ctx.world_size > 1 else ''}): {total} steps of batch {batch} = {plan['images']:,} "
-                f"images ({plan['epochs']:.4g} epochs), snapshots at steps {snap_steps}"
-                + (f"; resuming at step {step}" if step else "")
+                f"training {run.n_params:,} parameters on {run.n_images} images ({dev}, {ctx.world_size} process"
+                f"{'es' if ctx.world_size > 1 else ''}): {total} steps of batch {run.batch} = {plan['images']:,} "
+                f"images ({plan['epochs']:.4g} epochs), snapshots at steps {plan['snapshot_steps']}"
+                + (f"; resuming at step {run.step}" if run.step else "")
             )
-
-        images_dev = torch.from_numpy(np.ascontiguousarray(images_np)).to(dev)
-        cond_dev = torch.from_numpy(cond_np).to(dev) if label_dim else None
-        snapshots: list[dict[str, Any]] = []
-        for s_done in snap_steps:
-            if s_done <= step:
-                meta_path = out_dir / f"snapshot-{snap_index[s_done]:03d}.json"
-                if meta_path.exists():
-                    snapshots.append(_snapshot_entry(read_json(meta_path)))
-
-        def save_state(at_step: int) -> None:
-            if not ctx.is_main:
-                return
-            torch_save(
-                {
-                    "format": STATE_FORMAT,
-                    "settings_hash": shash,
-                    "subset_hash": dhash,
-                    "step": at_step,
-                    "images_seen": at_step * batch,
-                    "wall_s": wall_before + (time.perf_counter() - t0),
-                    "loss_ema": float("nan") if loss_ema is None else loss_ema,
-                    "resumed_from": resumed_from,
-                    "net": _cpu_state(net),
-                    "ema": _cpu_state(ema),
-                    "optimizer": opt.state_dict(),
-                    "rng": {"device_type": dev.type, "noise": noise_gen.get_state()},
-                },
-                state_path,
-            )
-            done = at_step - start_step
-            speed = done / max(time.perf_counter() - t0, 1e-9) if done else None
-            write_json(
-                out_dir / PROGRESS_FILE,
-                {"step": at_step, "total_steps": total, "steps_per_s": speed,
-                 "images_per_s": speed * batch if speed else None, "resumed_from": resumed_from},
-            )
-
-        def save_snapshot(at_step: int, last_loss: float) -> None:
-            k = snap_index[at_step]
-            meta = {
-                "k": k,
-                "step": at_step,
-                "images_seen": at_step * batch,
-                "epochs": at_step * batch / n_images,
-                "loss_ema": loss_ema,
-                "loss_last": last_loss,
-                "file": f"snapshot-{k:03d}.pt",
-                "settings_hash": shash,
-                "subset_hash": dhash,
-                "settings": settings,
-            }
-            snapshots.append(_snapshot_entry(meta))
-            if ctx.is_main:
-                torch_save(_cpu_state(ema), out_dir / meta["file"])
-                write_json(out_dir / f"snapshot-{k:03d}.json", meta)
-
-        t0 = time.perf_counter()
-        t_last_log, start_step = t0, step
-        while step < stop:
-            idx = stream.take(step * batch, batch).to(dev)
-            y = images_dev[idx].to(torch.float32) / 127.5 - 1
-            labels = _one_hot(cond_dev[idx], label_dim) if cond_dev is not None else None
-            lr_now = lr_at(rates, lr, step)
-            for group in opt.param_groups:
-                group["lr"] = lr_now
-
-            torch.manual_seed(_derive_seed(seed, _STREAM_DROPOUT, step))
-            opt.zero_grad(set_to_none=True)
-            per_sample = loss_fn(denoise, y, labels, noise_gen)
-            loss = per_sample[lo:hi].mean() if ctx.distributed else per_sample.mean()
-            loss.backward()
-            loss_all = ctx.all_mean(loss.detach())
-            grads = [p.grad for p in params if p.grad is not None]
-            gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            loss_v, gnorm_v = (float(v) for v in torch.stack([loss_all, gnorm]).tolist())
-            if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
-                last = f"state.pt keeps step {_last_saved(step, ckpt_every, snap_steps, start_step)}"
-                raise FloatingPointError(
-                    f"non-finite training at step {step + 1}/{total}: loss {loss_v}, gradient norm {gnorm_v} "
-                    f"(lr {lr_now:.3g}); {last}"
-                )
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, float(grad_clip))
-            opt.step()
-            _update_ema(ema, net, ema_beta(rates, step))
-            step += 1
-            loss_ema = loss_v if loss_ema is None else LOSS_EMA_BETA * loss_ema + (1 - LOSS_EMA_BETA) * loss_v
-
+        run.t0 = time.perf_counter()
+        run.start_step = run.step
+        report = _Progress(run, say, log_every, progress)
+        while run.step < stop:
+            loss_v, gnorm_v, lr_now = run.train_step()
             now = time.perf_counter()
-            paused = step < stop and pause.due(now - t_call, now - t0, step - start_step)
+            paused = run.step < stop and pause.due(now - t_call, now - run.t0, run.step - run.start_step)
             if paused:
-                stop = step
-            if step in snap_index:
-                save_snapshot(step, loss_v)
-                save_state(step)
-            elif step == stop or (ckpt_every and step % ckpt_every == 0):
-                save_state(step)
+                stop = run.step
+            if run.step in run.snap_index:
+                run.save_snapshot(loss_v)
+                run.save_state()
+            elif run.step == stop or (run.ckpt_every and run.step % run.ckpt_every == 0):
+                run.save_state()
             if paused and ctx.is_main:
-                say(f"pausing at step {step}/{total} before the job's time runs out ({pause.reason}); "
-                    f"state.pt holds step {step}: the next attempt resumes from it")
-
-            now = time.perf_counter()
-            if ctx.is_main and (step % log_every == 0 or step == stop or now - t_last_log >= LOG_EVERY_S
-                                or step == start_step + 1):
-                elapsed = now - t0
-                ips = (step - start_step) * batch / max(elapsed, 1e-9)
-                eta = (total - step) * batch / max(ips, 1e-9)
-                say(
-                    f"step {step}/{total} loss {loss_v:.4f} (avg {loss_ema:.4f}) |grad| {gnorm_v:.3g} "
-                    f"lr {lr_now:.3g} {ips:.0f} img/s elapsed {_fmt_time(elapsed)} eta {_fmt_time(eta)}"
-                )
-                t_last_log = now
-
-        elapsed = time.perf_counter() - t0
-        wall = wall_before + elapsed
-        result = {
-            "complete": step >= total,
-            "steps": step,
-            "total_steps": total,
-            "batch": batch,
-            "images": step * batch,
-            "epochs": step * batch / n_images,
-            "n_images": n_images,
-            "snapshots": snapshots,
-            "loss_ema": loss_ema,
-            "wall_s": wall,
-            "images_per_s": (step - start_step) * batch / max(elapsed, 1e-9),
-            "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            "threads": torch.get_num_threads(),
-            "world_size": ctx.world_size,
-            "tf32": tf32 and dev.type == "cuda",
-            "deterministic": deterministic,
-            "n_params": n_params,
-            "resumed_from": resumed_from,
-            "settings_hash": shash,
-            "subset_hash": dhash,
-            "settings": settings,
-        }
-    if step < total:
+                say(f"pausing at step {run.step}/{total} before the job's time runs out ({pause.reason}); "
+                    f"state.pt holds step {run.step}: the next attempt resumes from it")
+            report(loss_v, gnorm_v, lr_now, stop)
+        result = run.summary(tf32, deterministic)
+    if run.step < total:
         ctx.barrier()
         return result
     if ctx.is_main:
         write_json(summary_path, result)
         if not keep_state:
             state_path.unlink(missing_ok=True)
-        say(f"done: {step} steps, {step * batch:,} images in {_fmt_time(wall)}, "
+        say(f"done: {run.step} steps, {run.step * run.batch:,} images in {_fmt_time(result['wall_s'])}, "
             f"{result['images_per_s']:.0f} img/s; summary in {summary_path}")
     ctx.barrier()
     return result

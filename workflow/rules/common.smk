@@ -238,8 +238,10 @@ def score_mem_mb(wildcards, attempt):
 
 
 # Retries of `train` and `sample` cover the longest chain of jobs the plan can need (+1 for a failure).
-TRAIN_RETRIES = dmr.chain_retries(PLAN, config, "train")
-SAMPLE_RETRIES = dmr.chain_retries(PLAN, config, "sample")
+# Only the main Snakemake process retries: the Snakemake inside a cluster job must not restart a paused
+# link within the same walltime (a rule's `retries` would win over the `--retries 0` it is given).
+TRAIN_RETRIES = dmr.chain_retries(PLAN, config, "train") if workflow.is_main_process else 0
+SAMPLE_RETRIES = dmr.chain_retries(PLAN, config, "sample") if workflow.is_main_process else 0
 
 
 def get_subset_spec(wildcards):
@@ -266,6 +268,8 @@ def get_figure_spec(wildcards):
             "factor": config["experiments"][exp].get("factor"),
             "label": value.label,
             "display": value.display,
+            "group": value.group,  # the value a replicate repeats (experiment key replicates)
+            "seed": value.settings["data"]["seed"],
             "mode": value.mode,
             "run_id": value.run_id,
             "emm": str(emm_dir(value) / "emm.json") if value.mode == "emm" else None,
