@@ -17,6 +17,7 @@ the trained models. Folders: :mod:`diffmem.layout`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,11 @@ class Value:
     mode: str  # "emm" | "sizes"
     sizes: list[int] = field(default_factory=list)  # mode "sizes"
     emm: dict = field(default_factory=dict)  # mode "emm": lo, hi, tolerance, per_round, threshold
+    group: str = ""  # the label of the value it replicates (experiment key ``replicates``), else its own label
+    replicate: int | None = None  # data.seed of a replicate, None without ``replicates``
+
+    def __post_init__(self):
+        self.group = self.group or self.label
 
 
 def _factor_keys(exp: dict) -> list[str]:
@@ -286,8 +292,34 @@ def expand(config: dict) -> dict[str, list[Value]]:
                 validate.check_emm(val.emm, where)
             else:
                 raise ConfigError(f"{where}.mode must be 'emm' or 'sizes', got {mode!r}")
-            vals.append(val)
+            vals.extend(_replicates(val, exp.get("replicates"), keys, exp.get("set") or {}, where))
         out[name] = vals
+    return out
+
+
+def _replicates(val: Value, seeds: list | None, keys: list[str], fixed: dict, where: str) -> list[Value]:
+    """``val`` repeated over the subset seeds ``seeds`` (experiment key ``replicates``; data.seed as a
+    replicate axis): each replicate has its own subsets, runs and EMM search, label ``<label>_seed<k>``, and
+    the value's label as its ``group``. Without ``replicates``: ``[val]``."""
+    if seeds is None:
+        return [val]
+    if "data.seed" in keys or "data.seed" in fixed or "seed" in (fixed.get("data") or {}):
+        raise ConfigError(f"{where}.replicates repeats over data.seed, which the experiment also sets; "
+                          "use one or the other")  # fmt: skip
+    if not seeds or len(set(seeds)) != len(seeds) or any(
+        isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in seeds
+    ):
+        raise ConfigError(f"{where}.replicates={seeds!r}; allowed: a non-empty list of distinct data.seed "
+                          "values (integers >= 0)")  # fmt: skip
+    out = []
+    for k in seeds:
+        s = copy.deepcopy(val.settings)
+        s["data"]["seed"] = int(k)
+        out.append(dataclasses.replace(
+            val, label=f"{val.label}_seed{k}", settings=s, run_id=identity.train_id(s),
+            data_id=identity.data_id(s), sample_id=identity.sample_id(s), score_id=identity.score_id(s),
+            group=val.label, replicate=int(k), sizes=list(val.sizes), emm=dict(val.emm),
+        ))  # fmt: skip
     return out
 
 
@@ -303,16 +335,15 @@ def _display(v: Any) -> str:
 def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
     """Training-set sizes the data settings can make (class-balanced: multiples of C up to C * min count).
 
-    With ``load=False`` only sources whose class counts are known without reading any file are
-    answered (None otherwise), so that parsing the workflow never touches data.
+    With ``load=False`` only sources whose class counts are known without loading images with numpy are
+    answered (:func:`diffmem.data.sources.known_sizes`; None otherwise), so that parsing the workflow never
+    loads data.
     """
-    data = settings["data"]
-    facts = source_facts(data["source"])
-    if facts.per_class is not None and not data.get("blend"):
-        c = int(data["classes"] or facts.classes)
-        return list(range(c, c * facts.per_class + 1, c))
-    if not load and not facts.bundled:
-        return None
+    from diffmem.data.sources import known_sizes  # numpy-free: the class counts of diffmem.data.sources
+
+    known = known_sizes(data_settings(settings))
+    if known is not None or not load:
+        return known
     from diffmem import data as dmdata
 
     return list(dmdata.allowed_sizes(data_settings(settings)))

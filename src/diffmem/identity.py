@@ -41,7 +41,7 @@ ID_LENGTH = 10
 
 # The official CIFAR-10 python tarball; its md5 is checked when verify_md5 is on (diffmem.data.cifar10).
 _PINNED_SOURCES = {"cifar10": "cifar-10-python.tar.gz md5 c58f30108f718f92721af3b95e74349a"}
-_BUNDLED_SOURCES = ("digits", "fonts")  # generated or shipped with a package: the settings pin them
+_BUNDLED_SOURCES = ("digits", "fonts", "patches")  # generated or shipped with a package: the settings pin them
 
 
 def canonical_json(obj: Any) -> str:

@@ -77,7 +77,13 @@ EMM_LABEL = "EMM (largest |D| with ratio ≥ {emm_threshold}, images)"
 
 KINDS = ("sweep", "epochs", "optimum")
 _NUMERIC = ("size", "snapshot", "step", "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n",
-            "ratio_threshold", "emm_threshold", "emm_lower", "emm_upper", "search_lo", "search_hi")
+            "ratio_threshold", "emm_threshold", "emm_lower", "emm_upper", "search_lo", "search_hi",
+            "seed", "nn_distance", "pair_distance", "nn_pair_ratio")
+#: Drawn where a run's ratio had not levelled off (diffmem.convergence): an open ring around the point.
+NOT_LEVELLED_NOTE = ("○ ring: the ratio had not levelled off over the run's last two snapshots (outside each "
+                     "other's 95% interval): a budget-bound result, more training would change it.")
+REPLICATE_NOTE = "Replicates (subset seeds, data.seed) of a value share its colour: their spread shows the seed noise."
+GEOMETRY_LABEL = "median nearest-neighbour distance\n(per pixel, 0-255)"
 
 
 # ------------------------------------------------------------------------------------------ entry point
@@ -125,13 +131,14 @@ def _clean_table(table: pd.DataFrame) -> pd.DataFrame:
     """Numeric columns as floats (a CSV round trip may leave strings), missing columns added."""
     t = table.copy()
     for col in ("figure", "experiment", "title", "value", "display", "kind", "emm_status", "non_monotone",
-                "run_id", "memorized", *_NUMERIC):
+                "run_id", "memorized", "group", "levelled_off", *_NUMERIC):
         if col not in t.columns:
             t[col] = np.nan
     for col in _NUMERIC:
         t[col] = pd.to_numeric(t[col], errors="coerce")
     t["_exp"] = t["experiment"].map(_key)
     t["_val"] = t["value"].map(_key)
+    t["_open"] = t["levelled_off"].map(lambda x: str(x).strip().lower() == "no")
     return t
 
 
@@ -170,6 +177,9 @@ class _Val:
     marker: str
     rows: pd.DataFrame
     grids: dict = field(default_factory=dict)  # size -> (samples grid, nearest-neighbour grid) paths
+    group: str = ""  # the value a replicate repeats (its own label without replicates)
+    seed: float | None = None  # data.seed
+    first: bool = True  # the first replicate of its group (the one in the legend)
 
 
 @dataclass
@@ -178,6 +188,19 @@ class _Exp:
     title: str
     factor: str
     values: list[_Val]
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(v.group for v in self.values))
+
+    @property
+    def replicated(self) -> bool:
+        return len(self.groups) < len(self.values)
+
+    @property
+    def data_factor(self) -> bool:
+        """The factor changes the data (classes, resolution, blend...): its geometry is drawn."""
+        return any(k.strip().startswith("data.") for k in self.factor.split(","))
 
 
 def _colors(n: int) -> list[str]:
@@ -205,16 +228,20 @@ def _experiments(spec: dict, table: pd.DataFrame) -> list[_Exp]:
             title = next(iter(sub["title"].dropna()), name)
         factor = next((v.get("factor") for v in vals if v.get("factor")), None)
         factor = ", ".join(factor) if isinstance(factor, (list, tuple)) else (factor or "value")
-        colors = _colors(len(vals))
+        groups = list(dict.fromkeys(str(v.get("group") or v.get("label")) for v in vals))
+        colors = _colors(len(groups))
         values = []
-        for i, v in enumerate(vals):
+        for v in vals:
             rows = sub[sub["_val"] == _key(v.get("label"))]
             display = v.get("display")
             if display is None or (isinstance(display, float) and math.isnan(display)):
                 display = v.get("label")
+            g = str(v.get("group") or v.get("label"))
+            i = groups.index(g)
             values.append(_Val(label=str(v.get("label")), display=str(display), color=colors[i],
                                marker=MARKERS[i % len(MARKERS)], rows=rows,
-                               grids={int(k): tuple(p) for k, p in (v.get("grids") or {}).items()}))
+                               grids={int(k): tuple(p) for k, p in (v.get("grids") or {}).items()},
+                               group=g, seed=v.get("seed"), first=all(w.group != g for w in values)))
         out.append(_Exp(name=name, title=str(title), factor=str(factor), values=values))
     return out
 
@@ -337,12 +364,20 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     for sf, exp in zip(subfigs, exps, strict=True):
         if len(exps) > 1:
             sf.suptitle(exp.title, fontsize=11.5, fontweight="bold")
-        gs = sf.add_gridspec(2, 2, height_ratios=[strip_h, 3.6], width_ratios=[1.35, 1])
+        geometry = exp.data_factor and bool(np.isfinite(_size_rows(exp_rows(exp))["nn_distance"]).any())
+        gs = sf.add_gridspec(2, 3 if geometry else 2, height_ratios=[strip_h, 3.6],
+                             width_ratios=[1.35, 1, 0.9] if geometry else [1.35, 1])
         ax = sf.add_subplot(gs[1, 0])
         strip = sf.add_subplot(gs[0, 0], sharex=ax)
         ax_emm = sf.add_subplot(gs[:, 1])
+        if geometry:
+            _geometry_panel(sf.add_subplot(gs[1, 2], sharex=ax), exp)
+            flags.add("geometry")
         emms = [_emm_of(v, thr) for v in exp.values]
-        _sweep_ratio_panel(ax, exp, thr)
+        if _sweep_ratio_panel(ax, exp, thr):
+            flags.add("not_levelled")
+        if exp.replicated:
+            flags.add("replicates")
         _sweep_strip(strip, exp, emms)
         flags |= _sweep_emm_panel(ax_emm, exp, emms, thr)
         prefix = f"{exp.title}: " if len(exps) == 1 else ""
@@ -350,9 +385,37 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         ax_emm.set_title(f"{prefix}EMM per value")
     notes = [f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
              f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."]
-    notes += [_FLAG_NOTES[f] for f in ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown")
-              if f in flags]
+    notes += [_FLAG_NOTES[f] for f in ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown",
+                                       "not_levelled", "replicates", "geometry") if f in flags]
     return notes
+
+
+def exp_rows(exp: _Exp) -> pd.DataFrame:
+    """The table rows of every value of an experiment."""
+    frames = [v.rows for v in exp.values if len(v.rows)]
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["kind", "size", "nn_distance"])
+
+
+def _geometry_panel(ax, exp: _Exp) -> None:
+    """Data geometry of each value's subsets against |D|: the median distance of an image to its nearest
+    other training image (line) and, at the last size, its ratio to the median pair distance (text)."""
+    for v in exp.values:
+        r = _size_rows(v.rows)
+        r = r[np.isfinite(r["nn_distance"].to_numpy(float))]
+        if not len(r):
+            continue
+        x, y = r["size"].to_numpy(float), r["nn_distance"].to_numpy(float)
+        ax.plot(x, y, marker=v.marker, color=v.color, markersize=3.5, lw=1.2 if v.first else 0.8,
+                alpha=1.0 if v.first else 0.6)
+        q = r["nn_pair_ratio"].to_numpy(float)[-1]
+        if v.first and np.isfinite(q):
+            ax.annotate(f"{q:.2f}", (x[-1], y[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7.5,
+                        color=v.color, va="center")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(SIZE_LABEL)
+    ax.set_ylabel(GEOMETRY_LABEL, fontsize=8.5)
+    ax.set_title("data geometry", fontsize=9.5)
 
 
 _FLAG_NOTES = {
@@ -363,21 +426,29 @@ _FLAG_NOTES = {
     "non_monotone": "* the ratio is not monotone in |D| for this value (a larger size passes after a "
                     "smaller one fails); the bracket uses the smallest failing size.",
     "unknown": "n/a: no EMM result for this value.",
+    "not_levelled": NOT_LEVELLED_NOTE,
+    "replicates": REPLICATE_NOTE,
+    "geometry": "Data geometry: median distance of a training image to its nearest other one (RMS pixel "
+                "difference); the number is its ratio to the median distance between two images (low = crowded "
+                "set, a copy must be more exact to count as memorized).",
 }
 
 
-def _sweep_ratio_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
-    n_entries = 0
+def _sweep_ratio_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
+    """Ratio vs |D| per value; True when a ring marks a ratio that had not levelled off."""
+    n_entries, ringed = 0, False
     for v in exp.values:
         r = _size_rows(v.rows)
         if not len(r):
             continue
         x = r["size"].to_numpy(float)
-        _ci_band(ax, x, r, v.color)
-        label = v.display if len(exp.values) > 1 or v.display != "base" else exp.title
-        ax.plot(x, r["ratio"].to_numpy(float), marker=v.marker, color=v.color, label=label, zorder=3,
-                markersize=4.5)
-        n_entries += 1
+        if v.first or not exp.replicated:
+            _ci_band(ax, x, r, v.color)
+        label = v.display if len(exp.groups) > 1 or v.display != "base" else exp.title
+        ax.plot(x, r["ratio"].to_numpy(float), marker=v.marker, color=v.color, zorder=3, markersize=4.5,
+                label=label if v.first else None, lw=1.6 if v.first else 1.0, alpha=1.0 if v.first else 0.7)
+        ringed |= _rings(ax, x, r)
+        n_entries += v.first
     _threshold_line(ax, thr)
     ax.set_xscale("log")
     sizes = [s for v in exp.values for s in _size_rows(v.rows)["size"] if s > 0]
@@ -388,7 +459,18 @@ def _sweep_ratio_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
     _ratio_axis(ax, thr)
     if n_entries == 0:
         _no_data(ax, "no evaluated sizes")
-    _legend(ax, n_entries + 1, title=exp.factor if len(exp.values) > 1 else None)
+    _legend(ax, n_entries + 1, title=exp.factor if len(exp.groups) > 1 else None)
+    return ringed
+
+
+def _rings(ax, x, rows: pd.DataFrame) -> bool:
+    """Open rings around the points whose run had not levelled off (:data:`NOT_LEVELLED_NOTE`)."""
+    is_open = rows["_open"].to_numpy(bool) if "_open" in rows else np.zeros(len(rows), bool)
+    if not is_open.any():
+        return False
+    ax.plot(np.asarray(x, float)[is_open], rows["ratio"].to_numpy(float)[is_open], ls="none", marker="o",
+            ms=10, mfc="none", mec="0.15", mew=1.0, zorder=4)
+    return True
 
 
 def _sweep_strip(ax, exp: _Exp, emms: list[_Emm]) -> None:
@@ -421,8 +503,12 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: _Thresholds) -> set[s
     ymin, ymax = (min(bounds) / 2.5, max(bounds) * 2.5) if bounds else (1.0, 10.0)
     ax.set_yscale("log")
     ax.set_ylim(ymin, ymax)
+    groups = exp.groups
     label_bounds = len(exp.values) <= 5  # more values: the bound labels would run into each other
-    for i, (v, e) in enumerate(zip(exp.values, emms, strict=True)):
+    for v, e in zip(exp.values, emms, strict=True):
+        members = [w for w in exp.values if w.group == v.group]
+        j = members.index(v)
+        i = groups.index(v.group) + (0.3 * (j / max(len(members) - 1, 1) - 0.5) if len(members) > 1 else 0.0)
         c = v.color
         if e.lower is not None and e.upper is not None:
             mid = math.sqrt(e.lower * e.upper)
@@ -462,13 +548,14 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: _Thresholds) -> set[s
             flags.add("non_monotone")
     flags.discard("found")
     flags.discard("searching")
-    n = len(exp.values)
+    firsts = [v for v in exp.values if v.first]
+    n = len(firsts)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_xticks(range(n))
-    labels = [v.display for v in exp.values]
+    labels = [v.display for v in firsts]
     rotate = n > 5 or max((len(s) for s in labels), default=0) * n > 48
     ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center")
-    for tick, v in zip(ax.get_xticklabels(), exp.values, strict=True):
+    for tick, v in zip(ax.get_xticklabels(), firsts, strict=True):
         tick.set_color(v.color if v.color != PALETTE[-1] else "0.2")
     ax.set_xlabel(exp.factor if n > 1 or labels != ["base"] else "")
     ax.set_ylabel(EMM_LABEL.format(emm_threshold=thr.emm_text))
@@ -487,12 +574,15 @@ def _draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(exps):]:
         ax.set_visible(False)
+    ringed = False
     for ax, exp in zip(axes, exps, strict=False):  # axes: a full grid, maybe one more
-        _epochs_panel(ax, exp, thr)
-    return ["Shaded: 95% Wilson interval of the ratio at each snapshot."]
+        ringed |= _epochs_panel(ax, exp, thr)
+    return ["Shaded: 95% Wilson interval of the ratio at each snapshot."] + ([NOT_LEVELLED_NOTE] if ringed else [])
 
 
-def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
+def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
+    """Ratio over training per (value, size); True when a ring marks a run that had not levelled off."""
+    ringed = False
     lines = []
     for v in exp.values:
         snaps = v.rows[(v.rows["kind"] == "snapshot") & v.rows["size"].notna()]
@@ -519,6 +609,10 @@ def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
         label = f"{v.display}, |D| = {size}" if multi_value else f"|D| = {size}{ep_txt}"
         ax.plot(x, r["ratio"].to_numpy(float), ls=ls, marker=v.marker if multi_value else MARKERS[j % 11],
                 color=color, label=label, zorder=3, markersize=4.5)
+        size_row = _size_rows(v.rows)
+        size_row = size_row[size_row["size"] == size]
+        if len(size_row) and bool(size_row["_open"].iloc[0]) and len(r):
+            ringed |= _rings(ax, x[-1:], r.iloc[-1:].assign(_open=True))
     _threshold_line(ax, thr)
     if log_x:
         ax.set_xscale("log")
@@ -532,6 +626,7 @@ def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> None:
         _no_data(ax, "no snapshots")
     _add_epoch_axis(ax, [r for *_, r in lines])
     _legend(ax, len(lines) + 1)
+    return ringed
 
 
 def _add_epoch_axis(ax, frames: list[pd.DataFrame]) -> None:

@@ -7,7 +7,10 @@ Modules, by concern:
 - :mod:`~diffmem.data.load`: :func:`load_source` (digits, and dispatch to the loaders below);
 - :mod:`~diffmem.data.cifar10`, :mod:`~diffmem.data.folder`, :mod:`~diffmem.data.fonts`: readers;
 - :mod:`~diffmem.data.images`: resizing and grayscale/RGB conversion;
-- :mod:`~diffmem.data.subsets`: :func:`make_subset`, :func:`allowed_sizes`, save and load.
+- :mod:`~diffmem.data.patches`: textured patches of scikit-learn's two bundled photographs;
+- :mod:`~diffmem.data.subsets`: :func:`make_subset`, :func:`allowed_sizes`, save and load;
+- :mod:`~diffmem.data.geometry`: :func:`data_geometry`, how crowded a subset is (nearest-neighbour and
+  pair distances).
 
 The names below are re-exported here (``from diffmem import data; data.make_subset(...)``) and
 imported on first use, so ``import diffmem.data.sources`` pulls in neither numpy nor torch.
@@ -19,7 +22,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "sources": ("SOURCES", "LABEL_MODES", "FONT_IMAGES_PER_CLASS", "SOURCE_FACTS", "SourceFacts"),
+    "sources": ("SOURCES", "LABEL_MODES", "FONT_IMAGES_PER_CLASS", "SOURCE_FACTS", "SourceFacts",
+                "DIGITS_CLASS_COUNTS", "PATCH_COUNTS", "known_sizes"),
+    "patches": ("PATCH_IMAGES", "load_patches"),
+    "geometry": ("data_geometry",),
     "load": ("load_source",),
     "images": ("resize", "match_channels"),
     "cifar10": ("CIFAR10_TGZ", "CIFAR10_TGZ_MD5", "CIFAR10_URL", "CIFAR10_DIR", "CIFAR10_TRAIN_MD5",
@@ -27,7 +33,7 @@ _EXPORTS = {
     "folder": ("IMAGE_SUFFIXES",),
     "fonts": ("font_files",),
     "subsets": ("SPEC_DEFAULTS", "BLEND_DEFAULTS", "allowed_sizes", "make_subset", "save_subset",
-                "load_subset"),
+                "load_subset", "subset_geometry"),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -8,6 +8,8 @@
 - ``folder``: one sub-folder of images per class (:mod:`diffmem.data.folder`); ImageNet dogs for
   the paper's intra-class-diversity blend go here.
 - ``fonts``: typeset digits 0..9, grayscale 8x8 (:mod:`diffmem.data.fonts`).
+- ``patches``: textured non-overlapping RGB patches of scikit-learn's two bundled photographs, one class
+  per photograph (:mod:`diffmem.data.patches`; ``patches`` = ``data.patches``, {side, min_std}).
 
 Channels and class counts of each source: :data:`diffmem.data.sources.SOURCE_FACTS`.
 """
@@ -24,6 +26,7 @@ from diffmem.data.cifar10 import load_cifar10
 from diffmem.data.folder import load_folder
 from diffmem.data.fonts import render_fonts
 from diffmem.data.images import RESIZE_METHODS, resize
+from diffmem.data.patches import check_patch_settings, load_patches
 from diffmem.data.sources import SOURCES
 
 
@@ -35,13 +38,15 @@ def load_source(
     verify_md5: bool = True,
     resolution: int | None = None,
     resize_method: str | None = None,
+    patches: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a whole source as (uint8 NCHW images, int64 labels); cached within the process.
 
     ``resolution`` resizes the images (None: the source's own; for ``folder``, the
     smallest center-crop side) by ``resize_method`` (``data.resize``: area or lanczos, see
-    :func:`diffmem.data.images.resize`; needed with a resolution). The returned arrays are shared by the
-    cache and read-only.
+    :func:`diffmem.data.images.resize`; needed with a resolution). ``patches``: ``data.patches``
+    ({side, min_std}) of the ``patches`` source (ignored by the others). The returned arrays are shared by
+    the cache and read-only.
     """
     if name not in SOURCES:
         raise ValueError(f"data.source={name!r} is not a known source; known: {', '.join(SOURCES)}")
@@ -52,13 +57,15 @@ def load_source(
     if resolution is not None and resize_method not in RESIZE_METHODS:
         raise ValueError(f"data.resize: expected one of {', '.join(RESIZE_METHODS)}, got {resize_method!r}")
     key_path = None if path is None else str(Path(path).expanduser().resolve())
+    if name == "patches":
+        key_path = check_patch_settings(patches)  # (side, min_std): what decides the images
     if resolution is None:
         return _load_cached(name, key_path, bool(download), bool(verify_md5), None, None)
     return _load_cached(name, key_path, bool(download), bool(verify_md5), int(resolution), resize_method)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(name, path, download, verify_md5, resolution, method):
+def _load_cached(name, path, download, verify_md5, resolution, method):  # patches: path = (side, min_std)
     if name == "folder":
         images, labels = load_folder(path, resolution, method)
     else:
@@ -81,6 +88,8 @@ def _load_native(name, path, download, verify_md5):
         return load_cifar10(path, download, verify_md5)
     if name == "fonts":
         return render_fonts(path)
+    if name == "patches":
+        return load_patches(*path)
     raise AssertionError(name)
 
 

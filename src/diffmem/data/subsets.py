@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from diffmem.data.geometry import data_geometry
 from diffmem.data.images import RESIZE_METHODS, match_channels
 from diffmem.data.load import load_source
-from diffmem.data.sources import LABEL_MODES, SOURCES
+from diffmem.data.patches import check_patch_settings
+from diffmem.data.sources import LABEL_MODES, SOURCES, blend_source_class
 from diffmem.io import CorruptFileError, read_npz, write_npz
 
 SPEC_DEFAULTS: dict[str, Any] = {
@@ -34,6 +36,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "label_classes": None,  # C' for labels=random
     "blend": None,        # {source, path, alpha, class[, verify_md5, download, source_class]} or None
     "seed": 0,            # seed of the per-class permutations and random labels
+    "patches": None,      # {side, min_std} of the patches source (diffmem.data.patches); absent otherwise
 }
 #: Keys a spec must give (their one default is in the workflow's config schema, which fills them in):
 #: ``pick`` (random | first) and ``resize`` (area | lanczos, :data:`diffmem.data.images.RESIZE_METHODS`).
@@ -76,6 +79,13 @@ def _resolve_spec(spec: dict) -> dict:
         raise ValueError(f"data.source={s['source']!r} is not a known source; known: {', '.join(SOURCES)}")
     if s["path"] is not None:
         s["path"] = str(s["path"])
+    if s["source"] == "patches":
+        side, min_std = check_patch_settings(s["patches"])
+        s["patches"] = {"side": side, "min_std": min_std}
+    elif s["patches"] is not None:
+        raise ValueError(f"data.patches is set but data.source={s['source']!r}; it belongs to source patches")
+    if "patches" not in spec:
+        del s["patches"]  # the settings of other sources keep their keys (and their data ids)
     for key in ("verify_md5", "download"):
         if not isinstance(s[key], bool):
             raise ValueError(f"data.{key} must be true or false, got {s[key]!r}")
@@ -160,7 +170,7 @@ def _plan(spec: dict):
     s = _resolve_spec(spec)
     images, labels = load_source(
         s["source"], path=s["path"], download=s["download"], verify_md5=s["verify_md5"],
-        resolution=s["resolution"], resize_method=s["resize"],
+        resolution=s["resolution"], resize_method=s["resize"], patches=s.get("patches"),
     )
     if s["resolution"] is None:
         s["resolution"] = int(images.shape[-1])
@@ -193,7 +203,7 @@ def _plan(spec: dict):
     other = match_channels(other, images.shape[1])
     other_classes = int(other_labels.max()) + 1 if other_labels.size else 0
     if b["source_class"] is None:
-        b["source_class"] = b["class"] if b["class"] < other_classes else (0 if other_classes == 1 else None)
+        b["source_class"] = blend_source_class(b["class"], other_classes)
     if b["source_class"] is None or b["source_class"] >= other_classes:
         raise ValueError(
             f"data.blend.source_class={b['source_class']} (class {b['class']} of the main source) is not a "
@@ -311,7 +321,14 @@ def make_subset(spec: dict) -> dict:
         "source_index": source_index,
         "source_id": source_id,
         "settings": s,
+        "geometry": data_geometry(images),
     }
+
+
+def subset_geometry(subset: dict) -> dict:
+    """The subset's data geometry: as made (saved with it), or computed now for a subset saved before
+    subsets carried it."""
+    return subset.get("geometry") or data_geometry(subset["images"])
 
 
 def save_subset(path: str | os.PathLike, subset: dict) -> None:
@@ -325,6 +342,7 @@ def save_subset(path: str | os.PathLike, subset: dict) -> None:
         source_index=np.asarray(subset["source_index"], dtype=np.int64),
         source_id=np.asarray(subset["source_id"], dtype=np.int64),
         settings=np.array(json.dumps(subset["settings"], sort_keys=True)),
+        geometry=np.array(json.dumps(subset_geometry(subset), sort_keys=True)),
     )
 
 
@@ -341,6 +359,7 @@ def load_subset(path: str | os.PathLike) -> dict:
             "source_index": z["source_index"],
             "source_id": z["source_id"],
             "settings": json.loads(str(z["settings"])),
+            **({"geometry": json.loads(str(z["geometry"]))} if "geometry" in z else {}),
         }
     except KeyError as e:
         raise CorruptFileError(path, f"no array {e} (not a subset written by diffmem)") from None
