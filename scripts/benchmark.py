@@ -146,17 +146,13 @@ def random_u8(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
 
 
 class StepClock:
-    """A ``log`` callable for train(): the time each ``step K/T`` progress line arrives."""
-
-    PATTERN = re.compile(r"^step (\d+)/(\d+)\b")
+    """A ``progress`` hook for train(): the time each step's progress record arrives."""
 
     def __init__(self) -> None:
         self.times: dict[int, float] = {}
 
-    def __call__(self, line: str) -> None:
-        m = self.PATTERN.match(str(line))
-        if m:
-            self.times[int(m.group(1))] = time.perf_counter()
+    def __call__(self, record: dict) -> None:
+        self.times[int(record["step"])] = time.perf_counter()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -194,7 +190,8 @@ def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: 
     clock = StepClock()
     with measured(dev, rec), tempfile.TemporaryDirectory(prefix="diffmem-bench-") as tmp:
         t0 = time.perf_counter()
-        summary = dmtrain.train(settings, subset, tmp, device=dev, log=clock, log_every=1)
+        summary = dmtrain.train(settings, subset, tmp, device=dev, log=lambda line: None, progress=clock,
+                                log_every=1)
         rec["wall_s"] = round(time.perf_counter() - t0, 3)
     rec["n_params"] = summary.get("n_params")
     rec["images_per_s_incl_warmup"] = summary.get("images_per_s")
@@ -205,8 +202,8 @@ def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: 
         rec["per_s"] = steps * batch / rec["seconds"]
         rec["step_s_median"] = statistics.median(durations)
         rec["per_s_median_step"] = batch / rec["step_s_median"]
-        rec["method"] = "progress-line timestamps, warm-up steps excluded"
-    else:  # progress lines not recognised: fall back on train's own speed (includes the warm-up)
+        rec["method"] = "progress-hook timestamps, warm-up steps excluded"
+    else:  # no progress records: fall back on train's own speed (includes the warm-up)
         rec["seconds"] = summary["wall_s"]
         rec["per_s"] = summary["images_per_s"]
         rec["method"] = "train.json images_per_s (includes the warm-up steps)"

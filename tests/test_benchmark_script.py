@@ -56,7 +56,7 @@ def test_quick_cpu_run_writes_json(tmp_path):
         assert "cuda_peak_allocated_mib" not in r
     train = next(r for r in results if r["bench"] == "train")
     assert train["case"] == "tiny" and train["steps"] == 10 and train["unit"] == "img/s"
-    assert train["method"].startswith("progress-line")  # timed from train()'s per-step lines
+    assert train["method"].startswith("progress-hook")  # timed from train()'s per-step lines
     assert train["n_params"] == report["presets"]["tiny"]["n_params"]
     sample = next(r for r in results if r["bench"] == "sample")
     assert sample["num_steps"] == 18 and sample["network_evals"] == 35

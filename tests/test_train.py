@@ -259,6 +259,15 @@ def test_walltime_chain_and_signal_end_with_the_uninterrupted_weights(tmp_path):
     assert_same(final_weights(tmp_path / "whole"), final_weights(tmp_path / "sig"))
 
 
+def test_progress_hook_gets_every_progress_line(tmp_path):
+    recs: list[dict] = []
+    tr.train(make_settings(steps=12), make_subset(), tmp_path, log_every=3, progress=recs.append)
+    assert [r["step"] for r in recs] == [1, 3, 6, 9, 12]
+    last = recs[-1]
+    assert last["images"] == 12 * 16 and last["total_steps"] == 12 and math.isfinite(last["loss"])
+    assert 0 <= last["ema_beta"] < 1 and last["lr"] == pytest.approx(2e-3) and last["images_per_s"] > 0
+
+
 def test_nan_guard_keeps_last_good_state(tmp_path, monkeypatch):
     subset = make_subset()
     real_make_loss = diffusion.make_loss

@@ -397,10 +397,16 @@ def train_run(
     log.addHandler(history)
     try:
         if processes <= 1:
-            result = train.train(
-                settings, data.load_subset(subset_path), out_dir, log=log,
-                time_budget_s=time_budget_s, checkpoint_every=checkpoint_every,
-            )  # fmt: skip
+            with open(Path(out_dir) / train.STATS_FILE, "a") as stats:
+
+                def record(rec: dict) -> None:  # train/stats.jsonl: one line per progress line, every link
+                    stats.write(json.dumps(rec) + "\n")
+                    stats.flush()
+
+                result = train.train(
+                    settings, data.load_subset(subset_path), out_dir, log=log,
+                    time_budget_s=time_budget_s, checkpoint_every=checkpoint_every, progress=record,
+                )  # fmt: skip
         else:
             result = _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
                                time_budget_s, checkpoint_every, log)  # fmt: skip
