@@ -122,3 +122,98 @@ def test_best_snapshot_is_the_highest_ratio_latest_among_ties():
     assert best_snapshot([0.5]) == 0
     with pytest.raises(ValueError):
         best_snapshot([])
+
+
+# ----------------------------------------------------------------------------------------------
+# knn_top2 searches in float32 with a proven error margin and checks candidates exactly: adversarial
+# inputs, each compared bit for bit with an integer brute-force oracle.
+
+
+def exact_oracle(q, t):
+    """Squared distances in int64 per query, stable argsort (lower index first among ties)."""
+    qf = q.reshape(len(q), -1).astype(np.int64)
+    tf = t.reshape(len(t), -1).astype(np.int64)
+    d2 = np.stack([((tf - row) ** 2).sum(1) for row in qf])
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :2]
+    return np.sqrt(np.take_along_axis(d2, idx, 1).astype(np.float64)), idx
+
+
+def near_tie_case(seed=0, n_train=300, shape=(3, 32, 32)):
+    """Training images 1 grey level apart in single pixels around a base image of extreme values (large norms):
+    squared distances differ by 1 where float32 |q|^2 + |t|^2 - 2 q.t (~1e8) has a spacing of 8."""
+    rng = np.random.default_rng(seed)
+    d = int(np.prod(shape))
+    base = np.where(rng.random(d) < 0.5, rng.integers(0, 9, size=d), rng.integers(247, 256, size=d))
+    train = np.repeat(base[None], n_train, axis=0)
+    for i in range(n_train):
+        k = rng.integers(1, 4)
+        px = rng.choice(d, size=k, replace=False)
+        train[i, px] += rng.choice([-1, 1, -2, 2], size=k)
+    train[::7] = train[3]  # exact duplicates
+    queries = np.repeat(base[None], 40, axis=0)
+    for i in range(40):
+        px = rng.choice(d, size=rng.integers(0, 3), replace=False)
+        queries[i, px] += rng.choice([-1, 1], size=len(px))
+    queries[:4] = train[[3, 7, 10, 299]]
+    clip = lambda a: np.clip(a, 0, 255).astype(np.uint8).reshape(len(a), *shape)  # noqa: E731
+    return clip(queries), clip(train)
+
+
+@pytest.mark.parametrize("chunk_q,chunk_t", [(1024, 8192), (7, 13), (40, 1), (3, 2)])
+def test_knn_top2_exact_on_near_ties_and_duplicates(chunk_q, chunk_t):
+    queries, train = near_tie_case()
+    dist, idx = knn_top2(queries, train, chunk_q=chunk_q, chunk_t=chunk_t)
+    want_d, want_i = exact_oracle(queries, train)
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_array_equal(dist, want_d)
+
+
+def test_near_tie_case_defeats_a_plain_float32_search():
+    """The case above is adversarial: float32 distances alone get NN1/NN2 wrong on it."""
+    queries, train = near_tie_case()
+    qf = torch.as_tensor(queries.reshape(len(queries), -1), dtype=torch.float32)
+    tf = torch.as_tensor(train.reshape(len(train), -1), dtype=torch.float32)
+    d2 = (qf * qf).sum(1, keepdim=True) + (tf * tf).sum(1)[None] - 2 * qf @ tf.T
+    f32_idx = d2.topk(2, dim=1, largest=False).indices.numpy()
+    assert not np.array_equal(f32_idx, exact_oracle(queries, train)[1])
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_knn_top2_all_equal_training_images(value):
+    """Every training image equal: all are tied, NN1 = 0 and NN2 = 1 (the lower indices)."""
+    train = np.full((50, 3, 8, 8), value, dtype=np.uint8)
+    queries = np.random.default_rng(1).integers(0, 256, size=(9, 3, 8, 8), dtype=np.uint8)
+    queries[0] = value
+    for chunk_t in (8192, 7):
+        dist, idx = knn_top2(queries, train, chunk_t=chunk_t)
+        want_d, want_i = exact_oracle(queries, train)
+        np.testing.assert_array_equal(idx, want_i)
+        np.testing.assert_array_equal(dist, want_d)
+        assert np.all(idx == [0, 1]) and np.all(dist[0] == 0)
+
+
+def test_knn_top2_two_training_images_and_extremes():
+    train = np.stack([np.zeros((3, 32, 32), np.uint8), np.full((3, 32, 32), 255, np.uint8)])
+    queries = np.stack([train[0], train[1], np.full((3, 32, 32), 127, np.uint8), np.full((3, 32, 32), 128, np.uint8)])
+    dist, idx = knn_top2(queries, train)
+    want_d, want_i = exact_oracle(queries, train)
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_array_equal(dist, want_d)
+    np.testing.assert_array_equal(idx, [[0, 1], [1, 0], [0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="at least 2"):
+        knn_top2(queries, train[:1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_knn_top2_exact_on_random_and_clustered_images(seed):
+    """Random images, and clusters of near-copies (memorized-like samples: d1 small, d2 near d1)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 256, size=(5, 3 * 16 * 16))
+    train = np.clip(centres[rng.integers(0, 5, 200)] + rng.integers(-2, 3, size=(200, 768)), 0, 255)
+    queries = np.clip(centres[rng.integers(0, 5, 60)] + rng.integers(-1, 2, size=(60, 768)), 0, 255)
+    queries = np.concatenate([queries, rng.integers(0, 256, size=(20, 768))]).astype(np.uint8)
+    train = train.astype(np.uint8)
+    dist, idx = knn_top2(queries, train, chunk_q=33, chunk_t=64)
+    want_d, want_i = exact_oracle(queries, train)
+    np.testing.assert_array_equal(idx, want_i)
+    np.testing.assert_array_equal(dist, want_d)

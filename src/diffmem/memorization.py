@@ -27,16 +27,53 @@ def _flat_u8(images, name: str) -> np.ndarray:
     return images.reshape(len(images), -1)
 
 
+# Exact top-2 search. Distances are computed on centred values (x - 128, in [-128, 127]: distances do
+# not change, norms and dot products shrink). A float32 GEMM scores every (query, training image) pair
+# as s~ = |t|^2 - 2 q.t = |q - t|^2 - |q|^2; its rounding error has a proven bound M (below), so the
+# exact top-2 lie among the pairs with s~ <= (2nd smallest s~) + 2 M, a few per query. Their squared
+# distances are computed exactly in integers and packed with their index into one int64 key,
+# d^2 << shift | index, so that the smallest two keys are the nearest two images, ties broken by the
+# lower index, and no sort of a whole chunk is needed (topk of 2).
+#
+# The bound: s~ is the float32 sum of D + 1 terms, fl(|t|^2) and the D exact products -2 q_k t_k
+# (|q_k t_k| <= 2^14, exact in float32, and so in TF32 or bf16, whose mantissas hold the centred
+# values exactly). A sum of n terms in any order (any BLAS blocking, FMA or split-K) errs by at most
+# gamma_{n-1} sum |terms| (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., eq. 4.4),
+# gamma_n = n u / (1 - n u), u = 2^-24; fl(|t|^2) adds u |t|^2; and sum_k |q_k t_k| <= |q| |t|
+# (Cauchy-Schwarz). So |s~ - s| <= gamma_{D+2} (|t|^2 + 2 |q| |t|) =: M; the code uses 2 M (headroom).
+# A query whose candidates exceed ``_MAX_CANDIDATES`` in a chunk (near-equal training images) gets
+# exact float64 distances against the whole chunk instead (integers below 2^53 there: exact).
+
+_U32 = 2.0**-24  # unit roundoff of float32
+_MAX_CANDIDATES = 64  # per query and chunk; more -> the exact float64 GEMM for that query
+
+
+def _gamma(n: int) -> float:
+    return n * _U32 / (1 - n * _U32)
+
+
+def _centred(u8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return u8.to(dtype) - 128
+
+
+def _sq_norms(u8: torch.Tensor) -> torch.Tensor:
+    """Exact squared norms of the centred rows (int64)."""
+    c = _centred(u8, torch.int32)
+    return (c * c).sum(1, dtype=torch.int64)
+
+
 @torch.no_grad()
 def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
              device="cpu") -> tuple[np.ndarray, np.ndarray]:
     """Exact 2 nearest training images of each query in pixel L2 (flattened uint8 values).
 
-    Chunked over queries (``chunk_q``) and training images (``chunk_t``) with a running top-2
-    merge: memory is O(chunk_q x chunk_t) beyond the uint8 inputs. Squared distances come from
-    |a|^2 - 2 a.b + |b|^2 in float64, which is exact for uint8 data (all terms are integers far
-    below 2^53), so exact duplicates give distance 0 and ties are exact. Ties are broken by the
-    lower training index. Returns (dist (N, 2) float64, idx (N, 2) int64).
+    Equal to the brute-force float64 answer: the same indices (ties broken by the lower training
+    index, exact duplicates at distance 0) and the same distances, bit for bit. Runs at the speed of
+    a float32 GEMM: candidates come from a float32 search with a proven error margin and are then
+    checked in exact integer arithmetic (see the comment above). Chunked over queries (``chunk_q``) and
+    training images (``chunk_t``) with a running top-2 merge: memory is O(chunk_q x chunk_t) beyond
+    the inputs and a float32 copy of the training set (kept when it fits in 1 GiB, else made per
+    chunk). Returns (dist (N, 2) float64, idx (N, 2) int64).
     """
     q = _flat_u8(queries_u8, "queries")
     t = _flat_u8(train_u8, "train")
@@ -47,29 +84,75 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     if chunk_q < 1 or chunk_t < 1:
         raise ValueError("knn_top2: chunk sizes must be >= 1")
     device = torch.device(device)
-    f64 = torch.float64
+    n_dim = q.shape[1]
+    shift = max(1, (len(t) - 1).bit_length())  # key = d2 << shift | index
+    if (n_dim * 255 * 255).bit_length() + shift > 62:
+        raise ValueError(f"knn_top2: {n_dim} values per image x {len(t)} training images overflow the int64 keys")
+    idx_mask = (1 << shift) - 1
+    f32, f64, i64 = torch.float32, torch.float64, torch.int64
+    no_key = torch.iinfo(i64).max
+    margin_gamma = 2 * _gamma(n_dim + 2)  # 2 M, with the headroom of the comment above
+
     t_dev = torch.from_numpy(np.ascontiguousarray(t)).to(device)  # uint8 (M, D)
-    t_sq = torch.cat([(c.to(f64) ** 2).sum(1) for c in t_dev.split(chunk_t)])  # (M,)
+    chunks = []  # per training chunk: (start, uint8 rows, float32 centred rows or None, |t|^2 int64)
+    keep_f32 = t.size * 4 <= 2**30
+    for tlo in range(0, len(t), chunk_t):
+        tc = t_dev[tlo:tlo + chunk_t]
+        chunks.append((tlo, tc, _centred(tc, f32) if keep_f32 else None, _sq_norms(tc)))
+
     out_d = np.empty((len(q), 2), dtype=np.float64)
     out_i = np.empty((len(q), 2), dtype=np.int64)
     for qlo in range(0, len(q), chunk_q):
-        qc = torch.from_numpy(np.ascontiguousarray(q[qlo:qlo + chunk_q])).to(device).to(f64)
-        q_sq = (qc**2).sum(1, keepdim=True)
-        best_d = torch.full((len(qc), 2), math.inf, dtype=f64, device=device)
-        best_i = torch.full((len(qc), 2), -1, dtype=torch.int64, device=device)
-        for tlo in range(0, len(t), chunk_t):
-            tc = t_dev[tlo:tlo + chunk_t].to(f64)
-            d2 = (q_sq - 2 * qc @ tc.T + t_sq[tlo:tlo + chunk_t][None, :]).clamp_min_(0)
-            k = min(2, d2.shape[1])
-            # Stable sort keeps the lower index first among equal distances; previous best first
-            # in the concatenation, since it holds lower indices than this chunk.
-            d_c, i_c = torch.sort(d2, dim=1, stable=True)
-            cand_d = torch.cat([best_d, d_c[:, :k]], dim=1)
-            cand_i = torch.cat([best_i, i_c[:, :k] + tlo], dim=1)
-            d_s, order = torch.sort(cand_d, dim=1, stable=True)
-            best_d, best_i = d_s[:, :2], cand_i.gather(1, order[:, :2])
-        out_d[qlo:qlo + len(qc)] = best_d.sqrt().cpu().numpy()
-        out_i[qlo:qlo + len(qc)] = best_i.cpu().numpy()
+        qu = torch.from_numpy(np.ascontiguousarray(q[qlo:qlo + chunk_q])).to(device)  # uint8 (n, D)
+        n = len(qu)
+        qf = _centred(qu, f32)
+        q_sq = _sq_norms(qu)  # (n,) int64, exact
+        q_norm = q_sq.to(f64).sqrt()
+        best = torch.full((n, 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
+        for tlo, tc, tf, t_sq in chunks:
+            tf = _centred(tc, f32) if tf is None else tf
+            m = len(tc)
+            # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
+            s_approx = torch.addmm(t_sq.to(f32)[None, :], qf, tf.T, beta=1, alpha=-2)  # (n, m)
+            t_sq_max = float(t_sq.max())
+            margin = margin_gamma * (t_sq_max + 2 * q_norm * math.sqrt(t_sq_max))  # (n,) float64
+            # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (later chunks hold
+            # higher indices, which lose ties) only if s~ <= (running 2nd best s) + M.
+            thr = torch.full((n,), math.inf, dtype=f64, device=device)
+            if m >= 2:
+                thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(f64) + 2 * margin
+            b2 = best[:, 1]
+            b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq).to(f64))
+            thr = torch.minimum(thr, b2_s + margin)
+            thr32 = torch.nextafter(thr.to(f32), torch.tensor(math.inf, dtype=f32, device=device))  # >= thr
+            cand = s_approx <= thr32[:, None]
+            count = cand.sum(1)
+            many = count > _MAX_CANDIDATES
+            if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
+                rows = many.nonzero().squeeze(1)
+                g = _centred(qu[rows], f64) @ _centred(tc, f64).T  # exact: integers < 2^53
+                d2 = (q_sq[rows, None] + t_sq[None, :]).to(f64) - 2 * g
+                keys = (d2.to(i64) << shift) | (torch.arange(m, device=device) + tlo)
+                merged = torch.cat([best[rows], keys], dim=1).topk(2, dim=1, largest=False).values
+                best[rows] = merged.sort(dim=1).values
+                cand[rows] = False
+            r, c = cand.nonzero(as_tuple=True)  # row-major: grouped by query
+            if len(r):
+                d2 = torch.empty(len(r), dtype=i64, device=device)
+                for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
+                    diff = qu[r[lo:lo + 4096]].to(torch.int32) - tc[c[lo:lo + 4096]].to(torch.int32)
+                    d2[lo:lo + 4096] = (diff * diff).sum(1, dtype=i64)
+                keys = (d2 << shift) | (c + tlo)
+                per_row = torch.bincount(r, minlength=n)
+                width = int(per_row.max())
+                pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
+                table = torch.full((n, width + 2), no_key, dtype=i64, device=device)
+                table[:, :2] = best
+                table[r, pos + 2] = keys
+                best = table.topk(2, dim=1, largest=False, sorted=True).values
+        # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
+        out_d[qlo:qlo + n] = np.sqrt((best >> shift).cpu().numpy().astype(np.float64))
+        out_i[qlo:qlo + n] = (best & idx_mask).cpu().numpy()
     return out_d, out_i
 
 
