@@ -100,7 +100,7 @@ def _log_spaced(candidates: Sequence[int], a: float, b: float, k: int) -> list[i
 
 
 def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi: int, *,
-             threshold: float = 0.9, tolerance: float = 0.25, per_round: int = 3) -> dict[str, Any]:
+             threshold: float = 0.9, tolerance: float = 0.3, per_round: int = 3) -> dict[str, Any]:
     """One round of the EMM search: what is known, and which sizes to evaluate next.
 
     ``evaluated``: {size: memorization ratio} of the sizes trained and scored so far (keys may be
