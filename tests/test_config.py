@@ -92,15 +92,6 @@ def test_impossible_sizes_are_refused_before_running():
         dmc.check_plan(cfg, dmc.expand(cfg))
 
 
-def test_steps_of_units():
-    s = {"train": {"batch": 32, "duration": {"unit": "epochs", "value": 10}}, "data": {"size": 64}}
-    assert dmc.steps_of(s) == 20
-    s["train"]["duration"] = {"unit": "images", "value": 100}
-    assert dmc.steps_of(s) == 4
-    s["train"]["duration"] = {"unit": "steps", "value": 7}
-    assert dmc.steps_of(s) == 7
-
-
 def test_snapshots_every_images_become_steps():
     cfg = load("smoke.yaml")
     cfg["base"]["train"]["snapshots"] = {"every": {"unit": "images", "value": 960}}

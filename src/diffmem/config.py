@@ -383,16 +383,6 @@ def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
                 raise ConfigError(f"figures.{fig}: kind {spec['kind']} needs experiments with mode: sizes")
 
 
-def steps_of(settings: dict, size: int | None = None) -> int:
-    """Optimizer steps of a run (at ``size`` images, default its ``data.size``)."""
-    n = int(size if size is not None else settings["data"]["size"])
-    return schedule.training_plan(settings["train"], n)["steps"]
-
-
-def images_to_see(settings: dict) -> int:
-    return steps_of(settings) * int(settings["train"]["batch"])
-
-
 _HOW_TO_READ = {
     "sweep": (
         "Left: memorization ratio (share of generated samples whose distance d1 to the nearest training image "
