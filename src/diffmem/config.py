@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffmem import identity, schedule, validate
+from diffmem import identity, validate
 from diffmem.data.sources import facts as source_facts
 
 
