@@ -1,12 +1,13 @@
 """Sample every snapshot of one run with one sampler setting; save the uint8 samples, a grid of the last
 snapshot, and sample.json (the sampler's identity). Resumable per snapshot across attempts."""
 
-from diffmem import config, data, pipeline, resources
+from diffmem import config, data, gpus, pipeline, resources
 from diffmem.io import read_json, write_json
 from diffmem.runtime import script_logging, set_threads
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])
+gpus.claim_for_job(sm, log)  # a free GPU of this workstation, before CUDA starts (none under Slurm)
 set_threads(sm.threads)
 settings = read_json(sm.input.settings)
 settings["sample"] = {**sm.params.sample, "batch": config.job_options(sm.config)["sample_batch"]}

@@ -1,10 +1,11 @@
 """Score memorization of every snapshot's samples of one run and keep the max over snapshots."""
 
-from diffmem import data, pipeline
+from diffmem import data, gpus, pipeline
 from diffmem.runtime import script_logging, set_threads
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])
+gpus.claim_for_job(sm, log)  # a free GPU of this workstation, before CUDA starts (none under Slurm)
 set_threads(sm.threads)
 out = sm.output
 pipeline.score_run(

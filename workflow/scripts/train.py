@@ -4,11 +4,12 @@ before the job's walltime, which ends the job with an error so that Snakemake's 
 
 from pathlib import Path
 
-from diffmem import config, pipeline, resources
+from diffmem import config, gpus, pipeline, resources
 from diffmem.runtime import script_logging, set_threads
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])
+gpus.claim_for_job(sm, log)  # a free GPU of this workstation, before CUDA starts (none under Slurm)
 set_threads(sm.threads)
 opts = config.job_options(sm.config)
 log.info("job walltime %d min: training stops (resumably) shortly before it", sm.resources.runtime)

@@ -1,0 +1,113 @@
+"""GPU jobs on a workstation take different free devices (diffmem.gpus), with fake device ids."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from diffmem import gpus
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# A second process takes a GPU, prints its CUDA_VISIBLE_DEVICES, and holds the lock until stdin closes.
+HOLDER = textwrap.dedent(
+    """
+    import os, sys
+    from diffmem import gpus
+    gpus.claim(sys.argv[1], 1, timeout_s=0)
+    print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _holder(lock_dir: Path, visible: str) -> subprocess.Popen:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, "PYTHONPATH": str(SRC)}
+    env.pop("SLURM_JOB_ID", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_two_concurrent_processes_get_different_gpus_and_a_released_lock_is_reused(tmp_path):
+    a = _holder(tmp_path, "0,1")
+    try:
+        first = a.stdout.readline().strip()
+        b = _holder(tmp_path, "0,1")
+        try:
+            second = b.stdout.readline().strip()
+            assert {first, second} == {"0", "1"}
+            # both taken: a third job waits, and gives up after its timeout
+            with pytest.raises(TimeoutError):
+                gpus.acquire(tmp_path, 1, env={"CUDA_VISIBLE_DEVICES": "0,1"}, timeout_s=0)
+        finally:
+            b.stdin.close()
+            b.wait(30)
+    finally:
+        a.stdin.close()
+        a.wait(30)
+    assert a.returncode == 0 and b.returncode == 0
+    # the holder that ended (however it ended) released its device: the next job takes it
+    env = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    lease = gpus.claim(tmp_path, 1, env=env, timeout_s=0)
+    assert lease.ids == ["0"] and env["CUDA_VISIBLE_DEVICES"] == "0"
+    lease.release()
+
+
+def test_threads_in_one_process_get_different_gpus_and_a_waiting_job_gets_the_released_one(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "3,5"}  # only the visible ids are candidates
+    leases = []
+    threads = [threading.Thread(target=lambda: leases.append(gpus.acquire(tmp_path, 1, env=env, timeout_s=0)))
+               for _ in range(2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(lease.ids[0] for lease in leases) == ["3", "5"]
+    waiting: list = []
+    waiter = threading.Thread(target=lambda: waiting.append(gpus.acquire(tmp_path, 1, env=env, poll_s=0.05)))
+    waiter.start()
+    freed = leases[1].ids[0]
+    leases[1].release()
+    waiter.join(10)
+    assert waiting and waiting[0].ids == [freed]
+    leases[0].release()
+    waiting[0].release()
+
+
+def test_a_job_taking_two_gpus_and_none_when_too_few(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    one = gpus.acquire(tmp_path, 1, env=env, timeout_s=0)
+    two = gpus.claim(tmp_path, 2, env=env, timeout_s=0)
+    assert one.ids == ["0"] and two.ids == ["1", "2"] and env["CUDA_VISIBLE_DEVICES"] == "1,2"
+    with pytest.raises(ValueError, match="needs 4 GPUs"):
+        gpus.acquire(tmp_path, 4, env={"CUDA_VISIBLE_DEVICES": "0,1,2"}, timeout_s=0)
+    one.release()
+    two.release()
+
+
+def test_nothing_under_slurm_without_a_gpu_request_or_without_visible_gpus(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "2", "SLURM_JOB_ID": "7"}
+    assert gpus.claim(tmp_path, 1, env=env).ids == [] and env["CUDA_VISIBLE_DEVICES"] == "2"
+    env = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert gpus.claim(tmp_path, 0, env=env).ids == [] and env["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert gpus.claim(tmp_path, 1, env={"CUDA_VISIBLE_DEVICES": ""}).ids == []
+
+
+def test_claim_for_job_uses_the_results_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(gpus.LOCK_ENV, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    smk = SimpleNamespace(resources=SimpleNamespace(gpu=1), config={"results": "results", "name": "x"})
+    lease = gpus.claim_for_job(smk)
+    assert lease.ids == ["4"] and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
+    assert (tmp_path / "results" / "x" / gpus.LOCK_DIR / "gpu-4.lock").is_file()
+    lease.release()
