@@ -53,13 +53,17 @@ def _gamma(n: int) -> float:
 
 
 def _centred(u8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return u8.to(dtype) - 128
+    return u8.to(dtype).sub_(128)
 
 
-def _sq_norms(u8: torch.Tensor) -> torch.Tensor:
-    """Exact squared norms of the centred rows (int64)."""
-    c = _centred(u8, torch.int32)
-    return (c * c).sum(1, dtype=torch.int64)
+def _sq_norms(centred: torch.Tensor) -> torch.Tensor:
+    """Exact squared norms (int64) of centred float rows: float32 sums over blocks of <= 1024 values
+    (each sum of squares <= 1024 * 2^14 = 2^24: every partial sum is an exactly representable integer,
+    whatever the summation order), then the block sums in float64 (exact below 2^53)."""
+    n, d = centred.shape
+    block = max(k for k in range(1, min(d, 1024) + 1) if d % k == 0)
+    sq = (centred * centred).view(n, d // block, block).sum(2)
+    return sq.to(torch.float64).sum(1).to(torch.int64)
 
 
 @torch.no_grad()
@@ -98,7 +102,8 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     keep_f32 = t.size * 4 <= 2**30
     for tlo in range(0, len(t), chunk_t):
         tc = t_dev[tlo:tlo + chunk_t]
-        chunks.append((tlo, tc, _centred(tc, f32) if keep_f32 else None, _sq_norms(tc)))
+        tf = _centred(tc, f32)
+        chunks.append((tlo, tc, tf if keep_f32 else None, _sq_norms(tf)))
 
     out_d = np.empty((len(q), 2), dtype=np.float64)
     out_i = np.empty((len(q), 2), dtype=np.int64)
@@ -106,7 +111,7 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
         qu = torch.from_numpy(np.ascontiguousarray(q[qlo:qlo + chunk_q])).to(device)  # uint8 (n, D)
         n = len(qu)
         qf = _centred(qu, f32)
-        q_sq = _sq_norms(qu)  # (n,) int64, exact
+        q_sq = _sq_norms(qf)  # (n,) int64, exact
         q_norm = q_sq.to(f64).sqrt()
         best = torch.full((n, 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
         for tlo, tc, tf, t_sq in chunks:
