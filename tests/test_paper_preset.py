@@ -73,10 +73,12 @@ def n_params(settings):
 def test_paper_nets_have_the_papers_parameter_counts(paper):
     _, plan = paper
     assert n_params(plan["basic"][0].settings) == 35_125_251
+    ncsn = [n_params(v.settings) for v in plan["skip_8x8_ncsnpp"]]
+    assert len(set(ncsn)) == 1 and ncsn[0] != 35_125_251
     depth = {v.value: v for v in plan["depth"]}
     assert n_params(depth[4].settings) == 55_732_739
     # a disabled skip connection feeds zeros: the parameter count does not change
-    for v in plan["skip_number_ddpmpp"]:
+    for v in plan["skip_32x32_ddpmpp"] + plan["skip_location_ddpmpp"]:
         assert n_params(v.settings) == 35_125_251
     # wider nets grow
     widths = [n_params(v.settings) for v in plan["width"]]
@@ -104,3 +106,66 @@ def test_missing_cifar_tarball_is_named_before_any_job(paper, tmp_path):
     _, plan = paper
     with pytest.raises(dmc.ConfigError, match=r"data.path 'data/cifar-10-python.tar.gz' does not exist"):
         dmc.check_data(plan)
+
+
+# The released scripts' skip-connection masks (sail-sg/DiffMemorize scripts/model_config.md, "Skip
+# connections"), as --skip-connections strings: the same list for DDPM++/VP (positional embedding) and
+# NCSN++/VE (Fourier embedding). Their index i is the i-th encoder output (conv, block0, block1 at 32x32,
+# then down, block0, block1 at 16x16 and at 8x8), which is model.skip's order too: the mapping is identity.
+OFFICIAL_SKIPS = {
+    "full": ["1,1,1,1,1,1,1,1,1"],
+    "32x32": ["1,1,1,0,0,0,0,0,0", "1,1,0,0,0,0,0,0,0", "1,0,1,0,0,0,0,0,0", "0,1,1,0,0,0,0,0,0",
+              "1,0,0,0,0,0,0,0,0", "0,1,0,0,0,0,0,0,0", "0,0,1,0,0,0,0,0,0"],
+    "16x16": ["0,0,0,1,1,1,0,0,0", "0,0,0,1,1,0,0,0,0", "0,0,0,1,0,1,0,0,0", "0,0,0,0,1,1,0,0,0",
+              "0,0,0,1,0,0,0,0,0", "0,0,0,0,1,0,0,0,0", "0,0,0,0,0,1,0,0,0"],
+    "8x8": ["0,0,0,0,0,0,1,1,1", "0,0,0,0,0,0,1,1,0", "0,0,0,0,0,0,1,0,1", "0,0,0,0,0,0,0,1,1",
+            "0,0,0,0,0,0,1,0,0", "0,0,0,0,0,0,0,1,0", "0,0,0,0,0,0,0,0,1"],
+}
+# "Retain specific skip connections at different locations: take all the above combinations when skip
+# number=1".
+OFFICIAL_LOCATIONS = [m for r in ("32x32", "16x16", "8x8") for m in OFFICIAL_SKIPS[r] if m.count("1") == 1]
+
+
+def _masks(values):
+    return [",".join(str(b) for b in v.settings["model"]["skip"]) for v in values]
+
+
+@pytest.mark.parametrize("arch, embedding, precond", [("ddpmpp", "positional", "vp"),
+                                                     ("ncsnpp", "fourier", "ve")])
+def test_paper_skip_experiments_hold_the_official_masks(paper, arch, embedding, precond):
+    _, plan = paper
+    official = {m for ms in OFFICIAL_SKIPS.values() for m in ms}
+    assert len(official) == 22 and len(OFFICIAL_LOCATIONS) == 9
+    ours = {}
+    for name in (f"skip_location_{arch}", f"skip_32x32_{arch}", f"skip_16x16_{arch}", f"skip_8x8_{arch}"):
+        for v in plan[name]:
+            s = v.settings
+            assert (s["model"]["arch"], s["model"]["embedding"], s["diffusion"]["precond"]) == \
+                (arch, embedding, precond), name
+            assert s["model"]["num_blocks"] == 2 and s["model"]["model_channels"] == 128, name
+            ours[",".join(str(b) for b in s["model"]["skip"])] = v.run_id
+    assert set(ours) == official  # every official mask, nothing else
+    assert _masks(plan[f"skip_location_{arch}"]) == OFFICIAL_SKIPS["full"] + OFFICIAL_LOCATIONS
+    for res in ("32x32", "16x16", "8x8"):
+        assert _masks(plan[f"skip_{res}_{arch}"]) == OFFICIAL_SKIPS["full"] + OFFICIAL_SKIPS[res]
+    # a mask shared by two panels (a single skip, all 9) is one run, trained once
+    loc = {m: v.run_id for m, v in zip(_masks(plan[f"skip_location_{arch}"]), plan[f"skip_location_{arch}"],
+                                       strict=True)}
+    assert all(loc[m] == ours[m] for m in loc)
+    if arch == "ddpmpp":  # all 9 skips of DDPM++/VP is the basic setup
+        assert ours[OFFICIAL_SKIPS["full"][0]] == plan["basic"][0].run_id
+
+
+def test_skip_mask_order_is_the_encoders_output_order():
+    """Index i of model.skip is the i-th encoder output, as in the released --skip-connections: turning one
+    skip off zeroes exactly the decoder input of that encoder output's resolution and channel count."""
+    net = nets.describe_net({"model_channels": 16, "channel_mult": [1, 2, 2], "num_blocks": 2,
+                             "attn_resolutions": [], "resolution": 32})
+    assert net["n_skips"] == 9
+    import torch
+
+    with torch.device("meta"):
+        unet = nets.SongUNet(net["config"])
+    # conv (16 ch), block0, block1 (16) at 32x32; down (16), block0, block1 (32) at 16x16; down, blocks (32)
+    assert unet.skip_channels == [16, 16, 16, 16, 32, 32, 32, 32, 32]
+    assert list(unet.enc)[:4] == ["32x32_conv", "32x32_block0", "32x32_block1", "16x16_down"]
