@@ -196,3 +196,41 @@ def test_npz_is_byte_reproducible_and_reads_back(tmp_path, monkeypatch):
     assert str(back["settings"]) == '{"a": 1}'
     with np.load(tmp_path / "a.npz", allow_pickle=False) as z:  # what np.load expects
         assert sorted(z.files) == ["images", "settings"]
+
+
+# ------------------------------------------------------------------------------------ the manifest records
+
+
+def test_files_in_a_results_folder_get_a_record_of_size_and_sha256(tmp_path):
+    res = tmp_path / "results" / "x"
+    (res / "runs").mkdir(parents=True)
+    path = res / "emm" / "a" / "b" / "round0.json"
+    io.write_json(path, {"next": [2]})
+    rec = io.read_record(io.record_path(path))
+    data = path.read_bytes()
+    assert rec == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert io.results_root(path) == res.absolute()
+    assert io.recorded_file(io.record_path(path)) == path and io.is_record(io.record_path(path))
+    io.write_json(path, {"next": [4, 8]})  # a rewrite replaces the record
+    assert io.read_record(io.record_path(path))["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert mode(io.record_path(path)) == mode(path)
+
+
+def test_files_outside_a_results_folder_and_logs_get_no_record(tmp_path):
+    io.write_json(tmp_path / "docs" / "a.json", {})
+    assert not io.record_path(tmp_path / "docs" / "a.json").exists()
+    (tmp_path / "subsets").mkdir()
+    io.write_text(tmp_path / "logs" / "x.log", "t")
+    assert not io.record_path(tmp_path / "logs" / "x.log").exists()
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["x.log"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_its_record(tmp_path):
+    (tmp_path / "runs").mkdir()
+    path = tmp_path / "tables" / "t.csv"
+    io.write_text(path, "a,b\n1,2\n")
+    before = io.record_path(path).read_text()
+    with pytest.raises(RuntimeError), io.atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert path.read_text() == "a,b\n1,2\n" and io.record_path(path).read_text() == before

@@ -190,6 +190,25 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# verify
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="a results/<name> folder of the workflow")
+    parser.add_argument("--fix", action="store_true", help="remove missing/corrupt files and what was made from "
+                        "them (and stale files), so that the next snakemake run rebuilds exactly those")  # fmt: skip
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from diffmem.verify import verify
+
+    try:
+        return verify(args.results, do_fix=args.fix)
+    except FileNotFoundError as err:
+        args.parser.error(str(err))
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
 # name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
@@ -214,6 +233,11 @@ COMMANDS: dict[str, Command] = {
         _schedule_arguments,
         _schedule,
         "print the learning rate and EMA weight of given optimizer steps of a run as JSON",
+    ),
+    "verify": (
+        _verify_arguments,
+        _verify,
+        "check every file of a results folder against its manifest (size, SHA-256); --fix removes bad ones",
     ),
     "docs-figures": (
         _docs_figures_arguments,

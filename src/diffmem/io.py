@@ -8,11 +8,24 @@ shared cluster can read results.
 Readers (:func:`read_json`, :func:`read_npz`, :func:`torch_load`) turn a truncated or corrupt file into a
 :class:`CorruptFileError` that names the path and what to delete so that the next ``snakemake`` run
 rebuilds it (:func:`way_out`).
+
+The manifest: every file written under a results folder (``results/<name>/``: the folder holding ``runs/``,
+``subsets/`` or ``emm/``) gets a record of its size and SHA-256, taken from the bytes just before the
+rename, in a hidden sidecar beside it (``.<file name>.sha256``, :func:`record_path`), which
+``python -m diffmem verify`` (:mod:`diffmem.verify`) checks. One sidecar per file rather than one shared
+``manifest.jsonl``: each file has exactly one writer (the job that owns it), so a sidecar is written by
+that job alone, atomically (temporary file + rename, atomic on NFS and Lustre too), with no lock and no
+shared file: concurrent jobs on different nodes cannot interleave, lose or tear records (``O_APPEND`` is
+not atomic on NFS), deleting a folder deletes its records, and a rewrite replaces the record instead of
+appending a second one. The old record goes first, the file's rename next, the new record last: a job
+killed in between leaves a file without a record (verify checks its structure) or a record without a
+file (verify reports it missing), never a record that wrongly calls a good file corrupt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
@@ -76,15 +89,88 @@ def _temp_beside(path: Path, suffix: str) -> Path:
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
+RECORD_SUFFIX = ".sha256"
+# Folders that make their parent a results folder (``results/<name>/``, see diffmem.layout), and the ones
+# in it whose files are written by Snakemake itself or hold times (never recorded, never verified).
+RESULTS_MARKERS = ("runs", "subsets", "emm")
+UNRECORDED_FOLDERS = ("logs", "benchmarks", ".snakemake", ".gpu-locks")
+
+
+def record_path(path: str | os.PathLike) -> Path:
+    """The manifest record (size and SHA-256 at writing) of a result file: ``.<name>.sha256`` beside it."""
+    path = Path(path)
+    return path.parent / f".{path.name}{RECORD_SUFFIX}"
+
+
+def is_record(path: str | os.PathLike) -> bool:
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(RECORD_SUFFIX) and not name.startswith(".tmp-")
+
+
+def recorded_file(record: str | os.PathLike) -> Path:
+    """The result file a record describes (the inverse of :func:`record_path`)."""
+    record = Path(record)
+    return record.parent / record.name[1 : -len(RECORD_SUFFIX)]
+
+
+def results_root(path: str | os.PathLike) -> Path | None:
+    """The results folder (``results/<name>/``) a file lies in: the nearest folder above it that holds
+    ``runs/``, ``subsets/`` or ``emm/``; None for files elsewhere (docs/, tests' temporary files)."""
+    path = Path(path).absolute()
+    for folder in path.parents:
+        if any((folder / m).is_dir() for m in RESULTS_MARKERS):
+            rel = path.relative_to(folder).parts
+            return None if rel[0] in UNRECORDED_FOLDERS else folder
+    return None
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """Size in bytes and SHA-256 (hex) of a file, as a manifest record holds them."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def read_record(record: str | os.PathLike) -> dict[str, Any] | None:
+    """A record's {size, sha256}; None when it is unreadable (then the file counts as unrecorded)."""
+    try:
+        rec = json.loads(Path(record).read_text())
+        return rec if isinstance(rec.get("size"), int) and isinstance(rec.get("sha256"), str) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_record(record: Path, digest: dict[str, Any]) -> None:
+    tmp = _temp_beside(record, "")
+    try:
+        tmp.write_text(json.dumps(digest) + "\n")
+        os.replace(tmp, record)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success (and record its
+    size and SHA-256 in the manifest when it lies in a results folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path, suffix if suffix is not None else path.suffix)
     try:
         yield Path(tmp)
+        record = record_path(path) if results_root(path) is not None else None
+        digest = file_digest(tmp) if record is not None else None
+        if record is not None:
+            record.unlink(missing_ok=True)  # never a stale record over the new bytes
         os.replace(tmp, path)
+        if record is not None:
+            _write_record(record, digest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -94,8 +94,9 @@ def draw_figure(
     ``table`` (``pipeline.TABLE_COLUMNS``), write it to ``pdf_path`` and ``png_path``, return it."""
     fig = build_figure(spec, table)
     with matplotlib.rc_context(STYLE), atomic_path(pdf_path) as tmp_pdf, atomic_path(png_path) as tmp_png:
+        # no date (PDF) and no version stamp (PNG): the same run gives the same bytes
         fig.savefig(tmp_pdf, format="pdf", metadata={"CreationDate": None})
-        fig.savefig(tmp_png, format="png")
+        fig.savefig(tmp_png, format="png", metadata={"Software": None})
     return fig
 
 

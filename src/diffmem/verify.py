@@ -1,0 +1,255 @@
+"""``python -m diffmem verify results/<name> [--fix]``: check every result file against the manifest.
+
+Every file the library writes under a results folder passes through :func:`diffmem.io.atomic_path`, which
+records its size and SHA-256 in a sidecar (:func:`diffmem.io.record_path`). :func:`scan` walks the folder
+(declared outputs and undeclared ones alike: subsets, run.json, snapshots, state.pt, train.json, samples,
+scores, distances, EMM rounds, tables, figures) and reports:
+
+- ``corrupt``: the bytes differ from the record (or, for a file without a record, it does not parse);
+- ``missing``: a record, or a snapshot's ``.json``, names a file that is not there;
+- ``unrecorded``: no record (written before manifests existed, or by a job killed between the file's rename
+  and its record) but it parses: reported, nothing to fix;
+- ``stale``: a record of a file that its writer removes on purpose (``state.pt`` of a finished run) or a
+  leftover temporary file (``.tmp-*``) of a killed job: removed by ``--fix``, harmless otherwise.
+
+:func:`fix` removes each bad file and what was made from it inside the results folder (:func:`dependents`),
+so the next ``snakemake`` run rebuilds exactly those and, through its modification-time trigger, the
+steps that read them (EMM rounds, tables, figures). Logs and benchmarks hold times and are not checked.
+Run it while no workflow writes into the folder (a running job's temporary files would count as stale).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffmem import io
+
+BAD = ("corrupt", "missing")
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path  # relative to the results folder
+    problem: str  # corrupt | missing | unrecorded | stale
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.problem:10s} {self.path}: {self.detail}"
+
+
+def _check_structure(path: Path) -> str | None:
+    """Why a file without a record is unusable (it does not parse as its kind), or None when it parses."""
+    try:
+        suffix = path.suffix
+        if suffix == ".json":
+            io.read_json(path)
+        elif suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    json.loads(line)
+        elif suffix == ".npz":
+            io.read_npz(path)
+        elif suffix == ".pt":
+            io.torch_load(path)
+        elif suffix == ".csv":
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+            if not rows or any(len(r) != len(rows[0]) for r in rows):
+                return "not a rectangular CSV table"
+        elif suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                img.load()
+        elif suffix == ".pdf":
+            data = path.read_bytes()
+            if not data.startswith(b"%PDF-") or b"%%EOF" not in data[-1024:]:
+                return "not a complete PDF (no %PDF- header or %%EOF trailer)"
+    except io.CorruptFileError as e:
+        return str(e).split(" (", 1)[1].split("). ", 1)[0] if " (" in str(e) else str(e)
+    except Exception as e:  # noqa: BLE001 - any failure to parse is the finding
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _transient_gone(root: Path, rel: Path) -> bool:
+    """A file its writer deletes when done: state.pt once the run's train.json exists."""
+    return rel.name == "state.pt" and (root / rel.parent / "train.json").is_file()
+
+
+def scan(root: str | os.PathLike) -> list[Finding]:
+    """Every problem of the files under ``root`` (a ``results/<name>`` folder), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; give a results/<name> folder of the workflow")
+    if not any((root / m).is_dir() for m in io.RESULTS_MARKERS):
+        raise FileNotFoundError(
+            f"{root} holds none of {', '.join(io.RESULTS_MARKERS)}: not a results/<name> folder of the workflow"
+        )
+    found: list[Finding] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        if here == root:
+            dirs[:] = [d for d in dirs if d not in io.UNRECORDED_FOLDERS]
+        dirs.sort()
+        for name in sorted(files):
+            path = here / name
+            rel = path.relative_to(root)
+            if path.is_symlink():
+                continue
+            if name.startswith(".tmp-"):
+                found.append(Finding(rel, "stale", "temporary file of a write that did not finish"))
+            elif io.is_record(path):
+                target = io.recorded_file(path)
+                if not target.exists():
+                    trel = target.relative_to(root)
+                    if _transient_gone(root, trel):
+                        found.append(Finding(trel, "stale", "record of a file its run removed when done"))
+                    else:
+                        found.append(Finding(trel, "missing", "the manifest records it, the file is gone"))
+            else:
+                found += _check_file(root, path, rel)
+    return sorted(found, key=lambda f: (str(f.path), f.problem))
+
+
+def _check_file(root: Path, path: Path, rel: Path) -> list[Finding]:
+    out = []
+    rec_path = io.record_path(path)
+    rec = io.read_record(rec_path) if rec_path.exists() else None
+    if rec is not None:
+        got = io.file_digest(path)
+        if got["size"] != rec["size"]:
+            out.append(Finding(rel, "corrupt", f"{got['size']} bytes, the manifest records {rec['size']}"))
+        elif got["sha256"] != rec["sha256"]:
+            out.append(Finding(rel, "corrupt", f"SHA-256 {got['sha256'][:12]}..., the manifest records "
+                                               f"{rec['sha256'][:12]}..."))  # fmt: skip
+    else:
+        why = _check_structure(path)
+        if why is not None:
+            out.append(Finding(rel, "corrupt", f"no manifest record, and it does not read: {why}"))
+        else:
+            out.append(Finding(rel, "unrecorded", "no manifest record (it reads as its kind)"))
+    if re.fullmatch(r"snapshot-\d+\.json", path.name) and not any(f.problem == "corrupt" for f in out):
+        try:
+            weights = io.read_json(path).get("file")
+        except (io.CorruptFileError, AttributeError):
+            weights = None
+        if weights and not (path.parent / weights).exists():
+            out.append(Finding(rel.parent / weights, "missing", f"{path.name} names it, the file is gone"))
+    return out
+
+
+def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
+    """What to remove (relative to the results folder) so that a bad file and everything made from it in
+    its own branch is rebuilt by the next ``snakemake`` run (see :mod:`diffmem.layout` for the names):
+
+    - a file of a training folder (snapshot, its .json, state.pt, train.json, ...): the training folder and
+      the run's ``samples/`` (samples, their ``.parts`` and scores come from those weights);
+    - a file of a sampling folder (samples.npz, sample.json, samples.png): that folder (with its scores);
+    - a file of a scoring folder (memorization.json, distances.npz, nearest.png): that folder;
+    - EMM round k: rounds k, k+1, ... and emm.json of that search;
+    - a table: the table and its figure; a figure: its PDF and PNG;
+    - anything else (a subset, run.json, emm.json): the file.
+
+    Steps further down (a run after its subset, rounds after scores, tables after rounds) rerun because
+    their inputs are newer than their outputs (Snakemake's mtime trigger), and write the same bytes.
+    """
+    root = Path(root)
+    rel = Path(rel)
+    parts = rel.parts
+    if parts[0] == "runs" and len(parts) >= 5:
+        run = Path(*parts[:3])
+        if parts[3] == "train":
+            return [run / "train", run / "samples"]
+        if parts[3] == "samples" and len(parts) >= 6:
+            if len(parts) >= 8 and parts[5] == "scores":
+                return [Path(*parts[:7])]
+            return [Path(*parts[:5])]
+    if parts[0] == "emm" and (m := re.fullmatch(r"round(\d+)\.json", rel.name)):
+        k = int(m.group(1))
+        later = [
+            p.relative_to(root)
+            for p in sorted((root / rel.parent).glob("round*.json"))
+            if re.fullmatch(r"round\d+\.json", p.name) and int(p.name[5:-5]) >= k
+        ]
+        return list(dict.fromkeys([rel, *later, rel.parent / "emm.json"]))
+    if parts[0] == "tables" and rel.suffix == ".csv":
+        return [rel, Path("figures") / f"{rel.stem}.pdf", Path("figures") / f"{rel.stem}.png"]
+    if parts[0] == "figures" and rel.suffix in (".pdf", ".png"):
+        return [rel.with_suffix(".pdf"), rel.with_suffix(".png")]
+    return [rel]
+
+
+def _remove(path: Path) -> bool:
+    """Remove a file with its record, or a folder; True when something was there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+        return True
+    there = path.exists() or path.is_symlink()
+    if there:
+        path.unlink()
+    record = io.record_path(path)
+    if record.exists():
+        record.unlink()
+        there = True
+    return there
+
+
+def fix(root: str | os.PathLike, findings: list[Finding]) -> list[Path]:
+    """Remove the bad files of ``findings`` and their dependents, stale records and temporary files; return
+    what was removed (relative to ``root``), outermost folders first."""
+    root = Path(root)
+    targets: list[Path] = []
+    for f in findings:
+        if f.problem in BAD:
+            targets += dependents(root, f.path)
+        elif f.problem == "stale":
+            targets.append(f.path)
+    removed: list[Path] = []
+    gone: list[Path] = []  # folders removed whole
+    for rel in sorted(dict.fromkeys(targets), key=lambda p: (len(p.parts), str(p))):
+        if any(rel.is_relative_to(d) for d in gone):
+            continue
+        is_dir = (root / rel).is_dir()
+        if _remove(root / rel):
+            removed.append(rel)
+            if is_dir:
+                gone.append(rel)
+    return removed
+
+
+def verify(root: str | os.PathLike, do_fix: bool = False, out=print) -> int:
+    """The command: print the findings (and with ``do_fix`` what was removed); exit status 0 when nothing
+    is missing or corrupt (or it was fixed), 1 otherwise."""
+    root = Path(root)
+    findings = scan(root)
+    bad = [f for f in findings if f.problem in BAD]
+    unrecorded = [f for f in findings if f.problem == "unrecorded"]
+    for f in findings:
+        if f.problem != "unrecorded":
+            out(f.line())
+    if unrecorded:
+        out(f"unrecorded {len(unrecorded)} file(s) without a manifest record read as their kind "
+            f"(first: {unrecorded[0].path}); nothing to fix")  # fmt: skip
+    if not do_fix:
+        if bad:
+            out(f"{len(bad)} file(s) missing or corrupt under {root}. Remove them and what was made from them "
+                f"with: python -m diffmem verify {root} --fix; then run snakemake again to rebuild them")
+            return 1
+        out(f"{root}: every recorded file is intact" + (" (stale files: --fix removes them)" if findings else ""))
+        return 0
+    removed = fix(root, findings)
+    for rel in removed:
+        out(f"removed    {rel}")
+    if bad:
+        out(f"{len(bad)} bad file(s) removed with what depends on them: run snakemake again (same command and "
+            "config as before) to rebuild exactly those")
+    else:
+        out(f"{root}: every recorded file is intact")
+    return 0
