@@ -44,6 +44,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/emm.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/index.smk"
 
 
 rule all:

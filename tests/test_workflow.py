@@ -94,6 +94,36 @@ def test_smoke_report(smoke_run):
     for fig in ("basic", "conditioning", "optimum"):
         assert f"{fig}.png" in html
     assert "the dashed line is the EMM threshold" in html  # the generated caption
+    # the tables (rendered as HTML), and per EMM search the grids of its bracket's ends with the run's settings
+    for fig in ("basic", "conditioning", "optimum"):
+        assert f"{fig}.html" in html
+    assert "Tables" in html and "EMM runs" in html
+    emm_dir = work / "results" / "smoke" / "report" / "emm"
+    grids = sorted(p.relative_to(emm_dir) for p in emm_dir.rglob("*.png"))
+    assert grids and Path("basic/base.png") in grids
+    assert html.count("The runs that decided the EMM of") >= len(grids)
+    assert "Settings of the run" in html and "model.model_channels" in html and "train.lr" in html
+
+
+@pytest.mark.slow
+def test_smoke_index(smoke_run):
+    """index.csv lists every run folder that the workflow made, and every link lands in its run folder."""
+    import csv
+
+    work, _ = smoke_run
+    res = work / "results" / "smoke"
+    with open(res / "index.csv") as f:
+        rows = list(csv.DictReader(f))
+    runs = {str(p.relative_to(res)) for p in (res / "runs").glob("*/n*") if p.is_dir()}
+    assert {r["run_folder"] for r in rows} == runs
+    assert {r["status"] for r in rows} == {"scored"}
+    for r in rows:
+        link = res / r["link"]
+        assert link.is_symlink() and link.resolve() == (res / r["run_folder"]).resolve(), r
+        assert (link / "run.json").is_file()
+    base = [r for r in rows if (r["experiment"], r["value"]) == ("basic", "base")]
+    emm = json.loads((res / "emm" / "basic" / "base" / "emm.json").read_text())
+    assert sorted(int(r["size"]) for r in base) == sorted(e["size"] for e in emm["evaluated"])
 
 
 def _jobs_after_change(work: Path, name: str, change) -> dict[str, int]:

@@ -9,6 +9,7 @@ from diffmem import config as dmc
 from diffmem.io import read_json
 from diffmem import identity, layout
 from diffmem import resources as dmr
+from diffmem import index as dmi
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -160,6 +161,7 @@ def get_final_outputs():
                 outs.append(emm_dir(value) / "emm.json")
             else:
                 outs += [memorization_path(value, s) for s in value.sizes]
+    outs += index_outputs()  # results/<name>/index.csv and the report's items (workflow/rules/index.smk)
     return list(dict.fromkeys(outs))
 
 
@@ -298,3 +300,79 @@ def get_figure_spec(wildcards):
         emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
     )
     return identity.canonical(fig)
+
+
+# results/<name>/index.csv and the report's items besides the figures (workflow/rules/index.smk).
+INDEX_CSV = RESULTS / "index.csv"
+
+
+def index_outputs():
+    """The outputs of workflow/rules/index.smk that the final target asks for: the index, each table as HTML,
+    each EMM search's bracket grids."""
+    outs = [INDEX_CSV] + [RESULTS / "report" / "tables" / f"{fig}.html" for fig in config["figures"]]
+    for vals in PLAN.values():
+        outs += [RESULTS / "report" / "emm" / v.experiment / f"{v.label}.png" for v in vals if v.mode == "emm"]
+    return outs
+
+
+def index_values():
+    """Per experiment value, what diffmem.index needs to list its runs."""
+    return [
+        {
+            "experiment": v.experiment,
+            "value": v.label,
+            "display": v.display,
+            "run_id": v.run_id,
+            "sample_id": v.sample_id,
+            "score_id": v.score_id,
+            "emm": str(emm_dir(v) / "emm.json") if v.mode == "emm" else None,
+            "sizes": list(v.sizes),
+            "emm_threshold": v.emm.get("threshold", config["emm"]["threshold"]),
+        }
+        for vals in PLAN.values()
+        for v in vals
+    ]
+
+
+def get_index_inputs(wildcards):
+    """After the tables (so that the index is rewritten whenever a search or a score changes)."""
+    outs = [RESULTS / "tables" / f"{fig}.csv" for fig in config["figures"]]
+    for vals in PLAN.values():
+        for v in vals:
+            outs += [emm_dir(v) / "emm.json"] if v.mode == "emm" else [memorization_path(v, s) for s in v.sizes]
+    return list(dict.fromkeys(outs))
+
+
+def get_emm_grid_inputs(wildcards):
+    """The EMM result and the sample and nearest-neighbour grids of the sizes at its bracket's ends (known
+    once the search is done: read from its final round)."""
+    from diffmem import emm
+
+    value = value_of(wildcards)
+    final = read_json(get_emm_final_round(wildcards))
+    ends = [s for s in emm.bounds(final) if s is not None] if final["evaluated"] else []
+    grids = {}
+    for size in ends:
+        grids[f"samples_{size}"] = RESULTS / layout.sample_files(value.run_id, size, value.sample_id)["grid"]
+        grids[f"nearest_{size}"] = (
+            RESULTS / layout.score_files(value.run_id, size, value.sample_id, value.score_id)["nearest"]
+        )
+        grids[f"scores_{size}"] = memorization_path(value, size)
+    return {"emm": emm_dir(value) / "emm.json", **grids}
+
+
+def get_emm_grid_about(wildcards):
+    """What the caption says: the experiment value and its run's settings (all but |D|)."""
+    value = value_of(wildcards)
+    exp = config["experiments"][value.experiment]
+    return identity.canonical(
+        {
+            "experiment": value.experiment,
+            "title": exp.get("title", value.experiment),
+            "factor": exp.get("factor"),
+            "value": value.label,
+            "display": value.display,
+            "run_id": value.run_id,
+            "settings": dmi.flat_settings(value.settings),
+        }
+    )

@@ -1,0 +1,8 @@
+"""The sample and nearest-neighbour grids of the two runs that bracket one EMM search's result."""
+
+from diffmem import report
+from diffmem.runtime import script_logging
+
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+report.emm_grids(sm.input.emm, dict(sm.input.items()), sm.output[0], sm.params.about)

@@ -1,0 +1,14 @@
+"""results/<name>/index.csv and the by-experiment/ links to the run folders (diffmem.index)."""
+
+from pathlib import Path
+
+from diffmem import index
+from diffmem.runtime import script_logging
+
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+results = Path(sm.output[0]).parent  # results/<name>/, where index.csv lies
+rows = index.index_rows(sm.params.values, results)
+index.update_links(rows, results)
+index.write_index(rows, sm.output[0])
+log.info("%d runs listed, links under %s", len(rows), results / index.LINKS)
