@@ -232,3 +232,35 @@ def test_a_unit_without_its_value_is_refused_not_merged(exp, missing):
     """{unit: epochs} over {unit: steps, value: 300} would silently mean 300 epochs."""
     with pytest.raises(dmc.ConfigError, match=rf"experiments\.bad\.(set|values).*{re.escape(missing)} is missing"):
         dmc.expand(with_experiment(exp))
+
+
+# ------------------------------------------------------------------ --config KEY=VALUE with nested numbers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dry_run_with_config(tmp_path, *config: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    for name in ("Snakefile", "workflow", "config", "envs", "src", "benchmarks"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    snakemake = Path(sys.executable).with_name("snakemake")
+    return subprocess.run(
+        [str(snakemake), "-n", "--configfile", "config/smoke.yaml", "--config", *config],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_config_option_with_nested_numbers_works_like_a_configfile(tmp_path):
+    # Snakemake reads a nested --config value with YAML's BaseLoader: every leaf a string ('0.001')
+    proc = dry_run_with_config(tmp_path, "base={train: {lr: 0.001, batch: 16}, sample: {n: 32}}",
+                               "emm={tolerance: 0.4, lo: 2}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is not of type" not in proc.stderr
+
+
+def test_config_option_with_a_nested_non_number_is_still_refused(tmp_path):
+    proc = dry_run_with_config(tmp_path, "base={train: {lr: abc}}")
+    assert proc.returncode != 0
+    assert "'abc' is not of type 'number'" in proc.stderr + proc.stdout

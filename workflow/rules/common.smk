@@ -11,6 +11,34 @@ from diffmem import identity, layout
 from diffmem import resources as dmr
 from diffmem import index as dmi
 
+
+def typed_config_overrides(overrides, cfg):
+    """`--config 'base={train: {lr: 0.001}}'`: Snakemake reads a nested VALUE with YAML's BaseLoader,
+    which keeps every scalar inside it a string ('0.001'). Read those leaves as --configfile would
+    (YAML scalars: numbers, booleans, null), where the merged config still holds the string."""
+    import yaml
+
+    def walk(over, cur):
+        items = over.items() if isinstance(over, dict) else enumerate(over)
+        for key, leaf in items:
+            if isinstance(cur, dict) and key not in cur or isinstance(cur, list) and key >= len(cur):
+                continue
+            if not isinstance(cur, (dict, list)):
+                return
+            if isinstance(leaf, (dict, list)):
+                walk(leaf, cur[key])
+            elif isinstance(leaf, str) and cur[key] == leaf:
+                try:
+                    cur[key] = yaml.safe_load(leaf) if leaf.strip() else leaf
+                except yaml.YAMLError:
+                    pass
+
+    for key, value in overrides.items():
+        if isinstance(value, (dict, list)) and key in cfg:
+            walk(value, cfg[key])
+
+
+typed_config_overrides(workflow.config_settings.config, config)
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
