@@ -412,6 +412,57 @@ def test_blend_fraction_and_nesting():
         data.make_subset(_blend_spec(257))
 
 
+def _official_dogs(n, alpha):
+    """The paper's dataset tool (intra-class diversity): int(n * (1 - alpha)) CIFAR-10 images, the rest
+    ImageNet dogs, in Python float arithmetic."""
+    return n - int(n * (1 - alpha))
+
+
+def test_blend_official_rounding_counts():
+    from diffmem.data.sources import blend_count
+
+    assert blend_count(1000, 0.8, "official") == 801 and blend_count(1000, 0.8, "round") == 800
+    assert blend_count(1000, 0.2, "official") == 200 and blend_count(1000, 0.5, "official") == 500
+    assert [blend_count(n, 1.0, "official") for n in (1, 100, 2000)] == [1, 100, 2000]
+    assert [blend_count(n, 0.0, "official") for n in (1, 100, 2000)] == [0, 0, 0]
+    for alpha in (0.0, 0.2, 0.5, 0.8, 1.0, 0.1, 0.3, 0.7, 0.9, 1 / 3):
+        for rounding in ("round", "official"):
+            c = [blend_count(n, alpha, rounding) for n in range(0, 5001)]
+            # nested: from n to n + 1 one image is added, from one source or the other
+            assert set(np.diff(c)) <= {0, 1}, (alpha, rounding)
+        assert all(blend_count(n, alpha, "official") == _official_dogs(n, alpha) for n in range(0, 5001))
+    with pytest.raises(ValueError, match="rounding"):
+        blend_count(10, 0.5, "floor")
+
+
+def test_blend_official_rounding_subsets_nest():
+    spec = _blend_spec(None, 0.8)
+    spec["blend"]["rounding"] = "official"
+    big = data.make_subset({**spec, "size": 240})
+    for n in (5, 10, 49, 100, 239):
+        small = data.make_subset({**spec, "size": n})
+        assert int(small["source_id"].sum()) == _official_dogs(n, 0.8)
+        assert np.array_equal(small["source_index"], big["source_index"][:n])
+        assert np.array_equal(small["source_id"], big["source_id"][:n])
+    assert int(data.make_subset({**spec, "size": 10})["source_id"].sum()) == 9  # round(8.0) would be 8
+    # the sizes it can make follow the same count (and agree with the numpy-free count the DAG uses)
+    from diffmem.data.sources import blend_sizes
+
+    sizes = data.allowed_sizes(spec)  # 179 digit 7s, 200 font 7s: 249 - int(249 * 0.2) = 200 fonts
+    assert sizes == blend_sizes(179, 200, 0.8, "official") and sizes[-1] == 249
+    with pytest.raises(ValueError, match="data.blend.rounding='floor'"):
+        data.make_subset({**spec, "size": 10, "blend": {**spec["blend"], "rounding": "floor"}})
+
+
+def test_blend_rounding_default_is_the_schemas():
+    from diffmem import validate
+
+    blend = validate.load_schema()["properties"]["base"]["properties"]["data"]["properties"]["blend"]
+    obj = [b for b in blend["oneOf"] if b.get("type") == "object"][0]
+    assert data.BLEND_DEFAULTS["rounding"] == obj["properties"]["rounding"]["default"] == "round"
+    assert tuple(obj["properties"]["rounding"]["enum"]) == data.subsets.BLEND_ROUNDINGS
+
+
 def test_blend_resolution_applies_to_both():
     s = data.make_subset({**_blend_spec(20, 0.5), "resolution": 4})
     assert s["images"].shape == (20, 1, 4, 4) and int(s["source_id"].sum()) == 10

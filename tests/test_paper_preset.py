@@ -169,3 +169,14 @@ def test_skip_mask_order_is_the_encoders_output_order():
     # conv (16 ch), block0, block1 (16) at 32x32; down (16), block0, block1 (32) at 16x16; down, blocks (32)
     assert unet.skip_channels == [16, 16, 16, 16, 32, 32, 32, 32, 32]
     assert list(unet.enc)[:4] == ["32x32_conv", "32x32_block0", "32x32_block1", "16x16_down"]
+
+
+def test_paper_blend_counts_are_the_released_tools(paper):
+    """The intra-class experiment counts dogs as the paper's dataset tool does: n - int(n (1 - alpha))."""
+    from diffmem.data.sources import blend_count
+
+    _, plan = paper
+    assert [v.settings["data"]["blend"]["rounding"] for v in plan["blend"]] == ["official"] * 5
+    at_08 = [v for v in plan["blend"] if v.settings["data"]["blend"]["alpha"] == 0.8][0]
+    b = at_08.settings["data"]["blend"]
+    assert blend_count(1000, b["alpha"], b["rounding"]) == 801

@@ -111,12 +111,23 @@ def sizes_from_counts(counts: list[int], classes: int) -> list[int]:
     return [classes * k for k in range(1, per_class + 1)]
 
 
-def blend_sizes(have_main: int, have_other: int, alpha: float) -> list[int]:
-    """Sizes a blend can make: 1..the largest n with n - round(alpha n) <= have_main and round(alpha n) <=
-    have_other (Python's round, half to even on the same float64 as ``numpy.round``; both counts grow with n)."""
+def blend_count(n: int, alpha: float, rounding: str = "round") -> int:
+    """Images of a blend of n that come from the second source: ``round`` = round(alpha n) (half to even);
+    ``official`` = the paper's dataset tool, n - int(n (1 - alpha)) in float64 (801 at n = 1,000, alpha = 0.8:
+    1 - 0.8 is 0.19999999999999996). Either grows by 0 or 1 from n to n + 1, so blends nest."""
+    if rounding == "official":
+        return n - int(n * (1.0 - alpha))
+    if rounding != "round":
+        raise ValueError(f"data.blend.rounding={rounding!r}; allowed: round, official")
+    return round(alpha * n)
+
+
+def blend_sizes(have_main: int, have_other: int, alpha: float, rounding: str = "round") -> list[int]:
+    """Sizes a blend can make: 1..the largest n with n - c(n) <= have_main and c(n) <= have_other, c =
+    :func:`blend_count` (both counts grow with n)."""
     last = 0
     for n in range(1, have_main + have_other + 1):
-        n1 = round(alpha * n)
+        n1 = blend_count(n, alpha, rounding)
         if n - n1 <= have_main and n1 <= have_other:
             last = n
     return list(range(1, last + 1))
@@ -141,4 +152,4 @@ def known_sizes(data: dict, compute: bool = True) -> list[int] | None:
     other_cls = blend_source_class(cls, len(other)) if other_cls is None else int(other_cls)
     if other_cls is None or other_cls >= len(other):
         return None
-    return blend_sizes(counts[cls], other[other_cls], float(blend["alpha"]))
+    return blend_sizes(counts[cls], other[other_cls], float(blend["alpha"]), blend.get("rounding", "round"))

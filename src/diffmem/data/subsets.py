@@ -21,7 +21,7 @@ from diffmem.data.geometry import data_geometry
 from diffmem.data.images import RESIZE_METHODS, match_channels
 from diffmem.data.load import load_source
 from diffmem.data.patches import check_patch_settings
-from diffmem.data.sources import LABEL_MODES, SOURCES, blend_source_class
+from diffmem.data.sources import LABEL_MODES, SOURCES, blend_count, blend_source_class
 from diffmem.io import CorruptFileError, read_npz, write_npz
 
 SPEC_DEFAULTS: dict[str, Any] = {
@@ -50,7 +50,10 @@ BLEND_DEFAULTS: dict[str, Any] = {
     "verify_md5": True,
     "download": False,
     "source_class": None,  # class of the second source; None = same as `class` (or its only class)
+    "rounding": "round",  # second-source count: round | official (blend_count; the schema's default)
 }
+#: How many of a blend's n images come from the second source (:func:`diffmem.data.sources.blend_count`).
+BLEND_ROUNDINGS = ("round", "official")
 
 _TAG_PERMUTATION = 0
 _TAG_LABELS = 1
@@ -139,6 +142,8 @@ def _resolve_blend(blend: Any) -> dict:
     for key in ("verify_md5", "download"):
         if not isinstance(b[key], bool):
             raise ValueError(f"data.blend.{key} must be true or false, got {b[key]!r}")
+    if b["rounding"] not in BLEND_ROUNDINGS:
+        raise ValueError(f"data.blend.rounding={b['rounding']!r}; allowed: {', '.join(BLEND_ROUNDINGS)}")
     return b
 
 
@@ -217,9 +222,11 @@ def _plan(spec: dict):
     return s, pools
 
 
-def _blend_counts(alpha: float, sizes: np.ndarray) -> np.ndarray:
-    """Images from the second source in subsets of the given sizes: round(alpha * size)."""
-    return np.round(alpha * np.asarray(sizes, dtype=np.float64)).astype(np.int64)  # half to even
+def _blend_counts(blend: dict, sizes: np.ndarray) -> np.ndarray:
+    """Images from the second source in subsets of the given sizes (``blend.rounding``:
+    :func:`diffmem.data.sources.blend_count`, round(alpha n) or the paper's n - int(n (1 - alpha)))."""
+    alpha, rounding = float(blend["alpha"]), blend.get("rounding", BLEND_DEFAULTS["rounding"])
+    return np.array([blend_count(int(n), alpha, rounding) for n in np.asarray(sizes).reshape(-1)], dtype=np.int64)
 
 
 def _allowed(s: dict, pools: list[_Pool]) -> list[int]:
@@ -228,7 +235,7 @@ def _allowed(s: dict, pools: list[_Pool]) -> list[int]:
         return [s["classes"] * k for k in range(1, per_class + 1)]
     have0, have1 = len(pools[0].index), len(pools[1].index)
     sizes = np.arange(1, have0 + have1 + 1)
-    n1 = _blend_counts(s["blend"]["alpha"], sizes)
+    n1 = _blend_counts(s["blend"], sizes)
     ok = (sizes - n1 <= have0) & (n1 <= have1)
     # both counts grow with size, so the makeable sizes are 1..max
     last = int(np.flatnonzero(ok).max()) + 1 if ok.any() else 0
@@ -260,7 +267,7 @@ def _check_size(s: dict, pools: list[_Pool]) -> int:
             )
     elif n > top:
         b = s["blend"]
-        n1 = int(_blend_counts(b["alpha"], [n])[0])
+        n1 = int(_blend_counts(b, [n])[0])
         raise ValueError(
             f"data.size={n} needs {n - n1} images of class {b['class']} from {s['source']} (has "
             f"{len(pools[0].index)}) and {n1} from {b['source']} (has {len(pools[1].index)}) at "
@@ -276,10 +283,11 @@ def make_subset(spec: dict) -> dict:
     labels=none; class index for true; seeded C'-way label for random; index in the
     subset for unique), label_dim int (0, C, C', size), source_index int64 (index in
     its source), source_id int64 (0 main, 1 blended-in source), settings (the resolved
-    spec)). Blend: class ``blend.class`` of the main source, with round(alpha * size)
-    images (round half to even) of the same class from ``blend.source``; the j-th image
-    comes from the second source when round(alpha * (j + 1)) > round(alpha * j), so a
-    smaller blend is a prefix of a larger one. Errors are ValueError naming the key.
+    spec)). Blend: class ``blend.class`` of the main source, with c(size) images of the
+    same class from ``blend.source``, c = round(alpha * size) (half to even) or, with
+    ``blend.rounding: official``, size - int(size * (1 - alpha)); the j-th image comes from
+    the second source when c(j + 1) > c(j), so a smaller blend is a prefix of a larger one.
+    Errors are ValueError naming the key.
     """
     s, pools = _plan(spec)
     n = _check_size(s, pools)
@@ -289,7 +297,7 @@ def make_subset(spec: dict) -> dict:
         pool_of = np.tile(np.arange(len(pools)), k)  # rank-major: rank 0 of every class, then rank 1...
         rank = np.repeat(np.arange(k), len(pools))
     else:
-        second = np.diff(_blend_counts(s["blend"]["alpha"], np.arange(n + 1))).astype(bool)
+        second = np.diff(_blend_counts(s["blend"], np.arange(n + 1))).astype(bool)
         pool_of = second.astype(np.int64)
         rank = np.where(second, np.cumsum(second) - 1, np.cumsum(~second) - 1)
 
