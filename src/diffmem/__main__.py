@@ -209,6 +209,28 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# plot-loss
+
+
+def _plot_loss_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "stats", help="a run folder (results/<name>/runs/<run_id>/n<size>), its train/, or a stats.jsonl"
+    )
+    parser.add_argument("--out", default="loss.png", help="the figure to write, .png or .pdf (default loss.png)")
+
+
+def _plot_loss(args: argparse.Namespace) -> int:
+    from diffmem.metrics import plot_loss
+
+    try:
+        out = plot_loss(args.stats, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        args.parser.error(str(err))
+    print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point.
 
 # name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
@@ -243,6 +265,11 @@ COMMANDS: dict[str, Command] = {
         _docs_figures_arguments,
         _docs_figures,
         "copy the README's figures of a finished run, shrunk, into a folder (docs/)",
+    ),
+    "plot-loss": (
+        _plot_loss_arguments,
+        _plot_loss,
+        "plot a run's training loss (and running average, learning rate) against images seen from stats.jsonl",
     ),
 }
 

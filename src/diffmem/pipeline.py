@@ -387,7 +387,7 @@ def train_run(
 
     With ``time_budget_s`` the training stops (resumably) before that many seconds have passed; then
     :class:`TrainingPaused` is raised, so that the workflow's next attempt of the job resumes it."""
-    from diffmem import data, train
+    from diffmem import data, metrics, train
 
     settings = read_json(settings_path)
     # The job's log is replaced on every attempt; the run's own history.log keeps every link of a chain.
@@ -397,11 +397,12 @@ def train_run(
     log.addHandler(history)
     try:
         if processes <= 1:
-            with open(Path(out_dir) / train.STATS_FILE, "a") as stats:
+            with open(Path(out_dir) / train.STATS_FILE, "a") as stats, metrics.tensorboard(out_dir, log) as board:
 
                 def record(rec: dict) -> None:  # train/stats.jsonl: one line per progress line, every link
                     stats.write(json.dumps(rec) + "\n")
                     stats.flush()
+                    board(rec)  # and TensorBoard events when it is installed
 
                 result = train.train(
                     settings, data.load_subset(subset_path), out_dir, log=log,
