@@ -56,14 +56,18 @@ def _centred(u8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return u8.to(dtype).sub_(128)
 
 
-def _sq_norms(centred: torch.Tensor) -> torch.Tensor:
+def _sq_norms(centred: torch.Tensor, rows: int = 256) -> torch.Tensor:
     """Exact squared norms (int64) of centred float rows: float32 sums over blocks of <= 1024 values
     (each sum of squares <= 1024 * 2^14 = 2^24: every partial sum is an exactly representable integer,
-    whatever the summation order), then the block sums in float64 (exact below 2^53)."""
+    whatever the summation order), then the block sums in float64 (exact below 2^53). ``rows`` rows at
+    a time, so the squares stay in cache."""
     n, d = centred.shape
     block = max(k for k in range(1, min(d, 1024) + 1) if d % k == 0)
-    sq = (centred * centred).view(n, d // block, block).sum(2)
-    return sq.to(torch.float64).sum(1).to(torch.int64)
+    out = torch.empty(n, dtype=torch.int64, device=centred.device)
+    for lo in range(0, n, rows):
+        x = centred[lo:lo + rows]
+        out[lo:lo + rows] = (x * x).view(len(x), d // block, block).sum(2).to(torch.float64).sum(1).to(torch.int64)
+    return out
 
 
 @torch.no_grad()
@@ -74,10 +78,10 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     Equal to the brute-force float64 answer: the same indices (ties broken by the lower training
     index, exact duplicates at distance 0) and the same distances, bit for bit. Runs at the speed of
     a float32 GEMM: candidates come from a float32 search with a proven error margin and are then
-    checked in exact integer arithmetic (see the comment above). Chunked over queries (``chunk_q``) and
-    training images (``chunk_t``) with a running top-2 merge: memory is O(chunk_q x chunk_t) beyond
-    the inputs and a float32 copy of the training set (kept when it fits in 1 GiB, else made per
-    chunk). Returns (dist (N, 2) float64, idx (N, 2) int64).
+    checked in exact integer arithmetic (see the comment above). Chunked over training images
+    (``chunk_t``, each converted to float32 once, into one reused buffer) and queries (``chunk_q``)
+    with a running top-2 merge: memory is O(chunk_q x chunk_t + chunk_t x D) beyond the uint8 inputs
+    and a float32 copy of the queries. Returns (dist (N, 2) float64, idx (N, 2) int64).
     """
     q = _flat_u8(queries_u8, "queries")
     t = _flat_u8(train_u8, "train")
@@ -92,73 +96,67 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     shift = max(1, (len(t) - 1).bit_length())  # key = d2 << shift | index
     if (n_dim * 255 * 255).bit_length() + shift > 62:
         raise ValueError(f"knn_top2: {n_dim} values per image x {len(t)} training images overflow the int64 keys")
-    idx_mask = (1 << shift) - 1
     f32, f64, i64 = torch.float32, torch.float64, torch.int64
     no_key = torch.iinfo(i64).max
     margin_gamma = 2 * _gamma(n_dim + 2)  # 2 M, with the headroom of the comment above
 
     t_dev = torch.from_numpy(np.ascontiguousarray(t)).to(device)  # uint8 (M, D)
-    chunks = []  # per training chunk: (start, uint8 rows, float32 centred rows or None, |t|^2 int64)
-    keep_f32 = t.size * 4 <= 2**30
+    q_dev = torch.from_numpy(np.ascontiguousarray(q)).to(device)  # uint8 (N, D)
+    q_f32 = _centred(q_dev, f32)
+    q_sq = _sq_norms(q_f32)  # (N,) int64, exact
+    q_norm = q_sq.to(f64).sqrt()
+    best = torch.full((len(q), 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
+    t_buf = torch.empty((min(chunk_t, len(t)), n_dim), dtype=f32, device=device)
     for tlo in range(0, len(t), chunk_t):
         tc = t_dev[tlo:tlo + chunk_t]
-        tf = _centred(tc, f32)
-        chunks.append((tlo, tc, tf if keep_f32 else None, _sq_norms(tf)))
-
-    out_d = np.empty((len(q), 2), dtype=np.float64)
-    out_i = np.empty((len(q), 2), dtype=np.int64)
-    for qlo in range(0, len(q), chunk_q):
-        qu = torch.from_numpy(np.ascontiguousarray(q[qlo:qlo + chunk_q])).to(device)  # uint8 (n, D)
-        n = len(qu)
-        qf = _centred(qu, f32)
-        q_sq = _sq_norms(qf)  # (n,) int64, exact
-        q_norm = q_sq.to(f64).sqrt()
-        best = torch.full((n, 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
-        for tlo, tc, tf, t_sq in chunks:
-            tf = _centred(tc, f32) if tf is None else tf
-            m = len(tc)
+        m = len(tc)
+        tf = t_buf[:m].copy_(tc).sub_(128)  # centred float32, in the reused buffer
+        t_sq = _sq_norms(tf)
+        t_sq_f32 = t_sq.to(f32)[None, :]
+        t_sq_max = float(t_sq.max())
+        for qlo in range(0, len(q), chunk_q):
+            qs = slice(qlo, qlo + chunk_q)
+            qu, n = q_dev[qs], len(q_dev[qs])
             # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
-            s_approx = torch.addmm(t_sq.to(f32)[None, :], qf, tf.T, beta=1, alpha=-2)  # (n, m)
-            t_sq_max = float(t_sq.max())
-            margin = margin_gamma * (t_sq_max + 2 * q_norm * math.sqrt(t_sq_max))  # (n,) float64
-            # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (later chunks hold
-            # higher indices, which lose ties) only if s~ <= (running 2nd best s) + M.
+            s_approx = torch.addmm(t_sq_f32, q_f32[qs], tf.T, beta=1, alpha=-2)  # (n, m)
+            margin = margin_gamma * (t_sq_max + 2 * q_norm[qs] * math.sqrt(t_sq_max))  # (n,) float64
+            # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (earlier chunks hold
+            # lower indices, which win ties) only if s~ <= (running 2nd best s) + M.
             thr = torch.full((n,), math.inf, dtype=f64, device=device)
             if m >= 2:
                 thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(f64) + 2 * margin
-            b2 = best[:, 1]
-            b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq).to(f64))
+            b2 = best[qs, 1]
+            b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq[qs]).to(f64))
             thr = torch.minimum(thr, b2_s + margin)
             thr32 = torch.nextafter(thr.to(f32), torch.tensor(math.inf, dtype=f32, device=device))  # >= thr
-            cand = s_approx <= thr32[:, None]
-            count = cand.sum(1)
-            many = count > _MAX_CANDIDATES
+            r, c = (s_approx <= thr32[:, None]).nonzero(as_tuple=True)  # candidates, grouped by query
+            per_row = torch.bincount(r, minlength=n)
+            many = per_row > _MAX_CANDIDATES
             if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
                 rows = many.nonzero().squeeze(1)
                 g = _centred(qu[rows], f64) @ _centred(tc, f64).T  # exact: integers < 2^53
-                d2 = (q_sq[rows, None] + t_sq[None, :]).to(f64) - 2 * g
+                d2 = (q_sq[qs][rows, None] + t_sq[None, :]).to(f64) - 2 * g
                 keys = (d2.to(i64) << shift) | (torch.arange(m, device=device) + tlo)
-                merged = torch.cat([best[rows], keys], dim=1).topk(2, dim=1, largest=False).values
-                best[rows] = merged.sort(dim=1).values
-                cand[rows] = False
-            r, c = cand.nonzero(as_tuple=True)  # row-major: grouped by query
+                merged = torch.cat([best[qs][rows], keys], dim=1).topk(2, dim=1, largest=False).values
+                best[qlo + rows] = merged.sort(dim=1).values
+                keep = ~many[r]
+                r, c = r[keep], c[keep]
+                per_row[many] = 0
             if len(r):
                 d2 = torch.empty(len(r), dtype=i64, device=device)
                 for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
                     diff = qu[r[lo:lo + 4096]].to(torch.int32) - tc[c[lo:lo + 4096]].to(torch.int32)
                     d2[lo:lo + 4096] = (diff * diff).sum(1, dtype=i64)
                 keys = (d2 << shift) | (c + tlo)
-                per_row = torch.bincount(r, minlength=n)
                 width = int(per_row.max())
                 pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
                 table = torch.full((n, width + 2), no_key, dtype=i64, device=device)
-                table[:, :2] = best
+                table[:, :2] = best[qs]
                 table[r, pos + 2] = keys
-                best = table.topk(2, dim=1, largest=False, sorted=True).values
-        # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
-        out_d[qlo:qlo + n] = np.sqrt((best >> shift).cpu().numpy().astype(np.float64))
-        out_i[qlo:qlo + n] = (best & idx_mask).cpu().numpy()
-    return out_d, out_i
+                best[qs] = table.topk(2, dim=1, largest=False, sorted=True).values
+    best = best.cpu().numpy()
+    # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
+    return np.sqrt((best >> shift).astype(np.float64)), best & ((1 << shift) - 1)
 
 
 def memorized(dist, threshold: float = 1 / 3) -> np.ndarray:
