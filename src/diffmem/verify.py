@@ -9,8 +9,11 @@ scores, distances, EMM rounds, tables, figures) and reports:
 - ``missing``: a record, or a snapshot's ``.json``, names a file that is not there;
 - ``unrecorded``: no record (written before manifests existed, or by a job killed between the file's rename
   and its record) but it parses: reported, nothing to fix;
-- ``stale``: a record of a file that its writer removes on purpose (``state.pt`` of a finished run) or a
-  leftover temporary file (``.tmp-*``) of a killed job: removed by ``--fix``, harmless otherwise.
+- ``stale``: a leftover temporary file (``.tmp-*``) of a killed job: removed by ``--fix``, harmless otherwise.
+
+Not checked: logs/ and benchmarks/ (Snakemake's, they hold times), files appended as a job goes (a run's
+``history.log``, ``train/stats.jsonl``), and the record of ``state.pt`` once its run has finished (the
+training deletes the file, not its record).
 
 :func:`fix` removes each bad file and what was made from it inside the results folder (:func:`dependents`),
 so the next ``snakemake`` run rebuilds exactly those and, through its modification-time trigger, the
@@ -78,8 +81,15 @@ def _check_structure(path: Path) -> str | None:
     return None
 
 
+def _appended(path: Path) -> bool:
+    """Files appended line by line as a job goes (a run's history.log, train/stats.jsonl, TensorBoard
+    events): they hold times, have no record, and a killed job may leave half a last line."""
+    return path.suffix in (".log", ".jsonl") or path.name.startswith("events.out.tfevents")
+
+
 def _transient_gone(root: Path, rel: Path) -> bool:
-    """A file its writer deletes when done: state.pt once the run's train.json exists."""
+    """A file its writer deletes when done (its record stays, harmless): state.pt once the run's train.json
+    exists."""
     return rel.name == "state.pt" and (root / rel.parent / "train.json").is_file()
 
 
@@ -101,18 +111,15 @@ def scan(root: str | os.PathLike) -> list[Finding]:
         for name in sorted(files):
             path = here / name
             rel = path.relative_to(root)
-            if path.is_symlink():
+            if path.is_symlink() or _appended(path):
                 continue
             if name.startswith(".tmp-"):
                 found.append(Finding(rel, "stale", "temporary file of a write that did not finish"))
             elif io.is_record(path):
                 target = io.recorded_file(path)
-                if not target.exists():
-                    trel = target.relative_to(root)
-                    if _transient_gone(root, trel):
-                        found.append(Finding(trel, "stale", "record of a file its run removed when done"))
-                    else:
-                        found.append(Finding(trel, "missing", "the manifest records it, the file is gone"))
+                trel = target.relative_to(root)
+                if not target.exists() and not _transient_gone(root, trel):
+                    found.append(Finding(trel, "missing", "the manifest records it, the file is gone"))
             else:
                 found += _check_file(root, path, rel)
     return sorted(found, key=lambda f: (str(f.path), f.problem))
