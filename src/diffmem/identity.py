@@ -96,16 +96,24 @@ def content_fingerprint(path: str | os.PathLike) -> str | None:
     return _FINGERPRINTS[key]
 
 
+def _cifar10_zip(path):
+    from diffmem.data.cifar10 import find_zip  # numpy-free
+
+    return find_zip(path)
+
+
 def source_fingerprint(src: dict, verify_md5: bool = True) -> str | None:
     """What pins the images of one data source: None for bundled sources (the settings do), the official
-    md5 for a verified CIFAR-10 file, else a hash of the bytes at ``path`` (``missing:<path>`` when there is
-    nothing there yet, e.g. in a dry run before the data is in place)."""
+    md5 for a verified CIFAR-10 tarball, else (a CIFAR-10 dataset zip too) a hash of the bytes at ``path``
+    (``missing:<path>`` when there is nothing there yet, e.g. in a dry run before the data is in place)."""
     source = src["source"]
     if source in _BUNDLED_SOURCES:
         return None
+    path = src.get("path")
+    if source == "cifar10" and (zipped := _cifar10_zip(path)) is not None:
+        return content_fingerprint(zipped)  # a dataset zip has no official checksum: its bytes pin it
     if source in _PINNED_SOURCES and src.get("verify_md5", verify_md5):
         return _PINNED_SOURCES[source]
-    path = src.get("path")
     if not path:
         return f"missing:{path}"
     return content_fingerprint(path) or f"missing:{path}"

@@ -1,4 +1,5 @@
-"""CIFAR-10: the train split of the official python tarball, read without trusting its pickles.
+"""CIFAR-10: the train split of the official python tarball, read without trusting its pickles, or the
+dataset zip of the EDM / DiffMemorize code.
 
 ``path`` is the tarball, a folder holding it, or a folder holding the extracted
 ``cifar-10-batches-py/`` (or that folder itself). The batches are pickles; they are read with a
@@ -6,6 +7,13 @@ restricted unpickler that builds only dicts, lists, bytes, strings, numbers and 
 never other classes. The tarball's md5 is checked against the official one (per-batch md5s for an
 extracted folder) unless ``verify_md5=False``. A missing file is downloaded by torchvision into
 that folder when ``download=True``.
+
+``path`` may also be the zip that the EDM / DiffMemorize ``dataset_tool.py`` makes from the tarball
+(``cifar10-32x32.zip``), or a folder holding it (when it holds no tarball): 32x32 RGB PNG files, one per
+image (``00000/img00000000.png``, ...), and ``dataset.json`` = ``{"labels": [[file name, label], ...]}``.
+Images are read in file-name order, which is the tarball's order. There is no official checksum of such a
+zip: its data id is a hash of its bytes (:mod:`diffmem.identity`), and with ``verify_md5`` on (the
+default) it must hold the train split's 50,000 images, 5,000 per class.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ CIFAR10_TGZ = "cifar-10-python.tar.gz"
 CIFAR10_TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_ZIP = "cifar10-32x32.zip"  # the name the EDM / DiffMemorize READMEs give it
+ZIP_LABELS = "dataset.json"
 CIFAR10_TRAIN_MD5 = {  # the extracted train batches of the official tarball
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
     "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
@@ -104,7 +114,7 @@ def _parse_batch(obj: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
-    """Return ("tar", tarball) or ("dir", extracted batches folder); download if asked."""
+    """Return ("tar", tarball), ("dir", extracted batches folder) or ("zip", dataset zip); download if asked."""
     if path is None:
         raise ValueError(
             f"data.path is required for source 'cifar10': the official {CIFAR10_TGZ}, the folder that "
@@ -112,7 +122,7 @@ def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
         )
     p = Path(path)
     if p.is_file():
-        return "tar", p
+        return ("zip" if p.suffix.lower() == ".zip" else "tar"), p
     if p.is_dir():
         if (p / CIFAR10_TGZ).is_file():
             return "tar", p / CIFAR10_TGZ
@@ -120,6 +130,8 @@ def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
             return "dir", p / CIFAR10_DIR
         if (p / "data_batch_1").is_file():
             return "dir", p
+        if (p / CIFAR10_ZIP).is_file():
+            return "zip", p / CIFAR10_ZIP
     folder = p.parent if p.name.endswith((".tar.gz", ".tgz")) else p
     if download:
         import torchvision
@@ -131,9 +143,36 @@ def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
         return "dir", folder / CIFAR10_DIR
     raise FileNotFoundError(
         f"CIFAR-10 not found: looked for {p} as the tarball, {folder / CIFAR10_TGZ} and "
-        f"{folder / CIFAR10_DIR}/data_batch_1. Download {CIFAR10_URL} into {folder}, or set "
+        f"{folder / CIFAR10_DIR}/data_batch_1 and {folder / CIFAR10_ZIP}. Download {CIFAR10_URL} into {folder}, "
+        "give the dataset zip of the EDM / DiffMemorize dataset_tool.py as data.path, or set "
         "data.download: true (load_source(..., download=True)) on a machine with internet."
     )
+
+
+def find_zip(path: str | None) -> Path | None:
+    """The dataset zip that ``path`` names (the file, or a folder holding it and no tarball), else None.
+    Cheap and numpy-free: :mod:`diffmem.identity` asks it while the DAG is built."""
+    if not path:
+        return None
+    try:
+        kind, where = _find_cifar10(path, download=False)
+    except (FileNotFoundError, ValueError):
+        return None
+    return where if kind == "zip" else None
+
+
+def _check_zip(where: Path) -> None:
+    import zipfile
+
+    expected = f"a dataset zip of PNG files and {ZIP_LABELS} (EDM / DiffMemorize dataset_tool.py)"
+    if not zipfile.is_zipfile(where):
+        raise ValueError(f"{where} is not a zip file; expected {expected}")
+    with zipfile.ZipFile(where) as z:
+        names = z.namelist()
+    if ZIP_LABELS not in names:
+        raise ValueError(f"{where} has no {ZIP_LABELS} (the labels); expected {expected}")
+    if not any(n.lower().endswith(".png") for n in names):
+        raise ValueError(f"{where} holds no PNG file; expected {expected}")
 
 
 def check_path(path: str | None, download: bool = False) -> None:
@@ -147,6 +186,8 @@ def check_path(path: str | None, download: bool = False) -> None:
     if download and not p.exists():
         return  # the job downloads it
     kind, where = _find_cifar10(path, download=False)
+    if kind == "zip":
+        return _check_zip(where)
     expected = f"the official {CIFAR10_TGZ} (a gzip tar holding {CIFAR10_DIR}/)"
     if kind == "dir":
         missing = [n for n in CIFAR10_TRAIN_MD5 if not (where / n).is_file()]
@@ -167,10 +208,56 @@ def check_path(path: str | None, download: bool = False) -> None:
         raise ValueError(f"{where} holds {found}; expected {expected}")
 
 
+def load_zip(where: str | Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels of a dataset zip, in file-name order. ``verify``: it must be
+    the CIFAR-10 train split's 50,000 images, 5,000 per class."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    where = Path(where)
+    _check_zip(where)
+    with zipfile.ZipFile(where) as z:
+        with z.open(ZIP_LABELS) as f:
+            meta = json.load(f)
+        pairs = meta.get("labels") if isinstance(meta, dict) else None
+        if not pairs:
+            raise ValueError(f"{where}:{ZIP_LABELS} has no labels; CIFAR-10 needs {{'labels': [[file, label], ...]}}")
+        labels_of = {str(name): label for name, label in pairs}
+        files = sorted(n for n in z.namelist() if n.lower().endswith(".png"))
+        unlabelled = [n for n in files if n not in labels_of]
+        if unlabelled:
+            raise ValueError(
+                f"{where}: {len(unlabelled)} PNG files without a label in {ZIP_LABELS}, e.g. {unlabelled[0]}"
+            )
+        images = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
+        for i, name in enumerate(files):
+            with Image.open(io.BytesIO(z.read(name))) as im:
+                if im.mode != "RGB" or im.size != (32, 32):
+                    raise ValueError(f"{where}:{name} is {im.mode} {im.size[0]}x{im.size[1]}; CIFAR-10 is RGB 32x32")
+                images[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    labels = np.array([int(labels_of[n]) for n in files], dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{where}: labels must be 0..9, got {labels.min()}..{labels.max()}")
+    counts = np.bincount(labels, minlength=10)
+    if verify and (len(files) != 50000 or (counts != 5000).any()):
+        raise ValueError(
+            f"{where}: {len(files)} images, per class {counts.tolist()}; the CIFAR-10 train split has 50000, "
+            "5000 per class. To read another zip in this format, set data.verify_md5: false "
+            "(load_source(..., verify_md5=False))."
+        )
+    return images, labels
+
+
 def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
     kind, where = _find_cifar10(path, download)
+    if kind == "zip":
+        return load_zip(where, verify=verify_md5)
     batches = []
     if kind == "tar":
         if verify_md5:
