@@ -43,7 +43,9 @@ def test_paper_preset_runs_the_released_codes_protocol(paper):
             d, t = v.settings["data"], v.settings["train"]
             assert (d["pick"], d["resize"]) == ("first", "lanczos"), name
             assert t["warmup"] == {"unit": "epochs", "value": 200, "mode": "official"}, name
-            assert t["order"] == "fixed" and t["truncate_kimg"] is True, name
+            # EDM's own training (the Fig. 1a-b model) reshuffles (--window-size=0.5)
+            assert t["order"] == ("reshuffle" if name == "edm_recipe" else "fixed"), name
+            assert t["truncate_kimg"] is True, name
             assert t["ema"]["rampup"] == 0.05, name
             assert t["ema"]["mode"] == ("official_final" if name == "ema" else "official"), name
     assert [v.settings["train"]["ema"]["decay"] for v in plan["ema"]] == \
@@ -180,3 +182,29 @@ def test_paper_blend_counts_are_the_released_tools(paper):
     at_08 = [v for v in plan["blend"] if v.settings["data"]["blend"]["alpha"] == 0.8][0]
     b = at_08.settings["data"]["blend"]
     assert blend_count(1000, b["alpha"], b["rounding"]) == 801
+
+
+def test_paper_fig1ab_model_is_the_edm_recipe(paper):
+    """NVlabs's edm-cifar10-32x32-uncond-vp, as EDM's train.py configures it for CIFAR-10 (--augment=0.12,
+    augment_dim 9, DDPM++ with 4 blocks, lr 1e-3, 200 Mimg, EMA half-life 500 kimg, lr ramp-up 10 Mimg)."""
+    cfg, plan = paper
+    assert cfg["figures"]["fig_optimum"]["experiments"] == ["optimum", "edm_recipe"]
+    (v,) = plan["edm_recipe"]
+    assert v.sizes == [50000]
+    s = dmc.run_settings(v.settings, 50000)
+    m, t = s["model"], s["train"]
+    assert (m["arch"], m["num_blocks"], m["model_channels"], m["channel_mult"]) == ("ddpmpp", 4, 128, [2, 2, 2])
+    assert m["dropout"] == 0.13 and m["augment_dim"] == 9 and s["diffusion"]["precond"] == "vp"
+    assert t["augment"] == {"p": 0.12, "xflip": 1e8, "yflip": 1, "rotate_int": 0, "translate_int": 0,
+                            "scale": 1, "rotate_frac": 1, "aniso": 1, "translate_frac": 1}
+    assert t["lr"] == 1e-3 and t["batch"] == 512 and t["duration"] == {"unit": "images", "value": 200_000_000}
+    assert n_params(s) == 55_732_739 + 9 * 128  # EDM's 55.7M-parameter DDPM++ plus the augment projection
+    rows = {r["step"]: r for r in schedule.schedule_rows(t, 50000, [0, 9765, 19_532, 390_624])}
+    assert rows[9765]["lr"] == pytest.approx(1e-3 * 9765 * 512 / 10_000_000)  # EDM: lr x min(n / 10 Mimg, 1)
+    assert rows[19_532]["lr"] == 1e-3  # 19,532 x 512 images before it >= 10M
+    assert rows[19_532]["ema_halflife_images"] == pytest.approx(500_000)  # EDM: min(500 kimg, 0.05 n)
+    assert rows[9765]["ema_halflife_images"] == pytest.approx(0.05 * 9765 * 512)
+    assert len(schedule.training_plan(t, 50000)["snapshot_steps"]) == 1
+    # every other experiment trains without augmentation
+    assert all(not x.settings["model"].get("augment_dim") and x.settings["train"]["augment"]["p"] == 0
+               for name, vals in plan.items() if name not in ("edm_recipe", "optimum") for x in vals)

@@ -125,6 +125,12 @@ def resolve_settings(base: dict) -> dict:
     else:
         raise ConfigError(f"data.labels must be none|true|random|unique, got {data['labels']!r}")
     if model["arch"] != "optimum":
+        from diffmem.augment import augment_dim  # torch-free at import
+
+        try:
+            model["augment_dim"] = augment_dim(s.get("train", {}).get("augment"))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         s["model"] = canonical_model(model)
     return s
 

@@ -157,7 +157,8 @@ class Precond(nn.Module):
         else:
             self.sigma_min, self.sigma_max = 0.0, math.inf
 
-    def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(torch.float32)
         n = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
@@ -170,7 +171,10 @@ class Precond(nn.Module):
         c = precond_coefficients(self.kind, sigma, **self.params)
         shape = (n,) + (1,) * (x.ndim - 1)
         c_skip, c_out, c_in = (c[k].reshape(shape) for k in ("c_skip", "c_out", "c_in"))
-        F_x = self.net(c_in * x, c["c_noise"], class_labels)
+        if augment_labels is None:  # no augmentation (sampling): the net sees zero augmentation labels
+            F_x = self.net(c_in * x, c["c_noise"], class_labels)
+        else:
+            F_x = self.net(c_in * x, c["c_noise"], class_labels, augment_labels=augment_labels)
         return c_skip * x + c_out * F_x.to(torch.float32)
 
 
@@ -208,14 +212,18 @@ class _Loss:
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, D, images: torch.Tensor, class_labels=None, generator=None) -> torch.Tensor:
+    def __call__(self, D, images: torch.Tensor, class_labels=None, generator=None,
+                 augment_labels=None) -> torch.Tensor:
         y = images.to(torch.float32)
         n = y.shape[0]
         sigma = self.sample_sigma(n, generator, y.device)  # (N,)
         noise = _rand(y.shape, generator, y.device, normal=True)
         shape = (n,) + (1,) * (y.ndim - 1)
         s = sigma.reshape(shape)
-        D_yn = D(y + noise * s, sigma, class_labels)
+        if augment_labels is None:
+            D_yn = D(y + noise * s, sigma, class_labels)
+        else:  # images augmented by diffmem.augment: the net is told what was done (EDM's recipe)
+            D_yn = D(y + noise * s, sigma, class_labels, augment_labels=augment_labels)
         per_elem = self.weight(s) * (D_yn - y) ** 2
         return per_elem.reshape(n, -1).sum(dim=1)
 

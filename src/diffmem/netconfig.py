@@ -31,6 +31,7 @@ NET_DEFAULTS: dict[str, Any] = {
     "attn_resolutions": [16],       # Resolutions (pixels) whose blocks end with self-attention.
     "dropout": 0.13,                # Dropout probability inside the residual blocks.
     "label_dim": 0,                 # Number of classes for one-hot conditioning, 0 = unconditional.
+    "augment_dim": 0,               # Width of the augmentation labels (diffmem.augment), 0 = none.
     "label_dropout": 0.0,           # Probability of zeroing a sample's label in training (CFG), 0 = off.
     "embedding": None,              # Noise embedding: "positional" or "fourier"; None = arch default.
     "channel_mult_noise": None,     # Noise embedding size = model_channels * this; None = arch default.
@@ -153,6 +154,7 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
                                      reverse=True)
     cfg["dropout"] = _as_float("dropout", raw["dropout"], 0.0, 1.0)
     cfg["label_dim"] = _as_int("label_dim", raw["label_dim"], 0)
+    cfg["augment_dim"] = _as_int("augment_dim", raw["augment_dim"], 0)
     cfg["label_dropout"] = _as_float("label_dropout", raw["label_dropout"], 0.0, 1.0)
     cfg["embedding"] = _as_choice("embedding", raw["embedding"], EMBEDDINGS)
     cfg["channel_mult_noise"] = _as_int("channel_mult_noise", raw["channel_mult_noise"], 1)

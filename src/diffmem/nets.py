@@ -240,6 +240,10 @@ class SongUNet(nn.Module):
         else:
             self.map_noise = FourierEmbedding(noise_c)
         self.map_label = _linear(self.label_dim, noise_c) if self.label_dim else None
+        # augmentation labels (diffmem.augment): a bias-free projection, so zero labels add nothing
+        self.augment_dim = cfg["augment_dim"]
+        self.map_augment = (_xavier(nn.Linear(self.augment_dim, noise_c, bias=False))
+                            if self.augment_dim else None)
         self.map_layer0 = _linear(noise_c, emb_c)
         self.map_layer1 = _linear(emb_c, emb_c)
 
@@ -300,7 +304,7 @@ class SongUNet(nn.Module):
                 self.dec_aux[f"{res}x{res}_conv"] = _conv(c, img_c, 3, gain=ZERO_GAIN)
 
     def _embed(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None, n: int,
-               dtype: torch.dtype) -> torch.Tensor:
+               dtype: torch.dtype, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
         t = torch.as_tensor(noise_labels, device=self.map_layer0.weight.device).to(dtype).reshape(-1)
         if t.numel() == 1 and n != 1:
             t = t.expand(n)
@@ -326,12 +330,19 @@ class SongUNet(nn.Module):
             emb = emb + self.map_label(y * math.sqrt(self.label_dim))
         elif class_labels is not None and class_labels.numel() != 0:
             raise ValueError("class_labels: this net is unconditional (label_dim=0); pass None")
+        if augment_labels is not None and self.map_augment is not None:  # None = zeros (sampling)
+            a = augment_labels.to(device=emb.device, dtype=dtype)
+            if a.shape != (n, self.augment_dim):
+                raise ValueError(f"augment_labels: expected shape ({n}, {self.augment_dim}), got {tuple(a.shape)}")
+            emb = emb + self.map_augment(a)
+        elif augment_labels is not None and augment_labels.numel() != 0:
+            raise ValueError("augment_labels: this net has no augmentation labels (augment_dim=0); pass None")
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
 
     def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self._embed(noise_labels, class_labels, x.shape[0], x.dtype)
+                class_labels: torch.Tensor | None = None, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self._embed(noise_labels, class_labels, x.shape[0], x.dtype, augment_labels)
 
         skips = []
         aux = x

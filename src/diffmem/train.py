@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffmem import diffusion, distributed, identity, nets
+from diffmem import augment, diffusion, distributed, identity, nets
 from diffmem.io import read_json, torch_load, torch_save, write_json
 from diffmem.schedule import ema_beta, lr_at, rate_plan, training_plan
 
@@ -84,6 +84,7 @@ LOSS_EMA_BETA = 0.98        # Smoothing of the running loss reported in logs and
 
 # Independent random streams derived from the seed.
 _STREAM_INIT, _STREAM_ORDER, _STREAM_NOISE, _STREAM_DROPOUT = 1, 2, 3, 4
+_STREAM_AUGMENT = 5  # train.augment: the step's augmentations (diffmem.augment), seeded by (seed, step)
 
 
 class SettingsMismatchError(RuntimeError):
@@ -217,6 +218,8 @@ class _SliceDenoiser:
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         s = sigma[lo:hi] if sigma.ndim > 0 and sigma.shape[0] == x.shape[0] else sigma
         labels = None if class_labels is None else class_labels[lo:hi]
+        if kwargs.get("augment_labels") is not None:
+            kwargs["augment_labels"] = kwargs["augment_labels"][lo:hi]
         out = self.module(x[lo:hi], s, labels, *args, **kwargs)
         return torch.cat([x[:lo].detach(), out, x[hi:].detach()])
 
@@ -328,6 +331,7 @@ class _Run:
         self.snap_index = {s: k for k, s in enumerate(plan["snapshot_steps"])}
         self.stream = IndexStream(self.n_images, self.seed, t_cfg.get("order"))  # refuses a bad order
         self.label_dim = label_dim
+        self.augment_cfg = augment.for_model(t_cfg.get("augment"), settings["model"])  # p = 0: off
 
         torch.manual_seed(_derive_seed(self.seed, _STREAM_INIT))
         self.net = nets.build_net(settings["model"])
@@ -379,18 +383,27 @@ class _Run:
                 self.snapshots.append(_snapshot_entry(read_json(meta_path)))
 
     # -------------------------------------------------------------------------------------- step
+    def augment(self, y: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's batch augmented as ``train.augment`` says, and the loss's keyword for its augmentation
+        labels ({} when off)."""
+        if not augment.enabled_kinds(self.augment_cfg):
+            return y, {}
+        y, labels = augment.augment(y, self.augment_cfg, _derive_seed(self.seed, _STREAM_AUGMENT, step))
+        return y, {"augment_labels": labels}
+
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step and EMA update; (loss over the global batch, gradient norm, lr)."""
         step, batch = self.step, self.batch
         idx = self.stream.take(step * batch, batch).to(self.dev)
         y = self.images[idx].to(torch.float32) / 127.5 - 1
         labels = _one_hot(self.cond[idx], self.label_dim) if self.cond is not None else None
+        y, aug = self.augment(y, step)
         lr_now = lr_at(self.rates, float(self.t_cfg["lr"]), step)
         for group in self.opt.param_groups:
             group["lr"] = lr_now
         torch.manual_seed(_derive_seed(self.seed, _STREAM_DROPOUT, step))
         self.opt.zero_grad(set_to_none=True)
-        per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen)
+        per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
         loss = per_sample[self.lo:self.hi].mean() if self.ctx.distributed else per_sample.mean()
         loss.backward()
         loss_all = self.ctx.all_mean(loss.detach())
