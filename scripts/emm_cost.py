@@ -38,12 +38,14 @@ def _fmt(x: float) -> str:
 def _row(label: str, pr: int, c: dict) -> str:
     s, g = c["search"], c["grid"]
     return (f"| {label} | {pr} | {s['runs_mean']:.2f} ({s['runs_max']}) | {_fmt(s['images_mean'])} | "
-            f"{s['rounds_mean']:.2f} ({s['rounds_max']}) | {s['resolved']:.0%} | {s['holds']:.0%} | "
-            f"{g['runs_mean']:.0f} | {_fmt(g['images_mean'])} | {g['holds']:.0%} |")
+            f"{s['rounds_mean']:.2f} ({s['rounds_max']}) | {s['resolved']:.0%} | {s['holds']:.0%} "
+            f"({s['holds_within_tolerance']:.0%}) | {g['runs_mean']:.0f} | {_fmt(g['images_mean'])} | {g['holds']:.0%} "
+            f"({g['holds_within_tolerance']:.0%}) |")
 
 
 HEAD = ("| curves | per_round | search runs mean (max) | search images mean | rounds mean (max) | resolved "
-        "| bracket holds EMM | grid runs | grid images | grid holds EMM |\n|---|---|---|---|---|---|---|---|---|---|")
+        "| bracket holds EMM (within tolerance) | grid runs | grid images | grid holds EMM (within tolerance) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv: list[str] | None = None) -> int:

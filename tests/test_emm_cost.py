@@ -74,7 +74,9 @@ def test_logistic_curve_and_truth():
     assert emm_cost.true_emm(curve, [10, 20, 30, 40, 50], 0.9) == 40
     assert emm_cost.true_emm(emm_cost.step_curve(5), [10, 20], 0.9) is None
     assert emm_cost.holds({"status": "below_lo", "lo": 10}, None)
-    assert not emm_cost.holds({"status": "found", "bracket": [20, 30], "lower": 20, "upper": 30}, 30)
+    found = {"status": "found", "bracket": [20, 30], "lower": 20, "upper": 30}
+    assert not emm_cost.holds(found, 30) and emm_cost.holds(found, 30, slack=1.5)
+    assert not emm_cost.holds(found, 45, slack=1.5) and emm_cost.holds(found, 14, slack=1.5)
 
 
 def test_measured_curve_interpolates_in_log_size():
