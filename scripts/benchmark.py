@@ -61,6 +61,7 @@ except ImportError:  # run from a checkout without PYTHONPATH=src or an install
     sys.path.insert(0, str(REPO / "src"))
 
 from diffmem import memorization, nets, sample  # noqa: E402
+from diffmem import precision as dmprec  # noqa: E402
 from diffmem import train as dmtrain  # noqa: E402
 from diffmem.io import write_json  # noqa: E402
 
@@ -127,20 +128,6 @@ def measured(dev: torch.device, record: dict[str, Any]):
         record["host_peak_growth_mib"] = round(record["host_peak_mib"] - host_before, 1)
 
 
-@contextlib.contextmanager
-def tf32_flags(dev: torch.device, on: bool):
-    """TF32 matmuls/convolutions on CUDA while inside (restored after); nothing on the CPU."""
-    if dev.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def random_u8(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
 
@@ -159,7 +146,8 @@ class StepClock:
 # The benchmarks. Each returns one record (dict) per case.
 
 
-def train_settings(preset: str, batch: int, total_steps: int, n_images: int, tf32: bool) -> dict[str, Any]:
+def train_settings(preset: str, batch: int, total_steps: int, n_images: int, precision: str = "fp32",
+                   compile: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """Resolved run settings (the contract's layout) for a speed run of ``total_steps`` steps."""
     shape = PRESETS[preset]["shape"]
     return {
@@ -172,20 +160,22 @@ def train_settings(preset: str, batch: int, total_steps: int, n_images: int, tf3
                   "warmup": {"unit": "steps", "value": 1, "mode": "linear"},
                   "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05}, "truncate_kimg": True,
                   "order": "reshuffle", "snapshots": 1, "checkpoint_every": 0, "seed": 0, "grad_clip": None,
-                  "tf32": tf32},
+                  "precision": precision, "compile": compile, "channels_last": channels_last},
     }
 
 
-def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: int, tf32: bool) -> dict[str, Any]:
+def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: int, precision: str = "fp32",
+                compile: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """Images/s of train.train between the end of step ``warmup`` and the end of step ``warmup + steps``.
 
-    The run has one step more, whose snapshot and state writes are not timed.
+    The run has one step more, whose snapshot and state writes are not timed. ``first_step_s``: from the
+    call to the end of step 1 (set-up, and with ``compile`` the compilation).
     """
     total = warmup + steps + 1
     n_images = max(1024, 2 * batch)
     subset = {"images": random_u8(n_images, PRESETS[preset]["shape"], 0),
               "cond_labels": np.full(n_images, -1, dtype=np.int64), "label_dim": 0}
-    settings = train_settings(preset, batch, total, n_images, tf32)
+    settings = train_settings(preset, batch, total, n_images, precision, compile, channels_last)
     rec: dict[str, Any] = {"batch": batch, "warmup_steps": warmup, "steps": steps, "n_images": n_images}
     clock = StepClock()
     with measured(dev, rec), tempfile.TemporaryDirectory(prefix="diffmem-bench-") as tmp:
@@ -196,6 +186,8 @@ def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: 
     rec["n_params"] = summary.get("n_params")
     rec["images_per_s_incl_warmup"] = summary.get("images_per_s")
     t = clock.times
+    if 1 in t:
+        rec["first_step_s"] = t[1] - t0
     if warmup in t and warmup + steps in t:
         durations = [t[k] - t[k - 1] for k in range(warmup + 1, warmup + steps + 1) if k in t and k - 1 in t]
         rec["seconds"] = t[warmup + steps] - t[warmup]
@@ -230,12 +222,20 @@ def timed_generate(denoise, n: int, shape, batch: int, dev: torch.device, num_st
     return time.perf_counter() - t0
 
 
-def bench_sample(preset: str, dev: torch.device, n: int, batch: int, num_steps: int, tf32: bool) -> dict[str, Any]:
+def bench_sample(preset: str, dev: torch.device, n: int, batch: int, num_steps: int,
+                 precision: str = "fp32") -> dict[str, Any]:
     shape = PRESETS[preset]["shape"]
     rec: dict[str, Any] = {"n": n, "batch": batch, "num_steps": num_steps, "network_evals": 2 * num_steps - 1,
                            "n_params": nets.describe_net(PRESETS[preset]["net"])["n_params"]}
-    with measured(dev, rec), tf32_flags(dev, tf32):
+    with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.pipeline.sample_run
         denoise, _ = random_denoiser(preset, dev)
+        if precision == "bf16":
+            net_call = denoise
+
+            def denoise(*a, **k):
+                with dmprec.autocast(dev, "bf16"):
+                    return net_call(*a, **k)
+
         rec["seconds"] = timed_generate(denoise, n, shape, batch, dev, num_steps)
     rec["per_s"] = n / rec["seconds"]
     rec["unit"] = "samples/s"
@@ -340,18 +340,22 @@ def environment(dev: torch.device) -> dict[str, Any]:
 def plan_cases(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
     """(bench, case name, thunk) in run order: smaller cases first within each bench."""
     dev, cases = args.dev, []
-    tf32s = {"off": [False], "on": [True], "both": [False, True]}[args.tf32]
-    sfx = {False: "", True: " +tf32"}
+    both = {"off": [False], "on": [True], "both": [False, True]}
+    # case names: "<preset>[ +tf32| +bf16][ +compile][ +cl]" (diffmem.resources files records by these tags)
     if "train" in args.only:
         for p in args.presets:
-            for tf in tf32s:
-                cases.append(("train", p + sfx[tf], lambda p=p, tf=tf: bench_train(
-                    p, dev, args.batch, args.warmup, args.steps, tf)))
+            for prec in args.precision:
+                for comp in both[args.compile]:
+                    for cl in both[args.channels_last]:
+                        name = p + ("" if prec == "fp32" else f" +{prec}") + " +compile" * comp + " +cl" * cl
+                        cases.append(("train", name, lambda p=p, prec=prec, comp=comp, cl=cl: bench_train(
+                            p, dev, args.batch, args.warmup, args.steps, prec, comp, cl)))
     if "sample" in args.only:
         for p in args.presets:
-            for tf in tf32s:
-                cases.append(("sample", p + sfx[tf], lambda p=p, tf=tf: bench_sample(
-                    p, dev, args.samples, args.sample_batch, args.num_steps, tf)))
+            for prec in args.precision:
+                name = p + ("" if prec == "fp32" else f" +{prec}")
+                cases.append(("sample", name, lambda p=p, prec=prec: bench_sample(
+                    p, dev, args.samples, args.sample_batch, args.num_steps, prec)))
     if "optimum" in args.only:
         for shape, size, n in OPTIMUM_CASES + (OPTIMUM_LARGE if args.large else []):
             n = n or args.optimum_samples
@@ -415,14 +419,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample-batch", type=int, default=None, help="sampling batch size")
     ap.add_argument("--optimum-samples", type=int, default=None, help="samples per optimum case (small |D|)")
     ap.add_argument("--num-steps", type=int, default=18, help="Heun steps of the sampler (EDM: 18)")
+    ap.add_argument("--precision", default=None,
+                    help="comma-separated train/sample precisions from fp32,tf32,bf16 (diffmem.precision; "
+                         "default fp32)")
     ap.add_argument("--tf32", default="off", choices=["off", "on", "both"],
-                    help="TF32 on CUDA for train and sample (the workflow's default is off)")
+                    help="shorthand for --precision tf32 (on) or fp32,tf32 (both)")
+    ap.add_argument("--compile", default="off", choices=["off", "on", "both"],
+                    help="train with train.compile (torch.compile of the net)")
+    ap.add_argument("--channels-last", default="off", choices=["off", "on", "both"],
+                    help="train with train.channels_last (NHWC weights and activations)")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/benchmark-<device>.json)")
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
 
     if args.quick and args.large:
         ap.error("--quick and --large exclude each other")
+    if args.precision is None:
+        args.precision = {"off": "fp32", "on": "tf32", "both": "fp32,tf32"}[args.tf32]
+    elif args.tf32 != "off":
+        ap.error("--tf32 and --precision exclude each other")
+    args.precision = [x.strip() for x in args.precision.split(",") if x.strip()]
+    if not args.precision or set(args.precision) - set(dmprec.PRECISIONS):
+        ap.error(f"--precision: expected names from {','.join(dmprec.PRECISIONS)}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():

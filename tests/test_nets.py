@@ -247,3 +247,30 @@ def test_cli_subprocess():
     out = subprocess.run([sys.executable, "-m", "diffmem", "describe-net", "num_blocks=4"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["n_params"] == 55_732_739
+
+
+def test_channels_last_net_equals_the_contiguous_net():
+    net = _randomize_zero_init(_build(**{**TINY, "attn_resolutions": [4]}))
+    ref = _run(net)
+    got = _run(net.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: ~2 min on 2 cores with a cold cache
+@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")),
+                    reason="torch.compile (inductor) needs a C compiler on the CPU")
+def test_compiled_net_equals_the_eager_net():
+    """torch.compile (inductor kernels) keeps the forward pass and the gradients within float tolerance."""
+    net = _randomize_zero_init(_build(**TINY, dropout=0.0))
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(4, 1, 8, 8, generator=g), torch.randn(4, generator=g)
+    compiled = torch.compile(net)
+    outs = []
+    for f in (net, compiled):
+        net.zero_grad()
+        y = f(x, t, None)
+        y.square().mean().backward()
+        outs.append((y.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(outs[1][1], outs[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)

@@ -397,3 +397,124 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     # equal up to float rounding, which Adam amplifies for parameters whose gradients are ~0 (< lr/4)
     assert diff < 5e-4, diff
     assert summary["loss_ema"] == pytest.approx(read_json(tmp_path / "one" / "train.json")["loss_ema"], rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# Precision and kernels (diffmem.precision; issue 13).
+
+
+def test_bf16_autocast_tracks_fp32_and_keeps_float32_state(tmp_path):
+    """bf16 autocast trains, its losses follow fp32's within 10% over 30 steps, and everything that is not
+    the net's forward pass (weights, optimizer state, EMA, snapshots, the loss) stays float32."""
+    subset = make_subset()
+    curves = {}
+    for prec in ("fp32", "bf16"):
+        records: list[dict] = []
+        settings = make_settings(steps=30, precision=prec, snapshots=1)
+        out = tr.train(settings, subset, tmp_path / prec, log=lambda s: None, log_every=1, progress=records.append,
+                       keep_state=True)
+        assert out["precision"] == prec and out["complete"]
+        curves[prec] = np.array([r["loss"] for r in records])
+        state = torch_load(tmp_path / prec / "state.pt")
+        for part in ("net", "ema"):
+            assert {v.dtype for v in state[part].values()} == {torch.float32}, part
+        opt_dtypes = {v.dtype for s in state["optimizer"]["state"].values() for k, v in s.items() if k != "step"}
+        assert opt_dtypes == {torch.float32}
+        assert {v.dtype for v in final_weights(tmp_path / prec).values()} == {torch.float32}
+    fp32, bf16 = curves["fp32"], curves["bf16"]
+    assert len(fp32) == len(bf16) == 30 and np.isfinite(bf16).all()
+    assert not np.array_equal(fp32, bf16)  # bf16 really ran in another precision
+    assert np.abs(bf16 - fp32).max() <= 0.10 * fp32.max()
+    assert abs(bf16[-10:].mean() - fp32[-10:].mean()) <= 0.10 * fp32[-10:].mean()
+
+
+def test_tf32_is_fp32_on_the_cpu_and_the_old_key_is_refused(tmp_path):
+    subset = make_subset()
+    quiet = dict(log=lambda s: None)
+    tr.train(make_settings(steps=6), subset, tmp_path / "none", **quiet)  # no key: fp32
+    tr.train(make_settings(steps=6, precision="fp32"), subset, tmp_path / "fp32", **quiet)
+    tr.train(make_settings(steps=6, precision="tf32"), subset, tmp_path / "tf32", **quiet)
+    assert_same(final_weights(tmp_path / "none"), final_weights(tmp_path / "fp32"))
+    assert_same(final_weights(tmp_path / "fp32"), final_weights(tmp_path / "tf32"))
+    with pytest.raises(ValueError, match="train.precision: expected one of fp32, tf32, bf16"):
+        tr.train(make_settings(steps=6, precision="fp16"), subset, tmp_path / "fp16", **quiet)
+    with pytest.raises(ValueError, match="train.tf32 was replaced by train.precision"):
+        tr.train(make_settings(steps=6, tf32=True), subset, tmp_path / "old", **quiet)
+
+
+def test_adam_kernel_equals_the_per_parameter_loop_on_the_cpu():
+    """The optimizer the runs use (multi-tensor Adam/AdamW on the CPU) gives the per-parameter loop's bits."""
+    for kind, wd in (("adam", 0.0), ("adam", 0.01), ("adamw", 0.01)):
+        t = {**make_settings()["train"], "optimizer": kind, "weight_decay": wd}
+        cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+        finals = []
+        for loop in (False, True):
+            torch.manual_seed(0)
+            net = nets.build_net(make_settings()["model"])
+            ps = list(net.parameters())
+            opt = (cls(ps, lr=t["lr"], betas=t["betas"], eps=t["eps"], weight_decay=wd, foreach=False) if loop
+                   else tr._make_optimizer(ps, t, torch.device("cpu")))
+            g = torch.Generator().manual_seed(1)
+            for _ in range(10):
+                for p in net.parameters():
+                    p.grad = torch.randn(p.shape, generator=g)
+                opt.step()
+            finals.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        assert_same(*finals)
+    assert tr._make_optimizer([torch.zeros(2, requires_grad=True)], t, torch.device("cpu")).defaults["foreach"]
+
+
+def test_channels_last_and_compile_train_the_same_run_within_float_tolerance(tmp_path, monkeypatch):
+    """Same formulas in other kernels: without dropout the losses of every step agree with the plain run's
+    to float tolerance (with dropout, channels-last draws its masks in memory order: other draws of the
+    same distribution), snapshots are plain contiguous state dicts, and a channels-last run resumes bit
+    for bit."""
+    subset = make_subset()
+    quiet = dict(log=lambda s: None, log_every=1)
+
+    def losses(name: str, **train_keys) -> np.ndarray:
+        records: list[dict] = []
+        settings = make_settings(steps=10, checkpoint_every=5, **train_keys)
+        settings["model"]["dropout"] = 0.0
+        tr.train(settings, subset, tmp_path / name, progress=records.append, **quiet)
+        return np.array([r["loss"] for r in records])
+
+    ref = losses("plain")
+    assert len(ref) == 10
+    np.testing.assert_allclose(losses("cl", channels_last=True), ref, rtol=1e-4)
+    assert all(v.is_contiguous() for v in final_weights(tmp_path / "cl").values())
+
+    cl = make_settings(steps=10, checkpoint_every=5, channels_last=True)  # dropout 0.1
+    tr.train(cl, subset, tmp_path / "cl-whole", **quiet)
+    tr.train(cl, subset, tmp_path / "cl-resumed", max_steps=4, **quiet)
+    tr.train(cl, subset, tmp_path / "cl-resumed", **quiet)
+    assert_same(final_weights(tmp_path / "cl-whole"), final_weights(tmp_path / "cl-resumed"))
+
+    # the compile path, with torch.compile's graph capture but eager kernels (inductor itself: test_nets.py)
+    compiled = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **k: compiled.append(m) or real_compile(m, backend="eager"))
+    np.testing.assert_allclose(losses("compiled", compile=True), ref, rtol=1e-4)
+    assert len(compiled) == 1 and isinstance(compiled[0], nets.SongUNet)
+    assert final_weights(tmp_path / "compiled").keys() == final_weights(tmp_path / "plain").keys()  # no _orig_mod.
+
+
+def test_sampling_in_bf16_gives_uint8_images_close_to_fp32(tmp_path):
+    subset = make_subset()
+    settings = make_settings(steps=6, snapshots=1)
+    settings["sample"] = {"n": 6, "seed": 1, "batch": 4, "num_steps": 4, "sigma_min": 0.002, "sigma_max": 80,
+                          "rho": 7}
+    summary = tr.train(settings, subset, tmp_path / "run", log=lambda s: None)
+    assert summary["complete"]
+    out = {}
+    for prec in ("fp32", "bf16"):
+        s = copy.deepcopy(settings)
+        s["sample"]["precision"] = prec
+        pipeline.sample_run(s, subset, tmp_path / "run" / "train.json", tmp_path / f"{prec}.npz",
+                            tmp_path / f"{prec}.png", device="cpu")
+        with np.load(tmp_path / f"{prec}.npz") as f:
+            out[prec] = f["samples"]
+    assert out["bf16"].dtype == np.uint8 and out["bf16"].shape == out["fp32"].shape == (1, 6, 1, 8, 8)
+    assert not np.array_equal(out["bf16"], out["fp32"])  # the net did run in bfloat16
+    diff = np.abs(out["bf16"].astype(int) - out["fp32"].astype(int))
+    assert diff.mean() < 8  # the same samples up to bfloat16 rounding (uint8 levels)

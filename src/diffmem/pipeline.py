@@ -65,6 +65,17 @@ def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None,
     return diffusion.make_precond(net, settings["diffusion"]).to(device).eval()
 
 
+def _autocast(denoise, device):
+    """``denoise`` with its calls under bfloat16 autocast (``sample.precision: bf16``)."""
+    from diffmem import precision as dmprec
+
+    def call(*args, **kwargs):
+        with dmprec.autocast(device, "bf16"):
+            return denoise(*args, **kwargs)
+
+    return call
+
+
 def sample_run(
     settings: dict,
     subset: dict,
@@ -85,6 +96,7 @@ def sample_run(
 
     import torch
 
+    from diffmem import precision as dmprec
     from diffmem import sample as dms
     from diffmem.distributed import default_device
 
@@ -108,7 +120,10 @@ def sample_run(
                                  f"{parts} keeps the snapshots done, the next attempt goes on")  # fmt: skip
         t0 = time.time()
         denoise = load_denoiser(settings, train_dir, snap, subset, device)
-        with torch.no_grad():
+        prec = dmprec.check(sp.get("precision"), "sample.precision")
+        if prec == "bf16" and not optimum:  # the net in bfloat16, its output (and the sampler) in float32
+            denoise = _autocast(denoise, device)
+        with torch.no_grad(), dmprec.backend_flags(device, prec):
             images, labels = dms.generate(
                 denoise,
                 n=sp["n"],

@@ -70,7 +70,8 @@ def measurements() -> dict[str, dict[str, list]]:
         for rec in doc["results"]:
             if rec.get("status") != "ok":
                 continue
-            bench = rec["bench"] + ("_tf32" if "+tf32" in rec.get("case", "") else "")
+            # "paper +bf16 +compile" -> train_bf16_compile: a record counts only for the settings it ran with
+            bench = rec["bench"] + "".join("_" + tag[1:] for tag in rec.get("case", "").split() if tag[:1] == "+")
             preset = doc.get("presets", {}).get(rec["case"].split()[0])
             item = {**rec, "threads": threads, "file": path.name}
             if preset:
@@ -108,9 +109,14 @@ def _records(kind: str, bench: str) -> list[dict]:
     return recs
 
 
-def seconds_per_image(model: dict, kind: str, tf32: bool = False) -> float:
-    """Training seconds per image (forward + backward + optimizer and EMA update) of ``model``."""
-    recs = _records(kind, "train_tf32") if tf32 and kind != "cpu" else _records(kind, "train")
+def seconds_per_image(model: dict, kind: str, tf32: bool = False, precision: str | None = None) -> float:
+    """Training seconds per image (forward + backward + optimizer and EMA update) of ``model`` at
+    ``precision`` (``tf32=True`` is ``precision="tf32"``); a precision without a measurement of its own on
+    this kind (bf16, or anything on the CPU) is timed as fp32, which errs on the long side."""
+    precision = "tf32" if tf32 else (precision or "fp32")
+    measured = measurements().get(kind, {})
+    bench = f"train_{precision}" if precision != "fp32" and f"train_{precision}" in measured else "train"
+    recs = _records(kind, "train") if kind == "cpu" else _records(kind, bench)
     a, b = _fit([(r["work"], 1.0 / r["per_s"]) for r in recs if "work" in r])
     return a + b * net_work(model)
 
@@ -163,7 +169,7 @@ def train_estimate_s(settings: dict, config: dict, gpus: int = 1) -> float:
     if settings["model"].get("arch") == "optimum":
         return 0.0
     plan = schedule.training_plan(settings["train"], int(settings["data"]["size"]))
-    spi = seconds_per_image(settings["model"], device_kind(config), bool(settings["train"].get("tf32")))
+    spi = seconds_per_image(settings["model"], device_kind(config), precision=settings["train"].get("precision"))
     return plan["images"] * spi / max(1, gpus) / _speed(config)
 
 

@@ -33,9 +33,19 @@ levels and noise from the same generators and evaluates the network on its slice
 the single-process run up to floating-point rounding (dropout masks excepted: with dropout > 0 each rank
 draws masks for its slice, which is the same distribution but not the same draws). Only rank 0 writes.
 
-Numerics: float32. On CUDA, TF32 stays off unless ``settings["train"]["tf32"]`` is true, and cuDNN autotunes
-its kernels, so CUDA reruns differ at the ~1e-5 level; ``deterministic=True`` (``--deterministic``) selects
-deterministic kernels, which made CUDA reruns and resumes bit-identical in a check on an H200.
+Numerics: ``settings["train"]["precision"]`` (:mod:`diffmem.precision`): ``fp32`` (the paper's; TF32 off on
+CUDA), ``tf32`` (TF32 matmuls and convolutions on CUDA), or ``bf16`` (bfloat16 autocast around the loss's
+forward pass; weights, gradients, optimizer state, EMA and the loss's mean stay float32). On CUDA cuDNN
+autotunes its kernels, so CUDA reruns differ at the ~1e-5 level; ``deterministic=True`` (``--deterministic``)
+selects deterministic kernels, which made CUDA reruns and resumes bit-identical in a check on an H200.
+
+Kernels that change no formula: Adam/AdamW use torch's fused kernel on CUDA and the multi-tensor (foreach)
+one on the CPU (bit-identical to the per-parameter loop there; the fused CPU kernel differs by ~1 ulp).
+``train.channels_last`` stores the net's weights and activations channels-last (NHWC; a CUDA speed-up for
+convolutions, slower on the CPU), ``train.compile`` runs the net through ``torch.compile`` (minutes of
+compilation, then faster steps on a GPU; not worth it for the CPU default's short runs). Both change the
+rounding only (outputs equal the eager net within float tolerance, tests/test_nets.py) and are part of
+the run's identity like every train key. Snapshots hold plain contiguous float32 state dicts either way.
 
 Command line (also for ``torchrun --nproc_per_node=N -m diffmem.train ...``)::
 
@@ -64,6 +74,7 @@ import torch
 from torch import nn
 
 from diffmem import augment, diffusion, distributed, identity, nets
+from diffmem import precision as dmprec
 from diffmem.io import read_json, torch_load, torch_save, write_json
 from diffmem.schedule import ema_beta, lr_at, rate_plan, training_plan
 
@@ -174,7 +185,10 @@ def _log_function(log: Any) -> Callable[[str], None]:
     raise TypeError(f"log: expected a logging.Logger or a callable taking a string, got {type(log).__name__}")
 
 
-def _make_optimizer(params, t: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _make_optimizer(params, t: Mapping[str, Any], device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The optimizer of ``t`` (the train settings). Adam/AdamW run torch's fused kernel on CUDA (one launch
+    for all parameters) and the multi-tensor kernel elsewhere, which equals the per-parameter loop bit for
+    bit on the CPU (checked in tests/test_train.py); the fused CPU kernel would differ by ~1 ulp."""
     kind = t.get("optimizer", "adam")
     lr = float(t["lr"])
     wd = float(t.get("weight_decay", 0.0) or 0.0)
@@ -182,14 +196,17 @@ def _make_optimizer(params, t: Mapping[str, Any]) -> torch.optim.Optimizer:
         betas = tuple(float(b) for b in t.get("betas", (0.9, 0.999)))
         eps = float(t.get("eps", 1e-8))
         cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=wd)
+        impl = {"fused": True} if device is not None and device.type == "cuda" else {"foreach": True}
+        return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=wd, **impl)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(t.get("momentum", 0.0) or 0.0), weight_decay=wd)
     raise ValueError(f"train.optimizer: expected adam, adamw or sgd, got {kind!r}")
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+    """A CPU copy of the state dict in the contiguous layout (also of a channels-last net)."""
+    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+            for k, v in module.state_dict().items()}
 
 
 @torch.no_grad()
@@ -239,30 +256,28 @@ def _fmt_time(s: float) -> str:
 
 
 @contextlib.contextmanager
-def _backend_flags(device: torch.device, tf32: bool, deterministic: bool):
+def _backend_flags(device: torch.device, precision: str, deterministic: bool):
     """Numerics of the run, restored afterwards.
 
-    CUDA: plain float32 unless ``tf32`` (TF32 convolutions and matmuls are ~3.7x faster for the paper's
-    DDPM++ on an H200, at reduced mantissa precision); cuDNN autotuning unless ``deterministic``.
-    ``deterministic`` also asks torch for deterministic kernels (bit-identical reruns on CUDA, slower).
+    CUDA: TF32 matmuls and convolutions exactly when ``precision`` is ``tf32`` (~2.75x faster for the
+    paper's DDPM++ on an H200, at reduced mantissa precision; :mod:`diffmem.precision`); cuDNN autotuning
+    unless ``deterministic``. ``deterministic`` also asks torch for deterministic kernels (bit-identical
+    reruns on CUDA, slower).
     """
     saved_det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    saved_cuda = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-                  torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    saved_cuda = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     if device.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cudnn.deterministic = deterministic
     try:
-        yield
+        with dmprec.backend_flags(device, precision):
+            yield
     finally:
         torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
-        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) = saved_cuda
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cuda
 
 
 def _check_folder(out_dir: Path, shash: str, dhash: str) -> None:
@@ -332,14 +347,17 @@ class _Run:
         self.stream = IndexStream(self.n_images, self.seed, t_cfg.get("order"))  # refuses a bad order
         self.label_dim = label_dim
         self.augment_cfg = augment.for_model(t_cfg.get("augment"), settings["model"])  # p = 0: off
+        self.precision = dmprec.check(t_cfg.get("precision"), "train.precision")
+        self.layout = torch.channels_last if t_cfg.get("channels_last") else torch.contiguous_format
 
         torch.manual_seed(_derive_seed(self.seed, _STREAM_INIT))
         self.net = nets.build_net(settings["model"])
         self.n_params = sum(p.numel() for p in self.net.parameters())
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
-        self.net.to(self.dev).train()
-        self.ema.to(self.dev)
-        D = diffusion.make_precond(self.net, settings["diffusion"]).to(self.dev)
+        self.net.to(self.dev, memory_format=self.layout).train()
+        self.ema.to(self.dev, memory_format=self.layout)
+        forward = torch.compile(self.net) if t_cfg.get("compile") else self.net  # same parameters
+        D = diffusion.make_precond(forward, settings["diffusion"]).to(self.dev)
         self.loss_fn = diffusion.make_loss(settings["diffusion"])
         if ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -351,7 +369,7 @@ class _Run:
         else:
             self.denoise = D
         self.params = list(self.net.parameters())
-        self.opt = _make_optimizer(self.params, t_cfg)
+        self.opt = _make_optimizer(self.params, t_cfg, self.dev)
         self.noise_gen = torch.Generator(device=self.dev)
         self.noise_gen.manual_seed(_derive_seed(self.seed, _STREAM_NOISE))
         self.images = torch.from_numpy(np.ascontiguousarray(images_np)).to(self.dev)
@@ -395,7 +413,7 @@ class _Run:
         """One optimizer step and EMA update; (loss over the global batch, gradient norm, lr)."""
         step, batch = self.step, self.batch
         idx = self.stream.take(step * batch, batch).to(self.dev)
-        y = self.images[idx].to(torch.float32) / 127.5 - 1
+        y = (self.images[idx].to(torch.float32) / 127.5 - 1).contiguous(memory_format=self.layout)
         labels = _one_hot(self.cond[idx], self.label_dim) if self.cond is not None else None
         y, aug = self.augment(y, step)
         lr_now = lr_at(self.rates, float(self.t_cfg["lr"]), step)
@@ -403,7 +421,9 @@ class _Run:
             group["lr"] = lr_now
         torch.manual_seed(_derive_seed(self.seed, _STREAM_DROPOUT, step))
         self.opt.zero_grad(set_to_none=True)
-        per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
+        with dmprec.autocast(self.dev, self.precision):  # the forward pass only (bf16: the net in bfloat16)
+            per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
+        per_sample = per_sample.to(torch.float32)  # a no-op: the denoiser's output is float32 (Precond)
         loss = per_sample[self.lo:self.hi].mean() if self.ctx.distributed else per_sample.mean()
         loss.backward()
         loss_all = self.ctx.all_mean(loss.detach())
@@ -475,7 +495,7 @@ class _Run:
     def images_per_s(self) -> float:
         return (self.step - self.start_step) * self.batch / max(time.perf_counter() - self.t0, 1e-9)
 
-    def summary(self, tf32: bool, deterministic: bool) -> dict[str, Any]:
+    def summary(self, deterministic: bool) -> dict[str, Any]:
         dev = self.dev
         return {
             "complete": self.step >= self.total, "steps": self.step, "total_steps": self.total,
@@ -484,7 +504,7 @@ class _Run:
             "wall_s": self.wall_s(), "images_per_s": self.images_per_s(), "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(), "world_size": self.ctx.world_size,
-            "tf32": tf32 and dev.type == "cuda", "deterministic": deterministic, "n_params": self.n_params,
+            "precision": self.precision, "deterministic": deterministic, "n_params": self.n_params,
             "resumed_from": self.resumed_from, "settings_hash": self.shash, "subset_hash": self.dhash,
             "settings": self.settings,
         }  # fmt: skip
@@ -549,8 +569,8 @@ def train(
     progress lines (default: about 20 lines per run, and at least one every 10 s); ``progress`` is called
     with the numbers of every progress line as a dict (step, images, loss, loss_avg, grad_norm, lr,
     ema_beta, images_per_s, elapsed_s, time). ``deterministic`` selects deterministic kernels (CUDA reruns
-    and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["tf32"]`` (default
-    false) allows TF32 on CUDA.
+    and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["precision"]`` (fp32,
+    tf32 or bf16; see :mod:`diffmem.precision`) sets the arithmetic of the network.
     """
     t_call = time.perf_counter()  # the time budget counts from here (set-up included)
     say = _log_function(log)
@@ -581,10 +601,13 @@ def train(
     dev = ctx.device
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
         if dev.type == "cuda" else []
-    tf32 = bool(t_cfg.get("tf32", False))
+    if "tf32" in t_cfg:
+        raise ValueError("train.tf32 was replaced by train.precision: write precision: tf32 for tf32: true, "
+                         "fp32 for tf32: false")
+    prec = dmprec.check(t_cfg.get("precision"), "train.precision")
     with (
         torch.random.fork_rng(devices=fork_devices),
-        _backend_flags(dev, tf32, deterministic),
+        _backend_flags(dev, prec, deterministic),
         _Pause(time_budget_s, ctx) as pause,
     ):
         run = _Run(settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes)
@@ -618,7 +641,7 @@ def train(
                 say(f"pausing at step {run.step}/{total} before the job's time runs out ({pause.reason}); "
                     f"state.pt holds step {run.step}: the next attempt resumes from it")
             report(loss_v, gnorm_v, lr_now, stop)
-        result = run.summary(tf32, deterministic)
+        result = run.summary(deterministic)
     if run.step < total:
         ctx.barrier()
         return result
