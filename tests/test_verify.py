@@ -179,20 +179,16 @@ def hashes(res: Path) -> dict[str, str]:
     return out
 
 
-@pytest.mark.slow
-def test_faults_in_a_finished_smoke_run_are_found_fixed_and_rebuilt_byte_identical(tmp_path):
-    for name in ("Snakefile", "workflow", "config", "envs", "src", "benchmarks"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    proc = snakemake(tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    res = tmp_path / "results" / "smoke"
+def inject_fix_rebuild(work: Path) -> dict[Path, str]:
+    """Fault a finished smoke run in ``work`` (one fault of each kind, in different branches of the DAG),
+    check verify finds exactly those, --fix, rerun snakemake, check every file is byte-identical to before;
+    return the faults. (Also callable on a finished run outside pytest.)"""
+    res = work / "results" / "smoke"
     clean = verify.scan(res)
     assert [f for f in clean if f.problem != "unrecorded"] == []
     assert [f for f in clean if f.problem == "unrecorded"] == [], "every result goes through diffmem.io"
     before = hashes(res)
 
-    # one fault of each kind, in different branches of the DAG
     runs = sorted(p.parent for p in res.glob("runs/*/*/train/train.json"))
     scored = sorted(p.parent for p in res.glob("runs/*/*/samples/*/scores/*/memorization.json"))
     run_a, run_b, run_c = runs[0], runs[1], runs[2]
@@ -213,21 +209,36 @@ def test_faults_in_a_finished_smoke_run_are_found_fixed_and_rebuilt_byte_identic
     }
     for path, damage in faults.items():
         data = path.read_bytes()
+        mid = len(data) // 2
         if damage == "flip":
-            path.write_bytes(data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + data[len(data) // 2 + 1 :])
+            path.write_bytes(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :])
         elif damage == "truncate":
-            path.write_bytes(data[: len(data) // 2])
+            path.write_bytes(data[:mid])
         else:
             path.unlink()
     found = {f.path: f.problem for f in verify.scan(res)}
-    assert found == {p.relative_to(res): "missing" if d == "delete" else "corrupt" for p, d in faults.items()}
+    expected = {p.relative_to(res): "missing" if d == "delete" else "corrupt" for p, d in faults.items()}
+    if io.record_path(run_c / "state.pt").exists():  # without train.json, its state.pt should be there too
+        expected[(run_c / "state.pt").relative_to(res)] = "missing"
+    assert found == expected
 
     assert main(["verify", str(res), "--fix"]) == 0
-    proc = snakemake(tmp_path)
+    proc = snakemake(work)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert verify.scan(res) == []
     after = hashes(res)
     assert sorted(after) == sorted(before)
     differ = sorted(k for k in before if before[k] != after[k])
     assert differ == [], f"not byte-identical after the rebuild: {differ}"
-    assert "Nothing to be done" in snakemake(tmp_path, "-n").stdout
+    assert "Nothing to be done" in snakemake(work, "-n").stdout
+    return faults
+
+
+@pytest.mark.slow
+def test_faults_in_a_finished_smoke_run_are_found_fixed_and_rebuilt_byte_identical(tmp_path):
+    for name in ("Snakefile", "workflow", "config", "envs", "src", "benchmarks"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    inject_fix_rebuild(tmp_path)
