@@ -10,11 +10,13 @@ data of the right shape (random uint8 images; speed does not depend on their con
   [1, 2], 1 block), ``small`` (32 channels) and ``paper`` (DDPM++ 3x32x32, 128 channels, [2, 2, 2],
   2 blocks, attention at 16, dropout 0.13); VP preconditioning, Adam, EMA as in the paper;
 - ``sample``: samples/s of :func:`diffmem.sample.generate` (EDM Heun, 18 steps = 35 network
-  evaluations) with randomly initialised nets of the same presets, after a short warm-up call;
+  evaluations) with randomly initialised nets of the same presets, after a short warm-up call; the
+  JSON also gives ``network_evals_per_s``, to compare with train's ``forward_equiv_per_s`` (3 x img/s);
 - ``optimum``: the same sampler on :class:`diffmem.sample.OptimalDenoiser` at |D| = 256 and 1024
   (1x8x8) and, with ``--large``, |D| = 50000 (3x32x32);
-- ``score``: :func:`diffmem.memorization.knn_top2` for 1000 queries x 1024 training images (1x8x8) and,
-  with ``--large``, 10000 x 50000 (3x32x32).
+- ``score``: :func:`diffmem.memorization.knn_top2` for 1000 queries x 1024 training images (1x8x8),
+  without ``--quick`` 1024 x 20000 (3x32x32) and, with ``--large``, 10000 x 50000 (3x32x32); the JSON
+  also gives ``gemm32_s``, one float32 GEMM of the same shape, and ``gemm32_share`` = gemm32_s / seconds.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated`` per case (reset before each); on the host the
 process's peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``) after each case. The host peak
@@ -92,6 +94,7 @@ MODES: dict[str, dict[str, Any]] = {
 OPTIMUM_CASES = [((1, 8, 8), 256, None), ((1, 8, 8), 1024, None)]   # (shape, |D|, samples or None = default)
 OPTIMUM_LARGE = [((3, 32, 32), 50000, 100)]
 SCORE_CASES = [((1, 8, 8), 1000, 1024)]                            # (shape, queries, training images)
+SCORE_MID = [((3, 32, 32), 1024, 20000)]                           # not with --quick (issue 13's case)
 SCORE_LARGE = [((3, 32, 32), 10000, 50000)]
 MIB = 2**20
 
@@ -200,6 +203,8 @@ def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: 
         rec["per_s"] = summary["images_per_s"]
         rec["method"] = "train.json images_per_s (includes the warm-up steps)"
     rec["unit"] = "img/s"
+    # forward + backward ~ 3 forward passes: the training rate in sampler-comparable network evaluations
+    rec["forward_equiv_per_s"] = 3 * rec["per_s"]
     return rec
 
 
@@ -238,6 +243,7 @@ def bench_sample(preset: str, dev: torch.device, n: int, batch: int, num_steps: 
 
         rec["seconds"] = timed_generate(denoise, n, shape, batch, dev, num_steps)
     rec["per_s"] = n / rec["seconds"]
+    rec["network_evals_per_s"] = rec["per_s"] * rec["network_evals"]  # compare: train's forward_equiv_per_s
     rec["unit"] = "samples/s"
     return rec
 
@@ -266,6 +272,17 @@ def bench_score(shape, n_queries: int, n_train: int, dev: torch.device) -> dict[
         t0 = time.perf_counter()
         dist, idx = memorization.knn_top2(queries, train_u8, device=dev)
         rec["seconds"] = time.perf_counter() - t0
+        # The yardstick: one float32 GEMM of the same shape (queries x training images x pixels), the
+        # speed knn_top2's float32 search approaches while staying exact.
+        qf = torch.from_numpy(queries.reshape(n_queries, -1)).to(dev, torch.float32)
+        tf = torch.from_numpy(train_u8.reshape(n_train, -1)).to(dev, torch.float32)
+        sync(dev)
+        t0 = time.perf_counter()
+        torch.mm(qf, tf.T)
+        sync(dev)
+        rec["gemm32_s"] = time.perf_counter() - t0
+        rec["gemm32_share"] = rec["gemm32_s"] / rec["seconds"]
+        del qf, tf
     assert dist.shape == idx.shape == (n_queries, 2)
     rec["per_s"] = n_queries / rec["seconds"]
     rec["unit"] = "queries/s"
@@ -363,7 +380,7 @@ def plan_cases(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
             cases.append(("optimum", name, lambda s=shape, m=size, n=n: bench_optimum(
                 s, m, dev, n, min(n, args.sample_batch), args.num_steps)))
     if "score" in args.only:
-        for shape, nq, nt in SCORE_CASES + (SCORE_LARGE if args.large else []):
+        for shape, nq, nt in SCORE_CASES + (SCORE_MID if not args.quick else []) + (SCORE_LARGE if args.large else []):
             name = f"{'x'.join(map(str, shape))} {nq}x{nt}"
             cases.append(("score", name, lambda s=shape, q=nq, t=nt: bench_score(s, q, t, dev)))
     return cases
