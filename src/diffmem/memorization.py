@@ -56,11 +56,11 @@ def _centred(u8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return u8.to(dtype).sub_(128)
 
 
-def _sq_norms(centred: torch.Tensor, rows: int = 256) -> torch.Tensor:
+def _sq_norms(centred: torch.Tensor, rows: int = 1024) -> torch.Tensor:
     """Exact squared norms (int64) of centred float rows: float32 sums over blocks of <= 1024 values
     (each sum of squares <= 1024 * 2^14 = 2^24: every partial sum is an exactly representable integer,
     whatever the summation order), then the block sums in float64 (exact below 2^53). ``rows`` rows at
-    a time, so the squares stay in cache."""
+    a time (a bounded temporary)."""
     n, d = centred.shape
     block = max(k for k in range(1, min(d, 1024) + 1) if d % k == 0)
     out = torch.empty(n, dtype=torch.int64, device=centred.device)
