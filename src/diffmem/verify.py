@@ -156,20 +156,28 @@ def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
     """What to remove (relative to the results folder) so that a bad file and everything made from it in
     its own branch is rebuilt by the next ``snakemake`` run (see :mod:`diffmem.layout` for the names):
 
-    - a file of a training folder (snapshot, its .json, state.pt, train.json, ...): the training folder and
-      the run's ``samples/`` (samples, their ``.parts`` and scores come from those weights);
+    - a subset: the subset and the ``train/`` and ``samples/`` of every run trained on it (by run.json);
+    - run.json, or a file of a training folder (snapshot, its .json, state.pt, train.json, ...): the
+      training folder and the run's ``samples/`` (samples, their ``.parts`` and scores come from them);
     - a file of a sampling folder (samples.npz, sample.json, samples.png): that folder (with its scores);
     - a file of a scoring folder (memorization.json, distances.npz, nearest.png): that folder;
     - EMM round k: rounds k, k+1, ... and emm.json of that search;
     - a table: the table and its figure; a figure: its PDF and PNG;
     - anything else (a subset, run.json, emm.json): the file.
 
-    Steps further down (a run after its subset, rounds after scores, tables after rounds) rerun because
-    their inputs are newer than their outputs (Snakemake's mtime trigger), and write the same bytes.
+    :func:`fix` adds, for every run folder touched, the EMM rounds after the one that asked for it and the
+    search's emm.json (:func:`_searches_reading`). Tables and figures then rerun because their inputs are
+    missing or newer (Snakemake's mtime trigger), and write the same bytes.
     """
     root = Path(root)
     rel = Path(rel)
     parts = rel.parts
+    if parts[0] == "runs" and len(parts) == 4 and parts[3] == "run.json":
+        run = Path(*parts[:3])
+        return [rel, run / "train", run / "samples"]
+    if parts[0] == "subsets" and len(parts) == 3 and (m := re.fullmatch(r"n(\d+)\.npz", rel.name)):
+        runs = [Path(*p.relative_to(root).parts[:3]) for p in _runs_on(root, parts[1], int(m.group(1)))]
+        return [rel] + [r / sub for r in runs for sub in ("train", "samples")]
     if parts[0] == "runs" and len(parts) >= 5:
         run = Path(*parts[:3])
         if parts[3] == "train":
@@ -191,6 +199,47 @@ def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
     if parts[0] == "figures" and rel.suffix in (".pdf", ".png"):
         return [rel.with_suffix(".pdf"), rel.with_suffix(".png")]
     return [rel]
+
+
+def _runs_on(root: Path, data_id: str, size: int) -> list[Path]:
+    """The run folders (``runs/<run_id>/n<size>``) trained on subset ``data_id`` of that size, by their
+    run.json (which holds the data identity, see diffmem.identity.data_id)."""
+    from diffmem import identity
+
+    out = []
+    for run_json in sorted(root.glob(f"runs/*/n{size}/run.json")):
+        try:
+            if identity.data_id({"data": io.read_json(run_json)["data"]}) == data_id:
+                out.append(run_json.parent)
+        except (io.CorruptFileError, KeyError, TypeError, OSError):
+            continue  # a damaged run.json is a finding of its own
+    return out
+
+
+def _rounds(folder: Path) -> list[tuple[int, Path]]:
+    found = [(int(p.name[5:-5]), p) for p in folder.glob("round*.json") if re.fullmatch(r"round\d+\.json", p.name)]
+    return sorted(found)
+
+
+def _searches_reading(root: Path, run_id: str, size: int) -> list[Path]:
+    """What to remove of the EMM searches that read run ``run_id`` at ``size``: the rounds after the one
+    that asked for the size, and emm.json. (The table reads the scores an emm.json lists without declaring
+    them, so the search must rerun and ask for the rebuilt scores before its table; with emm.json gone,
+    Snakemake cannot run the table early.)"""
+    out: list[Path] = []
+    for folder in sorted(p.parent for p in root.glob("emm/*/*/round0.json")):
+        rounds = _rounds(folder)
+        try:
+            states = [(k, p, io.read_json(p)) for k, p in rounds]
+        except io.CorruptFileError:
+            continue  # a damaged round is a finding of its own (and removes what follows it)
+        if not states or states[0][2].get("run_id") != run_id:
+            continue
+        asked = [k for k, _, st in states if size in (st.get("next") or [])]
+        if asked:
+            out += [p.relative_to(root) for k, p, _ in states if k > asked[0]]
+            out.append((folder / "emm.json").relative_to(root))
+    return out
 
 
 def _remove(path: Path) -> bool:
@@ -218,6 +267,9 @@ def fix(root: str | os.PathLike, findings: list[Finding]) -> list[Path]:
             targets += dependents(root, f.path)
         elif f.problem == "stale":
             targets.append(f.path)
+    runs = {t.parts[1:3] for t in targets if t.parts[0] == "runs" and len(t.parts) >= 4}
+    for run_id, n in sorted(runs):
+        targets += _searches_reading(root, run_id, int(n[1:]))
     removed: list[Path] = []
     gone: list[Path] = []  # folders removed whole
     for rel in sorted(dict.fromkeys(targets), key=lambda p: (len(p.parts), str(p))):
