@@ -56,18 +56,23 @@ def _centred(u8: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return u8.to(dtype).sub_(128)
 
 
-def _sq_norms(centred: torch.Tensor, rows: int = 1024) -> torch.Tensor:
-    """Exact squared norms (int64) of centred float rows: float32 sums over blocks of <= 1024 values
-    (each sum of squares <= 1024 * 2^14 = 2^24: every partial sum is an exactly representable integer,
-    whatever the summation order), then the block sums in float64 (exact below 2^53). ``rows`` rows at
-    a time (a bounded temporary)."""
-    n, d = centred.shape
+def _row_dots(a: torch.Tensor, b: torch.Tensor, rows: int = 1024) -> torch.Tensor:
+    """Exact row-wise dot products (int64) of centred float32 rows a_i . b_i: float32 sums over blocks of
+    <= 1024 values (|a_k b_k| <= 2^14, so every partial sum is an integer of magnitude <= 2^24, exactly
+    representable whatever the summation order), then the block sums in float64 (exact below 2^53).
+    ``rows`` rows at a time (a bounded temporary)."""
+    n, d = a.shape
     block = max(k for k in range(1, min(d, 1024) + 1) if d % k == 0)
-    out = torch.empty(n, dtype=torch.int64, device=centred.device)
+    out = torch.empty(n, dtype=torch.int64, device=a.device)
     for lo in range(0, n, rows):
-        x = centred[lo:lo + rows]
-        out[lo:lo + rows] = (x * x).view(len(x), d // block, block).sum(2).to(torch.float64).sum(1).to(torch.int64)
+        x, y = a[lo:lo + rows], b[lo:lo + rows]
+        out[lo:lo + rows] = (x * y).view(len(x), d // block, block).sum(2).to(torch.float64).sum(1).to(torch.int64)
     return out
+
+
+def _sq_norms(centred: torch.Tensor) -> torch.Tensor:
+    """Exact squared norms (int64) of centred float32 rows."""
+    return _row_dots(centred, centred)
 
 
 @torch.no_grad()
@@ -144,9 +149,10 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
                 per_row[many] = 0
             if len(r):
                 d2 = torch.empty(len(r), dtype=i64, device=device)
+                qc = q_f32[qs]
                 for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
-                    diff = qu[r[lo:lo + 4096]].to(torch.int32) - tc[c[lo:lo + 4096]].to(torch.int32)
-                    d2[lo:lo + 4096] = (diff * diff).sum(1, dtype=i64)
+                    rr, cc = r[lo:lo + 4096], c[lo:lo + 4096]
+                    d2[lo:lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
                 keys = (d2 << shift) | (c + tlo)
                 width = int(per_row.max())
                 pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
