@@ -75,7 +75,7 @@ from torch import nn
 
 from diffmem import augment, diffusion, distributed, identity, nets
 from diffmem import precision as dmprec
-from diffmem.io import read_json, torch_load, torch_save, write_json
+from diffmem.io import read_json, record_path, torch_load, torch_save, write_json
 from diffmem.schedule import ema_beta, lr_at, rate_plan, training_plan
 
 __all__ = ["SettingsMismatchError", "main", "subset_fingerprint", "train"]
@@ -649,6 +649,7 @@ def train(
         write_json(summary_path, result)
         if not keep_state:
             state_path.unlink(missing_ok=True)
+            record_path(state_path).unlink(missing_ok=True)
         say(f"done: {run.step} steps, {run.step * run.batch:,} images in {_fmt_time(result['wall_s'])}, "
             f"{result['images_per_s']:.0f} img/s; summary in {summary_path}")
     ctx.barrier()

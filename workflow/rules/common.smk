@@ -146,24 +146,30 @@ def get_emm_round_inputs(wildcards):
     return {"previous": prev.output[0], "scores": [memorization_path(value, s) for s in state["next"]]}
 
 
-def get_emm_final_round(wildcards):
+def final_round_of(experiment, label, value):
     """Walk the rounds of one search until one says done; that round is the search's result."""
-    value = value_of(wildcards)
     for k in range(int(value.emm["max_rounds"]) + 1):
-        cp = checkpoints.emm_round.get(experiment=wildcards.experiment, value=wildcards.value, k=k)
+        cp = checkpoints.emm_round.get(experiment=experiment, value=label, k=k)
         if read_json(cp.output[0])["done"]:
             return cp.output[0]
-    raise WorkflowError(f"EMM search {wildcards.experiment}/{wildcards.value} did not finish")
+    raise WorkflowError(f"EMM search {experiment}/{label} did not finish")
+
+
+def get_emm_final_round(wildcards):
+    return final_round_of(wildcards.experiment, wildcards.value, value_of(wildcards))
 
 
 def get_table_inputs(wildcards):
-    """A figure's table reads each value's EMM result (emm mode) or its runs' scores (sizes mode)."""
+    """A figure's table reads each value's EMM result and the scores of every size its search evaluated
+    (emm mode), or its runs' scores (sizes mode)."""
     fig = config["figures"][wildcards.figure]
     inputs = []
     for exp in fig["experiments"]:
         for value in PLAN[exp]:
             if value.mode == "emm":
                 inputs.append(emm_dir(value) / "emm.json")
+                final = read_json(final_round_of(value.experiment, value.label, value))
+                inputs += [memorization_path(value, e["size"]) for e in final["evaluated"]]
             else:
                 inputs += [memorization_path(value, s) for s in value.sizes]
     return inputs
