@@ -217,3 +217,16 @@ def test_knn_top2_exact_on_random_and_clustered_images(seed):
     want_d, want_i = exact_oracle(queries, train)
     np.testing.assert_array_equal(idx, want_i)
     np.testing.assert_array_equal(dist, want_d)
+
+
+def test_knn_top2_exact_under_autocast():
+    """A caller's bf16 autocast must not reach the float32 search (its error bound assumes float32)."""
+    rng = np.random.default_rng(5)
+    train = rng.integers(0, 256, size=(1000, 3, 32, 32), dtype=np.uint8)
+    queries = rng.integers(0, 256, size=(50, 3, 32, 32), dtype=np.uint8)
+    want_d, want_i = exact_oracle(queries, train)
+    for chunk_t in (8192, 50):  # one chunk, and many (where the running best sets the threshold)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            dist, idx = knn_top2(queries, train, chunk_t=chunk_t)
+        np.testing.assert_array_equal(idx, want_i)
+        np.testing.assert_array_equal(dist, want_d)

@@ -112,54 +112,56 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     q_norm = q_sq.to(f64).sqrt()
     best = torch.full((len(q), 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
     t_buf = torch.empty((min(chunk_t, len(t)), n_dim), dtype=f32, device=device)
-    for tlo in range(0, len(t), chunk_t):
-        tc = t_dev[tlo:tlo + chunk_t]
-        m = len(tc)
-        tf = t_buf[:m].copy_(tc).sub_(128)  # centred float32, in the reused buffer
-        t_sq = _sq_norms(tf)
-        t_sq_f32 = t_sq.to(f32)[None, :]
-        t_sq_max = float(t_sq.max())
-        for qlo in range(0, len(q), chunk_q):
-            qs = slice(qlo, qlo + chunk_q)
-            qu, n = q_dev[qs], len(q_dev[qs])
-            # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
-            s_approx = torch.addmm(t_sq_f32, q_f32[qs], tf.T, beta=1, alpha=-2)  # (n, m)
-            margin = margin_gamma * (t_sq_max + 2 * q_norm[qs] * math.sqrt(t_sq_max))  # (n,) float64
-            # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (earlier chunks hold
-            # lower indices, which win ties) only if s~ <= (running 2nd best s) + M.
-            thr = torch.full((n,), math.inf, dtype=f64, device=device)
-            if m >= 2:
-                thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(f64) + 2 * margin
-            b2 = best[qs, 1]
-            b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq[qs]).to(f64))
-            thr = torch.minimum(thr, b2_s + margin)
-            thr32 = torch.nextafter(thr.to(f32), torch.tensor(math.inf, dtype=f32, device=device))  # >= thr
-            r, c = (s_approx <= thr32[:, None]).nonzero(as_tuple=True)  # candidates, grouped by query
-            per_row = torch.bincount(r, minlength=n)
-            many = per_row > _MAX_CANDIDATES
-            if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
-                rows = many.nonzero().squeeze(1)
-                g = _centred(qu[rows], f64) @ _centred(tc, f64).T  # exact: integers < 2^53
-                d2 = (q_sq[qs][rows, None] + t_sq[None, :]).to(f64) - 2 * g
-                keys = (d2.to(i64) << shift) | (torch.arange(m, device=device) + tlo)
-                merged = torch.cat([best[qs][rows], keys], dim=1).topk(2, dim=1, largest=False).values
-                best[qlo + rows] = merged.sort(dim=1).values
-                keep = ~many[r]
-                r, c = r[keep], c[keep]
-                per_row[many] = 0
-            if len(r):
-                d2 = torch.empty(len(r), dtype=i64, device=device)
-                qc = q_f32[qs]
-                for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
-                    rr, cc = r[lo:lo + 4096], c[lo:lo + 4096]
-                    d2[lo:lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
-                keys = (d2 << shift) | (c + tlo)
-                width = int(per_row.max())
-                pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
-                table = torch.full((n, width + 2), no_key, dtype=i64, device=device)
-                table[:, :2] = best[qs]
-                table[r, pos + 2] = keys
-                best[qs] = table.topk(2, dim=1, largest=False, sorted=True).values
+    # Autocast would run the GEMM in bf16/fp16 and void the error bound: plain float32 here.
+    with torch.autocast(device.type, enabled=False):
+        for tlo in range(0, len(t), chunk_t):
+            tc = t_dev[tlo:tlo + chunk_t]
+            m = len(tc)
+            tf = t_buf[:m].copy_(tc).sub_(128)  # centred float32, in the reused buffer
+            t_sq = _sq_norms(tf)
+            t_sq_f32 = t_sq.to(f32)[None, :]
+            t_sq_max = float(t_sq.max())
+            for qlo in range(0, len(q), chunk_q):
+                qs = slice(qlo, qlo + chunk_q)
+                qu, n = q_dev[qs], len(q_dev[qs])
+                # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
+                s_approx = torch.addmm(t_sq_f32, q_f32[qs], tf.T, beta=1, alpha=-2)  # (n, m)
+                margin = margin_gamma * (t_sq_max + 2 * q_norm[qs] * math.sqrt(t_sq_max))  # (n,) float64
+                # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (earlier chunks hold
+                # lower indices, which win ties) only if s~ <= (running 2nd best s) + M.
+                thr = torch.full((n,), math.inf, dtype=f64, device=device)
+                if m >= 2:
+                    thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(f64) + 2 * margin
+                b2 = best[qs, 1]
+                b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq[qs]).to(f64))
+                thr = torch.minimum(thr, b2_s + margin)
+                thr32 = torch.nextafter(thr.to(f32), torch.tensor(math.inf, dtype=f32, device=device))  # >= thr
+                r, c = (s_approx <= thr32[:, None]).nonzero(as_tuple=True)  # candidates, grouped by query
+                per_row = torch.bincount(r, minlength=n)
+                many = per_row > _MAX_CANDIDATES
+                if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
+                    rows = many.nonzero().squeeze(1)
+                    g = _centred(qu[rows], f64) @ _centred(tc, f64).T  # exact: integers < 2^53
+                    d2 = (q_sq[qs][rows, None] + t_sq[None, :]).to(f64) - 2 * g
+                    keys = (d2.to(i64) << shift) | (torch.arange(m, device=device) + tlo)
+                    merged = torch.cat([best[qs][rows], keys], dim=1).topk(2, dim=1, largest=False).values
+                    best[qlo + rows] = merged.sort(dim=1).values
+                    keep = ~many[r]
+                    r, c = r[keep], c[keep]
+                    per_row[many] = 0
+                if len(r):
+                    d2 = torch.empty(len(r), dtype=i64, device=device)
+                    qc = q_f32[qs]
+                    for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
+                        rr, cc = r[lo:lo + 4096], c[lo:lo + 4096]
+                        d2[lo:lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
+                    keys = (d2 << shift) | (c + tlo)
+                    width = int(per_row.max())
+                    pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
+                    table = torch.full((n, width + 2), no_key, dtype=i64, device=device)
+                    table[:, :2] = best[qs]
+                    table[r, pos + 2] = keys
+                    best[qs] = table.topk(2, dim=1, largest=False, sorted=True).values
     best = best.cpu().numpy()
     # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
     return np.sqrt((best >> shift).astype(np.float64)), best & ((1 << shift) - 1)
