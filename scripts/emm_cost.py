@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     e = cfg["emm"]
     plan = dmc.expand(cfg)
     first = next(iter(plan.values()))[0]
-    allowed = cost._allowed(first)
+    allowed = cost.allowed_sizes(first)
     train_cfg = dmc.run_settings(first.settings, allowed[0])["train"]
 
     def images_of(size: int) -> float:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             rounds = sum(bool(json.loads(r.read_text()).get("next")) for r in path.parent.glob("round*.json"))
             exp, label = path.parent.parent.name, path.parent.name
             values = [v for v in plan.get(exp, []) if v.label == label]
-            sizes = cost._allowed(values[0]) if values else sorted(ev)  # the value's own allowed sizes
+            sizes = cost.allowed_sizes(values[0]) if values else sorted(ev)  # the value's own allowed sizes
             g = emm_cost.log_grid(sizes, int(res["lo"]), int(res["hi"]), float(res["tolerance"]))
             curve = emm_cost.measured_curve(ev)
             replayed = {pr: len(emm_cost.replay(curve, sizes, int(res["lo"]), int(res["hi"]),

@@ -19,7 +19,7 @@ def smoke() -> dict:
 def test_replayed_search_trains_what_the_policy_asks_for():
     cfg = smoke()
     value = dmc.expand(cfg)["basic"][0]
-    allowed = cost._allowed(value)
+    allowed = cost.allowed_sizes(value)
     for true_emm in cost.outcomes(allowed):
         sizes = cost.search_sizes(value, allowed, true_emm)
         assert value.emm["lo"] in sizes or min(sizes) >= value.emm["lo"]

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def default_value():
     cfg = dmc.load_config([str(ROOT / "config" / "config.yaml")])
     value = dmc.expand(cfg)["basic"][0]
-    return value, cost._allowed(value)
+    return value, cost.allowed_sizes(value)
 
 
 def test_replay_of_steps_trains_what_cost_replays():

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from diffmem import config as dmc
-from diffmem import emm, resources
+from diffmem import emm_cost, resources
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Runs:
         }
 
 
-def _allowed(value: dmc.Value) -> list[int]:
+def allowed_sizes(value: dmc.Value) -> list[int]:
     """Sizes the data can make (without reading any data file: where that would be needed, e.g. a blend
     with an image folder, every multiple of the class count, which is what a complete source allows)."""
     sizes = dmc.allowed_sizes(value.settings, load=False)
@@ -58,14 +58,10 @@ def outcomes(allowed: list[int], k: int = 64) -> list[float]:
 def search_sizes(value: dmc.Value, allowed: list[int], true_emm: float) -> list[int]:
     """Sizes the EMM search of ``value`` trains when every size <= ``true_emm`` memorizes, no larger one."""
     e = value.emm
-    ratios: dict[int, float] = {}
-    for _ in range(int(e["max_rounds"]) + 1):
-        step = emm.emm_step(ratios, allowed, int(e["lo"]), int(e["hi"]), threshold=float(e["threshold"]),
-                            tolerance=float(e["tolerance"]), per_round=int(e["per_round"]))  # fmt: skip
-        if step["done"] or not step["next"]:
-            break
-        ratios.update({s: 1.0 if s <= true_emm else 0.0 for s in step["next"]})
-    return sorted(ratios)
+    run = emm_cost.replay(lambda s: 1.0 if s <= true_emm else 0.0, allowed, int(e["lo"]), int(e["hi"]),
+                          threshold=float(e["threshold"]), tolerance=float(e["tolerance"]),
+                          per_round=int(e["per_round"]), max_rounds=int(e["max_rounds"]))  # fmt: skip
+    return run["sizes"]
 
 
 def _stages(value: dmc.Value, size: int, config: dict, gpus: int) -> dict:
@@ -94,7 +90,7 @@ def estimate(config: dict) -> dict:
         lo_keys: set[tuple[str, int]] = set()
         hi_keys: set[tuple[str, int]] = set()
         for v in vals:
-            allowed = _allowed(v)
+            allowed = allowed_sizes(v)
             if v.mode == "emm":
                 options = [search_sizes(v, allowed, t) for t in outcomes(allowed)]
             else:
