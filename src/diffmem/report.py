@@ -72,7 +72,8 @@ def emm_grids(emm_path: str | Path, files: dict[str, Any], out_path: str | Path,
             axes = sub.subplots(2, 1, height_ratios=[1, 0.6])
             labels = {"samples": "samples", "nearest": "samples / nearest training image"}
             for ax, (key, label) in zip(axes, labels.items(), strict=True):
-                ax.imshow(mpimg.imread(str(files[f"{key}_{size}"])), interpolation="nearest")
+                img = mpimg.imread(str(files[f"{key}_{size}"]))
+                ax.imshow(img, interpolation="nearest", cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
                 ax.set_title(label, fontsize=9)
                 ax.axis("off")
         with atomic_path(out_path) as tmp:
