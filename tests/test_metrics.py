@@ -29,12 +29,6 @@ def _stats(folder: Path, torn: bool = False) -> Path:
     return path
 
 
-def test_stats_file_name_is_the_trainers():
-    from diffmem import train
-
-    assert metrics.STATS_FILE == train.STATS_FILE
-
-
 def test_read_stats_from_a_run_folder_sorted_and_a_torn_line_skipped(tmp_path):
     path = _stats(tmp_path, torn=True)
     for where in (path, path.parent, path.parents[1]):

@@ -85,7 +85,6 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = 1
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "train.json"
-STATS_FILE = "stats.jsonl"  # one JSON record per progress line (step, loss, lr, EMA beta, |grad|, img/s)
 HISTORY_FILE = "history.log"  # every attempt's log lines, kept across the links of a chain
 PROGRESS_FILE = "progress.json"  # step, total and speed at every state save (the next job's budget)
 LOG_EVERY_S = 10.0          # Progress is logged at least this often (seconds)...

@@ -350,8 +350,9 @@ def index_outputs():
 
 
 def index_values():
-    """Per experiment value, what diffmem.index needs to list its runs."""
-    return [
+    """Per experiment value, what diffmem.index needs to list its runs (sorted: the index is a map, and
+    its params must not change when a config only lists its experiments in another order)."""
+    values = [
         {
             "experiment": v.experiment,
             "value": v.label,
@@ -366,6 +367,7 @@ def index_values():
         for vals in PLAN.values()
         for v in vals
     ]
+    return sorted(values, key=lambda v: (v["experiment"], v["value"]))
 
 
 def get_index_inputs(wildcards):
@@ -407,6 +409,13 @@ def get_emm_grid_about(wildcards):
             "value": value.label,
             "display": value.display,
             "run_id": value.run_id,
-            "settings": dmi.flat_settings(value.settings),
+            # what the run computes (diffmem.identity), not where its files lie or how it is batched
+            "settings": dmi.flat_settings(
+                {
+                    **dmc.run_record(value.settings),
+                    "sample": identity.sample_identity(value.settings),
+                    "score": identity.score_identity(value.settings),
+                }
+            ),
         }
     )
