@@ -48,6 +48,6 @@ include: "workflow/rules/index.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs(),
-    default_target: True

@@ -70,31 +70,74 @@ from diffmem.io import write_json  # noqa: E402
 BENCHES = ("train", "sample", "optimum", "score")
 
 # Net presets: image shape (C, H, W) and the net config overrides.
-_DIGITS_NET = {"resolution": 8, "img_channels": 1, "channel_mult": [1, 2], "num_blocks": 1,
-               "attn_resolutions": [], "dropout": 0.0}
+_DIGITS_NET = {
+    "resolution": 8,
+    "img_channels": 1,
+    "channel_mult": [1, 2],
+    "num_blocks": 1,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"shape": (1, 8, 8), "net": {**_DIGITS_NET, "model_channels": 16}},
     "small": {"shape": (1, 8, 8), "net": {**_DIGITS_NET, "model_channels": 32}},
-    "paper": {"shape": (3, 32, 32), "net": {"resolution": 32, "img_channels": 3, "model_channels": 128,
-                                            "channel_mult": [2, 2, 2], "num_blocks": 2, "attn_resolutions": [16],
-                                            "dropout": 0.13}},
+    "paper": {
+        "shape": (3, 32, 32),
+        "net": {
+            "resolution": 32,
+            "img_channels": 3,
+            "model_channels": 128,
+            "channel_mult": [2, 2, 2],
+            "num_blocks": 2,
+            "attn_resolutions": [16],
+            "dropout": 0.13,
+        },
+    },
 }
 
 # Defaults per mode (each overridable on the command line).
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"presets": ["tiny"], "warmup": 2, "steps": 10, "batch": 32, "samples": 32, "sample_batch": 32,
-              "optimum_samples": 64},
-    "cpu": {"presets": ["tiny", "small"], "warmup": 3, "steps": 20, "batch": 32, "samples": 64,
-            "sample_batch": 64, "optimum_samples": 256},
-    "cuda": {"presets": ["tiny", "small", "paper"], "warmup": 5, "steps": 20, "batch": 512, "samples": 1000,
-             "sample_batch": 1000, "optimum_samples": 1000},
-    "large": {"presets": ["tiny", "small", "paper"], "warmup": 5, "steps": 50, "batch": 512, "samples": 1000,
-              "sample_batch": 1000, "optimum_samples": 1000},
+    "quick": {
+        "presets": ["tiny"],
+        "warmup": 2,
+        "steps": 10,
+        "batch": 32,
+        "samples": 32,
+        "sample_batch": 32,
+        "optimum_samples": 64,
+    },
+    "cpu": {
+        "presets": ["tiny", "small"],
+        "warmup": 3,
+        "steps": 20,
+        "batch": 32,
+        "samples": 64,
+        "sample_batch": 64,
+        "optimum_samples": 256,
+    },
+    "cuda": {
+        "presets": ["tiny", "small", "paper"],
+        "warmup": 5,
+        "steps": 20,
+        "batch": 512,
+        "samples": 1000,
+        "sample_batch": 1000,
+        "optimum_samples": 1000,
+    },
+    "large": {
+        "presets": ["tiny", "small", "paper"],
+        "warmup": 5,
+        "steps": 50,
+        "batch": 512,
+        "samples": 1000,
+        "sample_batch": 1000,
+        "optimum_samples": 1000,
+    },
 }
-OPTIMUM_CASES = [((1, 8, 8), 256, None), ((1, 8, 8), 1024, None)]   # (shape, |D|, samples or None = default)
+OPTIMUM_CASES = [((1, 8, 8), 256, None), ((1, 8, 8), 1024, None)]  # (shape, |D|, samples or None = default)
 OPTIMUM_LARGE = [((3, 32, 32), 50000, 100)]
-SCORE_CASES = [((1, 8, 8), 1000, 1024)]                            # (shape, queries, training images)
-SCORE_MID = [((3, 32, 32), 1024, 20000)]                           # not with --quick (issue 13's case)
+SCORE_CASES = [((1, 8, 8), 1000, 1024)]  # (shape, queries, training images)
+SCORE_MID = [((3, 32, 32), 1024, 20000)]  # not with --quick (issue 13's case)
 SCORE_LARGE = [((3, 32, 32), 10000, 50000)]
 MIB = 2**20
 
@@ -149,26 +192,65 @@ class StepClock:
 # The benchmarks. Each returns one record (dict) per case.
 
 
-def train_settings(preset: str, batch: int, total_steps: int, n_images: int, precision: str = "fp32",
-                   compile: bool = False, channels_last: bool = False) -> dict[str, Any]:
+def train_settings(
+    preset: str,
+    batch: int,
+    total_steps: int,
+    n_images: int,
+    precision: str = "fp32",
+    compile: bool = False,
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """Resolved run settings (the contract's layout) for a speed run of ``total_steps`` steps."""
     shape = PRESETS[preset]["shape"]
     return {
-        "data": {"source": "synthetic", "path": None, "verify_md5": False, "resolution": shape[1], "classes": 1,
-                 "size": n_images, "labels": "none", "label_classes": None, "blend": None, "seed": 0},
+        "data": {
+            "source": "synthetic",
+            "path": None,
+            "verify_md5": False,
+            "resolution": shape[1],
+            "classes": 1,
+            "size": n_images,
+            "labels": "none",
+            "label_classes": None,
+            "blend": None,
+            "seed": 0,
+        },
         "model": nets.resolve_net_config({**PRESETS[preset]["net"], "label_dim": 0}),
         "diffusion": {"precond": "vp"},
-        "train": {"optimizer": "adam", "lr": 2e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                  "batch": batch, "duration": {"unit": "steps", "value": total_steps},
-                  "warmup": {"unit": "steps", "value": 1, "mode": "linear"},
-                  "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05}, "truncate_kimg": True,
-                  "order": "reshuffle", "snapshots": 1, "checkpoint_every": 0, "seed": 0, "grad_clip": None,
-                  "precision": precision, "compile": compile, "channels_last": channels_last},
+        "train": {
+            "optimizer": "adam",
+            "lr": 2e-4,
+            "betas": [0.9, 0.999],
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "batch": batch,
+            "duration": {"unit": "steps", "value": total_steps},
+            "warmup": {"unit": "steps", "value": 1, "mode": "linear"},
+            "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05},
+            "truncate_kimg": True,
+            "order": "reshuffle",
+            "snapshots": 1,
+            "checkpoint_every": 0,
+            "seed": 0,
+            "grad_clip": None,
+            "precision": precision,
+            "compile": compile,
+            "channels_last": channels_last,
+        },
     }
 
 
-def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: int, precision: str = "fp32",
-                compile: bool = False, channels_last: bool = False) -> dict[str, Any]:
+def bench_train(
+    preset: str,
+    dev: torch.device,
+    batch: int,
+    warmup: int,
+    steps: int,
+    precision: str = "fp32",
+    compile: bool = False,
+    channels_last: bool = False,
+) -> dict[str, Any]:
     """Images/s of train.train between the end of step ``warmup`` and the end of step ``warmup + steps``.
 
     The run has one step more, whose snapshot and state writes are not timed. ``first_step_s``: from the
@@ -176,15 +258,17 @@ def bench_train(preset: str, dev: torch.device, batch: int, warmup: int, steps: 
     """
     total = warmup + steps + 1
     n_images = max(1024, 2 * batch)
-    subset = {"images": random_u8(n_images, PRESETS[preset]["shape"], 0),
-              "cond_labels": np.full(n_images, -1, dtype=np.int64), "label_dim": 0}
+    subset = {
+        "images": random_u8(n_images, PRESETS[preset]["shape"], 0),
+        "cond_labels": np.full(n_images, -1, dtype=np.int64),
+        "label_dim": 0,
+    }
     settings = train_settings(preset, batch, total, n_images, precision, compile, channels_last)
     rec: dict[str, Any] = {"batch": batch, "warmup_steps": warmup, "steps": steps, "n_images": n_images}
     clock = StepClock()
     with measured(dev, rec), tempfile.TemporaryDirectory(prefix="diffmem-bench-") as tmp:
         t0 = time.perf_counter()
-        summary = dmtrain.train(settings, subset, tmp, device=dev, log=lambda line: None, progress=clock,
-                                log_every=1)
+        summary = dmtrain.train(settings, subset, tmp, device=dev, log=lambda line: None, progress=clock, log_every=1)
         rec["wall_s"] = round(time.perf_counter() - t0, 3)
     rec["n_params"] = summary.get("n_params")
     rec["images_per_s_incl_warmup"] = summary.get("images_per_s")
@@ -227,11 +311,17 @@ def timed_generate(denoise, n: int, shape, batch: int, dev: torch.device, num_st
     return time.perf_counter() - t0
 
 
-def bench_sample(preset: str, dev: torch.device, n: int, batch: int, num_steps: int,
-                 precision: str = "fp32") -> dict[str, Any]:
+def bench_sample(
+    preset: str, dev: torch.device, n: int, batch: int, num_steps: int, precision: str = "fp32"
+) -> dict[str, Any]:
     shape = PRESETS[preset]["shape"]
-    rec: dict[str, Any] = {"n": n, "batch": batch, "num_steps": num_steps, "network_evals": 2 * num_steps - 1,
-                           "n_params": nets.describe_net(PRESETS[preset]["net"])["n_params"]}
+    rec: dict[str, Any] = {
+        "n": n,
+        "batch": batch,
+        "num_steps": num_steps,
+        "network_evals": 2 * num_steps - 1,
+        "n_params": nets.describe_net(PRESETS[preset]["net"])["n_params"],
+    }
     with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.pipeline.sample_run
         denoise, _ = random_denoiser(preset, dev)
         if precision == "bf16":
@@ -296,10 +386,16 @@ def bench_score(shape, n_queries: int, n_train: int, dev: torch.device) -> dict[
 def device_info(dev: torch.device) -> dict[str, Any]:
     if dev.type == "cuda":
         p = torch.cuda.get_device_properties(dev)
-        return {"type": "cuda", "name": torch.cuda.get_device_name(dev), "capability": list(torch.cuda
-                .get_device_capability(dev)), "total_memory_gib": round(p.total_memory / 2**30, 1),
-                "multiprocessors": p.multi_processor_count, "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version(), "count": torch.cuda.device_count()}
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(dev),
+            "capability": list(torch.cuda.get_device_capability(dev)),
+            "total_memory_gib": round(p.total_memory / 2**30, 1),
+            "multiprocessors": p.multi_processor_count,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "count": torch.cuda.device_count(),
+        }
     name = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -311,10 +407,16 @@ def device_info(dev: torch.device) -> dict[str, Any]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=False)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -330,8 +432,11 @@ def environment(dev: torch.device) -> dict[str, Any]:
     return {
         "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
         "argv": sys.argv,
-        "env": {k: os.environ[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                           "CUDA_VISIBLE_DEVICES") if k in os.environ},
+        "env": {
+            k: os.environ[k]
+            for k in ("PYTHONPATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+            if k in os.environ
+        },
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -365,20 +470,39 @@ def plan_cases(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
                 for comp in both[args.compile]:
                     for cl in both[args.channels_last]:
                         name = p + ("" if prec == "fp32" else f" +{prec}") + " +compile" * comp + " +cl" * cl
-                        cases.append(("train", name, lambda p=p, prec=prec, comp=comp, cl=cl: bench_train(
-                            p, dev, args.batch, args.warmup, args.steps, prec, comp, cl)))
+                        cases.append(
+                            (
+                                "train",
+                                name,
+                                lambda p=p, prec=prec, comp=comp, cl=cl: bench_train(
+                                    p, dev, args.batch, args.warmup, args.steps, prec, comp, cl
+                                ),
+                            )
+                        )
     if "sample" in args.only:
         for p in args.presets:
             for prec in args.precision:
                 name = p + ("" if prec == "fp32" else f" +{prec}")
-                cases.append(("sample", name, lambda p=p, prec=prec: bench_sample(
-                    p, dev, args.samples, args.sample_batch, args.num_steps, prec)))
+                cases.append(
+                    (
+                        "sample",
+                        name,
+                        lambda p=p, prec=prec: bench_sample(
+                            p, dev, args.samples, args.sample_batch, args.num_steps, prec
+                        ),
+                    )
+                )
     if "optimum" in args.only:
         for shape, size, n in OPTIMUM_CASES + (OPTIMUM_LARGE if args.large else []):
             n = n or args.optimum_samples
             name = f"{'x'.join(map(str, shape))} D={size}"
-            cases.append(("optimum", name, lambda s=shape, m=size, n=n: bench_optimum(
-                s, m, dev, n, min(n, args.sample_batch), args.num_steps)))
+            cases.append(
+                (
+                    "optimum",
+                    name,
+                    lambda s=shape, m=size, n=n: bench_optimum(s, m, dev, n, min(n, args.sample_batch), args.num_steps),
+                )
+            )
     if "score" in args.only:
         for shape, nq, nt in SCORE_CASES + (SCORE_MID if not args.quick else []) + (SCORE_LARGE if args.large else []):
             name = f"{'x'.join(map(str, shape))} {nq}x{nt}"
@@ -405,11 +529,22 @@ def markdown_table(report: dict[str, Any]) -> str:
     head = ["bench", "case", "batch", "speed", "unit", "seconds"]
     head += ["GPU peak MiB"] if cuda else []
     head += ["host peak MiB", "status"]
-    lines = [f"diffmem benchmark on {env['device']['name']} ({env['threads']} threads), torch {env['torch']}, "
-             f"{env['started']}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"diffmem benchmark on {env['device']['name']} ({env['threads']} threads), torch {env['torch']}, "
+        f"{env['started']}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in report["results"]:
-        row = [r["bench"], r["case"], _fmt(r.get("batch")), _fmt(r.get("per_s")), r.get("unit", ""),
-               _fmt(r.get("seconds"))]
+        row = [
+            r["bench"],
+            r["case"],
+            _fmt(r.get("batch")),
+            _fmt(r.get("per_s")),
+            r.get("unit", ""),
+            _fmt(r.get("seconds")),
+        ]
         row += [_fmt(r.get("cuda_peak_allocated_mib"), 4)] if cuda else []
         row += [_fmt(r.get("host_peak_mib"), 4), r["status"] if r["status"] == "ok" else r.get("error", "")[:60]]
         lines.append("| " + " | ".join(row) + " |")
@@ -417,18 +552,26 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="where to run (auto: cuda when available)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (auto: cuda when available)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--quick", action="store_true", help="tiny preset, a few steps: < 30 s on one CPU core")
-    ap.add_argument("--large", action="store_true",
-                    help="GPU sizes: paper net 50 steps at batch 512, 1000 samples, optimum |D|=50000, "
-                         "kNN 10000 x 50000 (3x32x32)")
+    ap.add_argument(
+        "--large",
+        action="store_true",
+        help="GPU sizes: paper net 50 steps at batch 512, 1000 samples, optimum |D|=50000, kNN 10000 x 50000 (3x32x32)",
+    )
     ap.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
-    ap.add_argument("--presets", default=None, help=f"comma-separated nets from {','.join(PRESETS)} "
-                                                    "(default: tiny,small on CPU, +paper on CUDA; tiny with --quick)")
+    ap.add_argument(
+        "--presets",
+        default=None,
+        help=f"comma-separated nets from {','.join(PRESETS)} "
+        "(default: tiny,small on CPU, +paper on CUDA; tiny with --quick)",
+    )
     ap.add_argument("--batch", type=int, default=None, help="training batch (default: 32 CPU, 512 CUDA)")
     ap.add_argument("--steps", type=int, default=None, help="timed training steps (default: 20; 50 with --large)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed training steps first (>= 1)")
@@ -436,15 +579,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--sample-batch", type=int, default=None, help="sampling batch size")
     ap.add_argument("--optimum-samples", type=int, default=None, help="samples per optimum case (small |D|)")
     ap.add_argument("--num-steps", type=int, default=18, help="Heun steps of the sampler (EDM: 18)")
-    ap.add_argument("--precision", default=None,
-                    help="comma-separated train/sample precisions from fp32,tf32,bf16 (diffmem.precision; "
-                         "default fp32)")
-    ap.add_argument("--tf32", default="off", choices=["off", "on", "both"],
-                    help="shorthand for --precision tf32 (on) or fp32,tf32 (both)")
-    ap.add_argument("--compile", default="off", choices=["off", "on", "both"],
-                    help="train with train.compile (torch.compile of the net)")
-    ap.add_argument("--channels-last", default="off", choices=["off", "on", "both"],
-                    help="train with train.channels_last (NHWC weights and activations)")
+    ap.add_argument(
+        "--precision",
+        default=None,
+        help="comma-separated train/sample precisions from fp32,tf32,bf16 (diffmem.precision; default fp32)",
+    )
+    ap.add_argument(
+        "--tf32",
+        default="off",
+        choices=["off", "on", "both"],
+        help="shorthand for --precision tf32 (on) or fp32,tf32 (both)",
+    )
+    ap.add_argument(
+        "--compile",
+        default="off",
+        choices=["off", "on", "both"],
+        help="train with train.compile (torch.compile of the net)",
+    )
+    ap.add_argument(
+        "--channels-last",
+        default="off",
+        choices=["off", "on", "both"],
+        help="train with train.channels_last (NHWC weights and activations)",
+    )
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/benchmark-<device>.json)")
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
@@ -498,8 +655,14 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(dev),
         "mode": args.mode,
         "options": {k: v for k, v in vars(args).items() if k not in ("dev", "mode")},
-        "presets": {p: {"shape": list(PRESETS[p]["shape"]), "net": PRESETS[p]["net"],
-                        "n_params": nets.describe_net(PRESETS[p]["net"])["n_params"]} for p in args.presets},
+        "presets": {
+            p: {
+                "shape": list(PRESETS[p]["shape"]),
+                "net": PRESETS[p]["net"],
+                "n_params": nets.describe_net(PRESETS[p]["net"])["n_params"],
+            }
+            for p in args.presets
+        },
         "results": [],
     }
     t_start = time.perf_counter()

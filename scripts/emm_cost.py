@@ -37,15 +37,19 @@ def _fmt(x: float) -> str:
 
 def _row(label: str, pr: int, c: dict) -> str:
     s, g = c["search"], c["grid"]
-    return (f"| {label} | {pr} | {s['runs_mean']:.2f} ({s['runs_max']}) | {_fmt(s['images_mean'])} | "
-            f"{s['rounds_mean']:.2f} ({s['rounds_max']}) | {s['resolved']:.0%} | {s['holds']:.0%} "
-            f"({s['holds_within_tolerance']:.0%}) | {g['runs_mean']:.0f} | {_fmt(g['images_mean'])} | {g['holds']:.0%} "
-            f"({g['holds_within_tolerance']:.0%}) |")
+    return (
+        f"| {label} | {pr} | {s['runs_mean']:.2f} ({s['runs_max']}) | {_fmt(s['images_mean'])} | "
+        f"{s['rounds_mean']:.2f} ({s['rounds_max']}) | {s['resolved']:.0%} | {s['holds']:.0%} "
+        f"({s['holds_within_tolerance']:.0%}) | {g['runs_mean']:.0f} | {_fmt(g['images_mean'])} | {g['holds']:.0%} "
+        f"({g['holds_within_tolerance']:.0%}) |"
+    )
 
 
-HEAD = ("| curves | per_round | search runs mean (max) | search images mean | rounds mean (max) | resolved "
-        "| bracket holds EMM (within tolerance) | grid runs | grid images | grid holds EMM (within tolerance) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|")
+HEAD = (
+    "| curves | per_round | search runs mean (max) | search images mean | rounds mean (max) | resolved "
+    "| bracket holds EMM (within tolerance) | grid runs | grid images | grid holds EMM (within tolerance) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,18 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     def images_of(size: int) -> float:
         return float(schedule.training_plan(train_cfg, size)["images"])
 
-    kw = dict(threshold=float(e["threshold"]), tolerance=float(e["tolerance"]), max_rounds=int(e["max_rounds"]),
-              images_of=images_of)
+    kw = dict(
+        threshold=float(e["threshold"]),
+        tolerance=float(e["tolerance"]),
+        max_rounds=int(e["max_rounds"]),
+        images_of=images_of,
+    )
     lo, hi = int(e["lo"]), int(e["hi"])
     n_samples = int(first.settings["sample"]["n"])
     per_rounds = [int(p) for p in args.per_round.split(",") if p.strip()]
-    report: dict = {"config": cfg["name"], "emm": e, "allowed": [allowed[0], allowed[-1], len(allowed)],
-                    "synthetic": {}, "results": {}}
+    report: dict = {
+        "config": cfg["name"],
+        "emm": e,
+        "allowed": [allowed[0], allowed[-1], len(allowed)],
+        "synthetic": {},
+        "results": {},
+    }
     grid = emm_cost.log_grid(allowed, lo, hi, kw["tolerance"])
-    print(f"config {cfg['name']}: |D| in [{lo}, {hi}], {len(allowed)} allowed sizes, tolerance {kw['tolerance']}, "
-          f"threshold {kw['threshold']}, max_rounds {kw['max_rounds']} (per_round {e['per_round']} configured); "
-          f"images per run at lo/hi: {images_of(allowed[0]):,.0f}/{images_of(allowed[-1]):,.0f}; "
-          f"grid of the same resolution: {grid}\n")
+    print(
+        f"config {cfg['name']}: |D| in [{lo}, {hi}], {len(allowed)} allowed sizes, tolerance {kw['tolerance']}, "
+        f"threshold {kw['threshold']}, max_rounds {kw['max_rounds']} (per_round {e['per_round']} configured); "
+        f"images per run at lo/hi: {images_of(allowed[0]):,.0f}/{images_of(allowed[-1]):,.0f}; "
+        f"grid of the same resolution: {grid}\n"
+    )
     print(HEAD)
     for kind in ("step", "noisy"):
         curves = emm_cost.synthetic_curves(kind, allowed, lo, hi, kw["threshold"], k=args.curves, n_samples=n_samples)
@@ -90,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         found = sorted(Path(args.results).glob("emm/*/*/emm.json"))
         print(f"\n{len(found)} finished searches in {args.results}\n")
-        print("| search | status | bracket | runs | rounds | grid runs | replayed runs by per_round |\n"
-              "|---|---|---|---|---|---|---|")
+        print(
+            "| search | status | bracket | runs | rounds | grid runs | replayed runs by per_round |\n"
+            "|---|---|---|---|---|---|---|"
+        )
         for path in found:
             res = json.loads(path.read_text())
             ev = {int(r["size"]): float(r["ratio"]) for r in res["evaluated"]}
@@ -102,15 +119,35 @@ def main(argv: list[str] | None = None) -> int:
             sizes = cost.allowed_sizes(values[0]) if values else sorted(ev)  # the value's own allowed sizes
             g = emm_cost.log_grid(sizes, int(res["lo"]), int(res["hi"]), float(res["tolerance"]))
             curve = emm_cost.measured_curve(ev)
-            replayed = {pr: len(emm_cost.replay(curve, sizes, int(res["lo"]), int(res["hi"]),
-                                                threshold=float(res["threshold"]), tolerance=float(res["tolerance"]),
-                                                per_round=pr, max_rounds=kw["max_rounds"])["sizes"])
-                        for pr in per_rounds}
+            replayed = {
+                pr: len(
+                    emm_cost.replay(
+                        curve,
+                        sizes,
+                        int(res["lo"]),
+                        int(res["hi"]),
+                        threshold=float(res["threshold"]),
+                        tolerance=float(res["tolerance"]),
+                        per_round=pr,
+                        max_rounds=kw["max_rounds"],
+                    )["sizes"]
+                )
+                for pr in per_rounds
+            }
             name = f"{path.parent.parent.name}/{path.parent.name}"
-            report["results"][name] = {"runs": len(ev), "rounds": rounds, "grid_runs": len(g), "replayed": replayed,
-                                       "bracket": res.get("bracket"), "status": res.get("status")}
-            print(f"| {name} | {res.get('status')} | {res.get('bracket')} | {len(ev)} | {rounds} | {len(g)} | "
-                  + ", ".join(f"{pr}: {n}" for pr, n in replayed.items()) + " |")
+            report["results"][name] = {
+                "runs": len(ev),
+                "rounds": rounds,
+                "grid_runs": len(g),
+                "replayed": replayed,
+                "bracket": res.get("bracket"),
+                "status": res.get("status"),
+            }
+            print(
+                f"| {name} | {res.get('status')} | {res.get('bracket')} | {len(ev)} | {rounds} | {len(g)} | "
+                + ", ".join(f"{pr}: {n}" for pr, n in replayed.items())
+                + " |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
     return 0

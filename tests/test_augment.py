@@ -7,8 +7,17 @@ import torch
 
 from diffmem import augment as A
 
-EDM_CIFAR10 = {"p": 0.12, "xflip": 1e8, "yflip": 1, "rotate_int": 0, "translate_int": 0, "scale": 1,
-               "rotate_frac": 1, "aniso": 1, "translate_frac": 1}
+EDM_CIFAR10 = {
+    "p": 0.12,
+    "xflip": 1e8,
+    "yflip": 1,
+    "rotate_int": 0,
+    "translate_int": 0,
+    "scale": 1,
+    "rotate_frac": 1,
+    "aniso": 1,
+    "translate_frac": 1,
+}
 ALL_ON = {"p": 1.0, **{k: 1.0 for k in A.KINDS}}
 
 
@@ -23,9 +32,17 @@ def only(kind, p=1.0):
 
 def test_label_layout_and_dims():
     assert A.augment_dim(EDM_CIFAR10) == 9  # EDM's CIFAR-10 net: augment_dim = 9
-    assert [k for k, _ in A.label_layout(EDM_CIFAR10)] == \
-        ["xflip", "yflip", "scale", "rotate_frac", "rotate_frac", "aniso", "aniso", "translate_frac",
-         "translate_frac"]
+    assert [k for k, _ in A.label_layout(EDM_CIFAR10)] == [
+        "xflip",
+        "yflip",
+        "scale",
+        "rotate_frac",
+        "rotate_frac",
+        "aniso",
+        "aniso",
+        "translate_frac",
+        "translate_frac",
+    ]
     assert A.augment_dim(ALL_ON) == 13 and A.augment_dim(None) == 0
     assert A.augment_dim({**EDM_CIFAR10, "p": 0.0}) == 0  # off: no labels, no map_augment in the net
     x = _images()
@@ -66,7 +83,7 @@ def test_quarter_turns_and_integer_shifts_match_their_labels():
     for i in range(32):
         tx, ty = int(shifts[i, 0]), int(shifts[i, 1])
         # inside the border the content moves by (tx, ty) pixels
-        assert torch.equal(y[i, :, 2:6, 2:6], x[i, :, 2 - ty:6 - ty, 2 - tx:6 - tx])
+        assert torch.equal(y[i, :, 2:6, 2:6], x[i, :, 2 - ty : 6 - ty, 2 - tx : 6 - tx])
 
 
 def test_fractional_resampling_known_answers():
@@ -76,8 +93,9 @@ def test_fractional_resampling_known_answers():
 
     x = _images(n=3, side=8)
     quarter = A._resample(x, A._rotate(torch.full((3,), math.pi / 2, dtype=torch.float64)))
-    assert torch.allclose(quarter, torch.rot90(x, 1, dims=(2, 3)), atol=1e-5) or \
-        torch.allclose(quarter, torch.rot90(x, -1, dims=(2, 3)), atol=1e-5)
+    assert torch.allclose(quarter, torch.rot90(x, 1, dims=(2, 3)), atol=1e-5) or torch.allclose(
+        quarter, torch.rot90(x, -1, dims=(2, 3)), atol=1e-5
+    )
     shift = A._resample(x, A._translate(-torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)))
     assert torch.allclose(shift[..., 1:], x[..., :-1], atol=1e-5)  # content one pixel to the right
     # translate_frac: label u shifts by u * W / 8 pixels; a constant image stays constant under every kind
@@ -110,8 +128,15 @@ def test_probability_p():
     assert abs(float(lab[:, 0].mean()) - 0.5) < 0.03
 
 
-@pytest.mark.parametrize("cfg, match", [({"p": 1.5}, "train.augment.p=1.5"), ({"q": 1, "p": 0}, "train.augment.q"),
-                                        ({"p": 0.1, "scale": -1}, "train.augment.scale=-1"), ({}, "p is missing")])
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        ({"p": 1.5}, "train.augment.p=1.5"),
+        ({"q": 1, "p": 0}, "train.augment.q"),
+        ({"p": 0.1, "scale": -1}, "train.augment.scale=-1"),
+        ({}, "p is missing"),
+    ],
+)
 def test_bad_settings_are_named(cfg, match):
     with pytest.raises(ValueError, match=match):
         A.check(cfg)
@@ -124,8 +149,15 @@ def test_bad_settings_are_named(cfg, match):
 def test_net_takes_augment_labels_and_none_means_zeros():
     from diffmem import nets
 
-    cfg = {"resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2], "num_blocks": 1,
-           "attn_resolutions": [], "dropout": 0.0}
+    cfg = {
+        "resolution": 8,
+        "img_channels": 1,
+        "model_channels": 8,
+        "channel_mult": [1, 2],
+        "num_blocks": 1,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
     plain = nets.count_params(nets.build_net(cfg))
     torch.manual_seed(0)
     net = nets.build_net({**cfg, "augment_dim": 9}).eval()
@@ -141,14 +173,33 @@ def test_net_takes_augment_labels_and_none_means_zeros():
 def _train_settings(augment, steps=10):
     return {
         "data": {"source": "test", "size": 32, "labels": "none", "seed": 0},
-        "model": {"arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8,
-                  "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [], "dropout": 0.1,
-                  "label_dim": 0, "augment_dim": A.augment_dim(augment)},
+        "model": {
+            "arch": "ddpmpp",
+            "resolution": 8,
+            "img_channels": 1,
+            "model_channels": 8,
+            "channel_mult": [1, 2],
+            "num_blocks": 1,
+            "attn_resolutions": [],
+            "dropout": 0.1,
+            "label_dim": 0,
+            "augment_dim": A.augment_dim(augment),
+        },
         "diffusion": {"precond": "vp"},
-        "train": {"optimizer": "adam", "lr": 2e-3, "batch": 16, "duration": {"unit": "steps", "value": steps},
-                  "warmup": {"unit": "images", "value": 64, "mode": "linear"},
-                  "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05}, "order": "reshuffle",
-                  "snapshots": 1, "checkpoint_every": 5, "seed": 0, "grad_clip": None, "augment": augment},
+        "train": {
+            "optimizer": "adam",
+            "lr": 2e-3,
+            "batch": 16,
+            "duration": {"unit": "steps", "value": steps},
+            "warmup": {"unit": "images", "value": 64, "mode": "linear"},
+            "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
+            "order": "reshuffle",
+            "snapshots": 1,
+            "checkpoint_every": 5,
+            "seed": 0,
+            "grad_clip": None,
+            "augment": augment,
+        },
         "sample": {"n": 10},
     }
 

@@ -32,8 +32,14 @@ def test_quick_cpu_run_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--quick", "--device", "cpu", "--threads", "1", "--out", str(out), "--markdown", str(tmp_path / "b.md")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-c", RUNNER.format(script=str(SCRIPT), args=args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER.format(script=str(SCRIPT), args=args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FORBIDDEN []" in proc.stdout
     assert "| bench | case |" in proc.stdout  # the Markdown table on stdout
@@ -67,8 +73,14 @@ def test_quick_cpu_run_writes_json(tmp_path):
 
 def test_bad_options_exit_2(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--large", "--out", str(tmp_path / "x.json")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--large", "--out", str(tmp_path / "x.json")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "exclude each other" in proc.stderr
     assert not (tmp_path / "x.json").exists()

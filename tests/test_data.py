@@ -49,8 +49,7 @@ def cifar_tarball(tmp_path):
             batches[i] = _cifar_batch(rng, N_PER_BATCH, f"training batch {i} of 5")
             _add(tar, f"cifar-10-batches-py/data_batch_{i}", pickle.dumps(batches[i], protocol=2))
         _add(tar, "cifar-10-batches-py/test_batch", pickle.dumps(_cifar_batch(rng, 10, "test"), protocol=2))
-        names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship",
-                 b"truck"]
+        names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
         meta = {b"num_cases_per_batch": N_PER_BATCH, b"label_names": names, b"num_vis": 3072}
         _add(tar, "cifar-10-batches-py/batches.meta", pickle.dumps(meta, protocol=2))
     return path, batches
@@ -155,8 +154,16 @@ def test_restricted_unpickler():
 
 def test_cifar10_subset(cifar_tarball):
     path, _ = cifar_tarball
-    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 2, "size": 10,
-            "resolution": 16, "pick": "random", "resize": "area"}
+    spec = {
+        "source": "cifar10",
+        "path": str(path),
+        "verify_md5": False,
+        "classes": 2,
+        "size": 10,
+        "resolution": 16,
+        "pick": "random",
+        "resize": "area",
+    }
     s = data.make_subset(spec)
     assert s["images"].shape == (10, 3, 16, 16)
     assert np.bincount(s["labels"]).tolist() == [5, 5]
@@ -183,9 +190,7 @@ def test_grayscale_folder_loads_the_declared_channels(tmp_path):
     for cls, value in (("a", 50), ("b", 180)):
         (root / cls).mkdir(parents=True)
         Image.fromarray(np.full((6, 6), value, dtype=np.uint8), mode="L").save(root / cls / "0.png")
-        Image.fromarray(np.full((6, 6), value + 1, dtype=np.uint8), mode="L").convert("P").save(
-            root / cls / "1.png"
-        )
+        Image.fromarray(np.full((6, 6), value + 1, dtype=np.uint8), mode="L").convert("P").save(root / cls / "1.png")
     images, labels = data.load_source("folder", path=root)
     assert images.shape == (4, data.SOURCE_FACTS["folder"].channels, 6, 6)
     assert (images[0] == 50).all() and (images[3] == 181).all()  # gray value copied to every channel
@@ -194,8 +199,9 @@ def test_grayscale_folder_loads_the_declared_channels(tmp_path):
         "model": {"arch": "optimum"},
     })  # fmt: skip
     assert settings["model"]["img_channels"] == images.shape[1]
-    subset = data.make_subset({"source": "folder", "path": str(root), "classes": 2, "size": 4, "pick": "random",
-                               "resize": "area"})
+    subset = data.make_subset(
+        {"source": "folder", "path": str(root), "classes": 2, "size": 4, "pick": "random", "resize": "area"}
+    )
     assert subset["images"].shape[1] == settings["model"]["img_channels"]
 
 
@@ -298,8 +304,17 @@ def _official_first_k(batches, k, classes):
 
 def test_pick_first_takes_the_first_k_per_class_in_source_order(cifar_tarball):
     path, batches = cifar_tarball
-    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 10, "resolution": 32,
-            "pick": "first", "resize": "lanczos", "labels": "none", "seed": 0}
+    spec = {
+        "source": "cifar10",
+        "path": str(path),
+        "verify_md5": False,
+        "classes": 10,
+        "resolution": 32,
+        "pick": "first",
+        "resize": "lanczos",
+        "labels": "none",
+        "seed": 0,
+    }
     small, big = data.make_subset({**spec, "size": 30}), data.make_subset({**spec, "size": 70})
     for s, k in ((small, 3), (big, 7)):
         official = _official_first_k(batches, k, 10)
@@ -321,15 +336,26 @@ def test_pick_first_takes_the_first_k_per_class_in_source_order(cifar_tarball):
 
 def test_subset_resize_setting(cifar_tarball):
     path, batches = cifar_tarball
-    spec = {"source": "cifar10", "path": str(path), "verify_md5": False, "classes": 10, "size": 20,
-            "resolution": 16, "pick": "first", "labels": "none", "seed": 0}
+    spec = {
+        "source": "cifar10",
+        "path": str(path),
+        "verify_md5": False,
+        "classes": 10,
+        "size": 20,
+        "resolution": 16,
+        "pick": "first",
+        "labels": "none",
+        "seed": 0,
+    }
     lz, area = data.make_subset({**spec, "resize": "lanczos"}), data.make_subset({**spec, "resize": "area"})
     official = _official_first_k(batches, 2, 10)[4][1].transpose(1, 2, 0)  # class 4, second image, HWC
     pil = np.asarray(Image.fromarray(official).resize((16, 16), Image.LANCZOS)).transpose(2, 0, 1)
     assert np.array_equal(lz["images"][(lz["labels"] == 4)][1], pil)
     assert not np.array_equal(lz["images"], area["images"])
-    for key, match in (("pick", r"data.pick is not set; allowed: random, first"),
-                       ("resize", r"data.resize is not set; allowed: area, lanczos")):
+    for key, match in (
+        ("pick", r"data.pick is not set; allowed: random, first"),
+        ("resize", r"data.resize is not set; allowed: area, lanczos"),
+    ):
         with pytest.raises(ValueError, match=match):
             data.make_subset({k: v for k, v in {**spec, "resize": "area"}.items() if k != key})
     with pytest.raises(ValueError, match=r"data.pick='last'; allowed: random, first"):
@@ -354,8 +380,9 @@ def test_labels_modes():
     assert r_big["cond_labels"].min() >= 0 and r_big["cond_labels"].max() < 3
     assert len(np.unique(r_big["cond_labels"])) == 3
     label_of = dict(zip(r_big["source_index"].tolist(), r_big["cond_labels"].tolist(), strict=True))
-    assert all(label_of[i] == c for i, c in zip(r_small["source_index"].tolist(),
-                                               r_small["cond_labels"].tolist(), strict=True))
+    assert all(
+        label_of[i] == c for i, c in zip(r_small["source_index"].tolist(), r_small["cond_labels"].tolist(), strict=True)
+    )
 
 
 def test_allowed_sizes():
@@ -367,8 +394,11 @@ def test_allowed_sizes():
 @pytest.mark.parametrize(
     "spec, match",
     [
-        (_digits_spec(classes=3, size=1000), r"data.size=1000 is not a multiple of classes=3; allowed: "
-                                            r"multiples of 3 up to 531"),
+        (
+            _digits_spec(classes=3, size=1000),
+            r"data.size=1000 is not a multiple of classes=3; allowed: "
+            r"multiples of 3 up to 531",
+        ),
         (_digits_spec(classes=3, size=534), r"data.size=534 .*allowed: multiples of 3 up to 531"),
         (_digits_spec(size=0), r"data.size=0"),
         (_digits_spec(classes=11, size=11), r"data.classes=11 .*allowed: 1..10"),
@@ -376,10 +406,14 @@ def test_allowed_sizes():
         (_digits_spec(size=10, labels="random"), r"data.label_classes"),
         (_digits_spec(size=10, colour=1), r"data.colour is not a known key"),
         (_digits_spec(size=10, source="mnist"), r"data.source='mnist'"),
-        (_digits_spec(classes=2, size=10, blend={"source": "fonts", "alpha": 0.5, "class": 3}),
-         r"data.blend needs classes=1"),
-        (_digits_spec(classes=1, size=10, blend={"source": "fonts", "alpha": 1.5, "class": 3}),
-         r"data.blend.alpha=1.5"),
+        (
+            _digits_spec(classes=2, size=10, blend={"source": "fonts", "alpha": 0.5, "class": 3}),
+            r"data.blend needs classes=1",
+        ),
+        (
+            _digits_spec(classes=1, size=10, blend={"source": "fonts", "alpha": 1.5, "class": 3}),
+            r"data.blend.alpha=1.5",
+        ),
     ],
 )
 def test_impossible_specs(spec, match):

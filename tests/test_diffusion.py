@@ -44,8 +44,13 @@ def reference(kind, sigma, **p):
 
 @pytest.mark.parametrize(
     "kind,params",
-    [("vp", {}), ("vp", {"beta_d": 10.0, "beta_min": 0.3, "M": 500}), ("ve", {}), ("edm", {}),
-     ("edm", {"sigma_data": 0.25})],
+    [
+        ("vp", {}),
+        ("vp", {"beta_d": 10.0, "beta_min": 0.3, "M": 500}),
+        ("ve", {}),
+        ("edm", {}),
+        ("edm", {"sigma_data": 0.25}),
+    ],
 )
 def test_coefficients_match_table1(kind, params):
     got = precond_coefficients(kind, torch.tensor(SIGMAS, dtype=torch.float64), **params)

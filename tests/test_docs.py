@@ -55,8 +55,20 @@ def test_missing_figure_writes_nothing_and_names_it(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     results = fake_run(tmp_path, {"fig_basic": (1000, 500), "fig_epochs": (50, 50)})
-    assert main(["docs-figures", str(results), str(tmp_path / "docs"), "--figures", "fig_basic,fig_epochs",
-                 "--max-width", "500"]) == 0
+    assert (
+        main(
+            [
+                "docs-figures",
+                str(results),
+                str(tmp_path / "docs"),
+                "--figures",
+                "fig_basic,fig_epochs",
+                "--max-width",
+                "500",
+            ]
+        )
+        == 0
+    )
     assert Image.open(tmp_path / "docs" / "fig_basic.png").size == (500, 250)
     assert "fig_epochs.png" in capsys.readouterr().out
     with pytest.raises(SystemExit):

@@ -27,8 +27,16 @@ def test_replay_of_steps_trains_what_cost_replays():
     value, allowed = default_value()
     e = value.emm
     for true_emm in cost.outcomes(allowed, k=16):
-        r = emm_cost.replay(emm_cost.step_curve(true_emm), allowed, e["lo"], e["hi"], threshold=e["threshold"],
-                            tolerance=e["tolerance"], per_round=e["per_round"], max_rounds=e["max_rounds"])
+        r = emm_cost.replay(
+            emm_cost.step_curve(true_emm),
+            allowed,
+            e["lo"],
+            e["hi"],
+            threshold=e["threshold"],
+            tolerance=e["tolerance"],
+            per_round=e["per_round"],
+            max_rounds=e["max_rounds"],
+        )
         assert r["sizes"] == cost.search_sizes(value, allowed, true_emm)
         assert sorted(s for rnd in r["rounds"] for s in rnd) == r["sizes"]
         assert all(len(rnd) <= e["per_round"] for rnd in r["rounds"])
@@ -88,9 +96,23 @@ def test_measured_curve_interpolates_in_log_size():
 
 def test_script_prints_tables_and_writes_json(tmp_path):
     out = tmp_path / "emm_cost.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "emm_cost.py"), "--curves", "6", "--per-round",
-                           "2,3", "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "emm_cost.py"),
+            "--curves",
+            "6",
+            "--per-round",
+            "2,3",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| step (8) | 3 |" in proc.stdout and "| noisy (8) | 2 |" in proc.stdout
     report = json.loads(out.read_text())

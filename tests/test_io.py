@@ -154,8 +154,16 @@ def test_subset_loader_names_a_damaged_or_foreign_subset(tmp_path):
     from diffmem import data
 
     s = data.make_subset(
-        {"source": "digits", "resolution": 8, "classes": 2, "labels": "none", "seed": 0, "size": 10,
-         "pick": "random", "resize": "area"}
+        {
+            "source": "digits",
+            "resolution": 8,
+            "classes": 2,
+            "labels": "none",
+            "seed": 0,
+            "size": 10,
+            "pick": "random",
+            "resize": "area",
+        }
     )
     path = tmp_path / "subsets" / "d1" / "n10.npz"
     data.save_subset(path, s)

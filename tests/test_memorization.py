@@ -1,6 +1,5 @@
 """Exact top-2 nearest neighbours, the memorization ratio and its Wilson interval."""
 
-
 import numpy as np
 import pytest
 import torch
@@ -112,7 +111,6 @@ def test_score_and_snapshots():
     assert res["d1"][0] == 1.0 and np.all(res["d1"][1:6] == 0)
     dup = np.concatenate([train, train[:1]])
     assert score(train[:1], dup)["ratio"] == 1.0
-
 
 
 def test_best_snapshot_is_the_highest_ratio_latest_among_ties():

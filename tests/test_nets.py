@@ -18,8 +18,7 @@ from diffmem.nets import (
 
 torch.set_num_threads(1)
 
-TINY = dict(resolution=8, img_channels=1, model_channels=16, channel_mult=[1, 2], num_blocks=1,
-            attn_resolutions=[])
+TINY = dict(resolution=8, img_channels=1, model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[])
 
 
 def _run(net, n=2, labels=None, seed=0):
@@ -63,8 +62,12 @@ def test_paper_ddpmpp_4_blocks_param_count():
 
 
 def test_describe_matches_build_for_variants():
-    variants = [TINY, {**TINY, "arch": "ncsnpp"}, {**TINY, "encoder_type": "skip", "decoder_type": "skip"},
-                {**TINY, "label_dim": 10}]
+    variants = [
+        TINY,
+        {**TINY, "arch": "ncsnpp"},
+        {**TINY, "encoder_type": "skip", "decoder_type": "skip"},
+        {**TINY, "label_dim": 10},
+    ]
     for overrides in variants:
         assert describe_net(overrides)["n_params"] == count_params(build_net(overrides))
 
@@ -153,8 +156,15 @@ def test_each_skip_matters():
 @pytest.mark.parametrize("resolution,mult,attn", [(4, [1, 2], [2]), (8, [1, 2], []), (16, [1, 2, 2], [8])])
 @pytest.mark.parametrize("label_dim", [0, 3])
 def test_forward_shapes(resolution, mult, attn, label_dim):
-    net = _build(resolution=resolution, img_channels=1, model_channels=16, channel_mult=mult, num_blocks=1,
-                 attn_resolutions=attn, label_dim=label_dim)
+    net = _build(
+        resolution=resolution,
+        img_channels=1,
+        model_channels=16,
+        channel_mult=mult,
+        num_blocks=1,
+        attn_resolutions=attn,
+        label_dim=label_dim,
+    )
     labels = torch.eye(3)[[0, 2]] if label_dim else None
     y = _run(net, labels=labels)
     assert y.shape == (2, 1, resolution, resolution) and y.dtype == torch.float32
@@ -192,8 +202,9 @@ def test_embeddings_run(embedding):
     assert count_params(net) == describe_net(TINY)["n_params"]  # the embedding has no parameters
 
 
-@pytest.mark.parametrize("encoder_type,decoder_type", [("residual", "standard"), ("skip", "skip"),
-                                                       ("standard", "skip")])
+@pytest.mark.parametrize(
+    "encoder_type,decoder_type", [("residual", "standard"), ("skip", "skip"), ("standard", "skip")]
+)
 def test_ncsnpp_and_progressive_variants(encoder_type, decoder_type):
     net = _build(**{**TINY, "arch": "ncsnpp", "encoder_type": encoder_type, "decoder_type": decoder_type})
     assert net.config["embedding"] == "fourier" and net.config["resample_filter"] == [1, 3, 3, 1]
@@ -202,8 +213,15 @@ def test_ncsnpp_and_progressive_variants(encoder_type, decoder_type):
 
 
 def test_ncsnpp_default_forward():
-    net = _build(arch="ncsnpp", resolution=16, img_channels=3, model_channels=16, channel_mult=[1, 2, 2],
-                 num_blocks=1, attn_resolutions=[8])
+    net = _build(
+        arch="ncsnpp",
+        resolution=16,
+        img_channels=3,
+        model_channels=16,
+        channel_mult=[1, 2, 2],
+        num_blocks=1,
+        attn_resolutions=[8],
+    )
     assert _run(net).shape == (2, 3, 16, 16)
 
 
@@ -225,8 +243,22 @@ def test_cli_main_prints_json(capsys):
     assert info["n_params"] == 35_125_251 and info["n_skips"] == 9
     assert info["config"] == resolve_net_config({})
 
-    assert main(["describe-net", "resolution=8", "img_channels=1", "model_channels=16", "channel_mult=1,2",
-                 "num_blocks=1", "attn_resolutions=", "skip=1,0,1,1", "embedding=fourier"]) == 0
+    assert (
+        main(
+            [
+                "describe-net",
+                "resolution=8",
+                "img_channels=1",
+                "model_channels=16",
+                "channel_mult=1,2",
+                "num_blocks=1",
+                "attn_resolutions=",
+                "skip=1,0,1,1",
+                "embedding=fourier",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["skip"] == [1, 0, 1, 1] and info["config"]["attn_resolutions"] == []
     assert info["n_params"] == describe_net(TINY)["n_params"]
@@ -244,8 +276,9 @@ def test_cli_bad_key_exits_2(capsys):
 
 
 def test_cli_subprocess():
-    out = subprocess.run([sys.executable, "-m", "diffmem", "describe-net", "num_blocks=4"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "diffmem", "describe-net", "num_blocks=4"], capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout)["n_params"] == 55_732_739
 
 
@@ -257,8 +290,10 @@ def test_channels_last_net_equals_the_contiguous_net():
 
 
 @pytest.mark.slow  # inductor compiles C++ kernels: ~2 min on 2 cores with a cold cache
-@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")),
-                    reason="torch.compile (inductor) needs a C compiler on the CPU")
+@pytest.mark.skipif(
+    not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")),
+    reason="torch.compile (inductor) needs a C compiler on the CPU",
+)
 def test_compiled_net_equals_the_eager_net():
     """torch.compile (inductor kernels) keeps the forward pass and the gradients within float tolerance."""
     net = _randomize_zero_init(_build(**TINY, dropout=0.0))

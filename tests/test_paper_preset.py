@@ -48,8 +48,17 @@ def test_paper_preset_runs_the_released_codes_protocol(paper):
             assert t["truncate_kimg"] is True, name
             assert t["ema"]["rampup"] == 0.05, name
             assert t["ema"]["mode"] == ("official_final" if name == "ema" else "official"), name
-    assert [v.settings["train"]["ema"]["decay"] for v in plan["ema"]] == \
-        [0.99929, 0.999, 0.99, 0.9, 0.8, 0.5, 0.2, 0.1, 0.0]
+    assert [v.settings["train"]["ema"]["decay"] for v in plan["ema"]] == [
+        0.99929,
+        0.999,
+        0.99,
+        0.9,
+        0.8,
+        0.5,
+        0.2,
+        0.1,
+        0.0,
+    ]
 
 
 def test_paper_schedule_at_1000_images(paper):
@@ -116,12 +125,33 @@ def test_missing_cifar_tarball_is_named_before_any_job(paper, tmp_path):
 # then down, block0, block1 at 16x16 and at 8x8), which is model.skip's order too: the mapping is identity.
 OFFICIAL_SKIPS = {
     "full": ["1,1,1,1,1,1,1,1,1"],
-    "32x32": ["1,1,1,0,0,0,0,0,0", "1,1,0,0,0,0,0,0,0", "1,0,1,0,0,0,0,0,0", "0,1,1,0,0,0,0,0,0",
-              "1,0,0,0,0,0,0,0,0", "0,1,0,0,0,0,0,0,0", "0,0,1,0,0,0,0,0,0"],
-    "16x16": ["0,0,0,1,1,1,0,0,0", "0,0,0,1,1,0,0,0,0", "0,0,0,1,0,1,0,0,0", "0,0,0,0,1,1,0,0,0",
-              "0,0,0,1,0,0,0,0,0", "0,0,0,0,1,0,0,0,0", "0,0,0,0,0,1,0,0,0"],
-    "8x8": ["0,0,0,0,0,0,1,1,1", "0,0,0,0,0,0,1,1,0", "0,0,0,0,0,0,1,0,1", "0,0,0,0,0,0,0,1,1",
-            "0,0,0,0,0,0,1,0,0", "0,0,0,0,0,0,0,1,0", "0,0,0,0,0,0,0,0,1"],
+    "32x32": [
+        "1,1,1,0,0,0,0,0,0",
+        "1,1,0,0,0,0,0,0,0",
+        "1,0,1,0,0,0,0,0,0",
+        "0,1,1,0,0,0,0,0,0",
+        "1,0,0,0,0,0,0,0,0",
+        "0,1,0,0,0,0,0,0,0",
+        "0,0,1,0,0,0,0,0,0",
+    ],
+    "16x16": [
+        "0,0,0,1,1,1,0,0,0",
+        "0,0,0,1,1,0,0,0,0",
+        "0,0,0,1,0,1,0,0,0",
+        "0,0,0,0,1,1,0,0,0",
+        "0,0,0,1,0,0,0,0,0",
+        "0,0,0,0,1,0,0,0,0",
+        "0,0,0,0,0,1,0,0,0",
+    ],
+    "8x8": [
+        "0,0,0,0,0,0,1,1,1",
+        "0,0,0,0,0,0,1,1,0",
+        "0,0,0,0,0,0,1,0,1",
+        "0,0,0,0,0,0,0,1,1",
+        "0,0,0,0,0,0,1,0,0",
+        "0,0,0,0,0,0,0,1,0",
+        "0,0,0,0,0,0,0,0,1",
+    ],
 }
 # "Retain specific skip connections at different locations: take all the above combinations when skip
 # number=1".
@@ -132,8 +162,7 @@ def _masks(values):
     return [",".join(str(b) for b in v.settings["model"]["skip"]) for v in values]
 
 
-@pytest.mark.parametrize("arch, embedding, precond", [("ddpmpp", "positional", "vp"),
-                                                     ("ncsnpp", "fourier", "ve")])
+@pytest.mark.parametrize("arch, embedding, precond", [("ddpmpp", "positional", "vp"), ("ncsnpp", "fourier", "ve")])
 def test_paper_skip_experiments_hold_the_official_masks(paper, arch, embedding, precond):
     _, plan = paper
     official = {m for ms in OFFICIAL_SKIPS.values() for m in ms}
@@ -142,8 +171,11 @@ def test_paper_skip_experiments_hold_the_official_masks(paper, arch, embedding, 
     for name in (f"skip_location_{arch}", f"skip_32x32_{arch}", f"skip_16x16_{arch}", f"skip_8x8_{arch}"):
         for v in plan[name]:
             s = v.settings
-            assert (s["model"]["arch"], s["model"]["embedding"], s["diffusion"]["precond"]) == \
-                (arch, embedding, precond), name
+            assert (s["model"]["arch"], s["model"]["embedding"], s["diffusion"]["precond"]) == (
+                arch,
+                embedding,
+                precond,
+            ), name
             assert s["model"]["num_blocks"] == 2 and s["model"]["model_channels"] == 128, name
             ours[",".join(str(b) for b in s["model"]["skip"])] = v.run_id
     assert set(ours) == official  # every official mask, nothing else
@@ -151,8 +183,9 @@ def test_paper_skip_experiments_hold_the_official_masks(paper, arch, embedding, 
     for res in ("32x32", "16x16", "8x8"):
         assert _masks(plan[f"skip_{res}_{arch}"]) == OFFICIAL_SKIPS["full"] + OFFICIAL_SKIPS[res]
     # a mask shared by two panels (a single skip, all 9) is one run, trained once
-    loc = {m: v.run_id for m, v in zip(_masks(plan[f"skip_location_{arch}"]), plan[f"skip_location_{arch}"],
-                                       strict=True)}
+    loc = {
+        m: v.run_id for m, v in zip(_masks(plan[f"skip_location_{arch}"]), plan[f"skip_location_{arch}"], strict=True)
+    }
     assert all(loc[m] == ours[m] for m in loc)
     if arch == "ddpmpp":  # all 9 skips of DDPM++/VP is the basic setup
         assert ours[OFFICIAL_SKIPS["full"][0]] == plan["basic"][0].run_id
@@ -161,8 +194,9 @@ def test_paper_skip_experiments_hold_the_official_masks(paper, arch, embedding, 
 def test_skip_mask_order_is_the_encoders_output_order():
     """Index i of model.skip is the i-th encoder output, as in the released --skip-connections: turning one
     skip off zeroes exactly the decoder input of that encoder output's resolution and channel count."""
-    net = nets.describe_net({"model_channels": 16, "channel_mult": [1, 2, 2], "num_blocks": 2,
-                             "attn_resolutions": [], "resolution": 32})
+    net = nets.describe_net(
+        {"model_channels": 16, "channel_mult": [1, 2, 2], "num_blocks": 2, "attn_resolutions": [], "resolution": 32}
+    )
     assert net["n_skips"] == 9
     import torch
 
@@ -195,8 +229,17 @@ def test_paper_fig1ab_model_is_the_edm_recipe(paper):
     m, t = s["model"], s["train"]
     assert (m["arch"], m["num_blocks"], m["model_channels"], m["channel_mult"]) == ("ddpmpp", 4, 128, [2, 2, 2])
     assert m["dropout"] == 0.13 and m["augment_dim"] == 9 and s["diffusion"]["precond"] == "vp"
-    assert t["augment"] == {"p": 0.12, "xflip": 1e8, "yflip": 1, "rotate_int": 0, "translate_int": 0,
-                            "scale": 1, "rotate_frac": 1, "aniso": 1, "translate_frac": 1}
+    assert t["augment"] == {
+        "p": 0.12,
+        "xflip": 1e8,
+        "yflip": 1,
+        "rotate_int": 0,
+        "translate_int": 0,
+        "scale": 1,
+        "rotate_frac": 1,
+        "aniso": 1,
+        "translate_frac": 1,
+    }
     assert t["lr"] == 1e-3 and t["batch"] == 512 and t["duration"] == {"unit": "images", "value": 200_000_000}
     assert n_params(s) == 55_732_739 + 9 * 128  # EDM's 55.7M-parameter DDPM++ plus the augment projection
     rows = {r["step"]: r for r in schedule.schedule_rows(t, 50000, [0, 9765, 19_532, 390_624])}
@@ -206,5 +249,9 @@ def test_paper_fig1ab_model_is_the_edm_recipe(paper):
     assert rows[9765]["ema_halflife_images"] == pytest.approx(0.05 * 9765 * 512)
     assert len(schedule.training_plan(t, 50000)["snapshot_steps"]) == 1
     # every other experiment trains without augmentation
-    assert all(not x.settings["model"].get("augment_dim") and x.settings["train"]["augment"]["p"] == 0
-               for name, vals in plan.items() if name not in ("edm_recipe", "optimum") for x in vals)
+    assert all(
+        not x.settings["model"].get("augment_dim") and x.settings["train"]["augment"]["p"] == 0
+        for name, vals in plan.items()
+        if name not in ("edm_recipe", "optimum")
+        for x in vals
+    )

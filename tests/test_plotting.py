@@ -15,10 +15,20 @@ from diffmem.pipeline import TABLE_COLUMNS
 
 
 def _value(exp, title, label, display, factor=None, sizes=None, grids=None):
-    return {"experiment": exp, "title": title, "factor": factor, "label": label, "display": display,
-            "mode": "sizes" if sizes or grids else "emm", "run_id": "0123456789", "emm": None,
-            "scores": {str(s): f"{s}.json" for s in sizes or []}, "grids": grids or {},
-            "ratio_threshold": 1 / 3, "emm_threshold": 0.9}
+    return {
+        "experiment": exp,
+        "title": title,
+        "factor": factor,
+        "label": label,
+        "display": display,
+        "mode": "sizes" if sizes or grids else "emm",
+        "run_id": "0123456789",
+        "emm": None,
+        "scores": {str(s): f"{s}.json" for s in sizes or []},
+        "grids": grids or {},
+        "ratio_threshold": 1 / 3,
+        "emm_threshold": 0.9,
+    }
 
 
 def _ci(ratio, n=64):
@@ -32,17 +42,44 @@ def _ci(ratio, n=64):
 
 def _size_row(v, size, ratio, **extra):
     lo, hi = _ci(ratio)
-    return {"figure": "f", "experiment": v["experiment"], "title": v["title"], "value": v["label"],
-            "display": v["display"], "kind": "size", "size": size, "ratio": ratio, "ci_low": lo,
-            "ci_high": hi, "n": 64, "memorized": ratio >= 0.9, "ratio_threshold": 1 / 3, "emm_threshold": 0.9,
-            "run_id": v["run_id"], **extra}
+    return {
+        "figure": "f",
+        "experiment": v["experiment"],
+        "title": v["title"],
+        "value": v["label"],
+        "display": v["display"],
+        "kind": "size",
+        "size": size,
+        "ratio": ratio,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": 64,
+        "memorized": ratio >= 0.9,
+        "ratio_threshold": 1 / 3,
+        "emm_threshold": 0.9,
+        "run_id": v["run_id"],
+        **extra,
+    }
 
 
 def _emm_row(v, lo, hi, status, non_monotone=False):
-    return {"figure": "f", "experiment": v["experiment"], "title": v["title"], "value": v["label"],
-            "display": v["display"], "kind": "emm", "emm_lower": lo, "emm_upper": hi, "emm_status": status,
-            "non_monotone": non_monotone, "ratio_threshold": 1 / 3, "emm_threshold": 0.9, "search_lo": 10,
-            "search_hi": 160, "run_id": v["run_id"]}
+    return {
+        "figure": "f",
+        "experiment": v["experiment"],
+        "title": v["title"],
+        "value": v["label"],
+        "display": v["display"],
+        "kind": "emm",
+        "emm_lower": lo,
+        "emm_upper": hi,
+        "emm_status": status,
+        "non_monotone": non_monotone,
+        "ratio_threshold": 1 / 3,
+        "emm_threshold": 0.9,
+        "search_lo": 10,
+        "search_hi": 160,
+        "run_id": v["run_id"],
+    }
 
 
 def _roundtrip(rows, tmp_path) -> pd.DataFrame:
@@ -89,8 +126,10 @@ def _curve(size, emm):
 
 def test_sweep(tmp_path):
     title = "Weight decay"
-    vals = [_value("wd", title, lab, disp, factor="train.weight_decay")
-            for lab, disp in [("0", "0"), ("1e-05", "1e-05"), ("0.1", "0.1"), ("0.5", "0.5"), ("1", "1")]]
+    vals = [
+        _value("wd", title, lab, disp, factor="train.weight_decay")
+        for lab, disp in [("0", "0"), ("1e-05", "1e-05"), ("0.1", "0.1"), ("0.5", "0.5"), ("1", "1")]
+    ]
     vals.append(_value("basic", "Basic setup", "base", "base"))
     rows = []
     # "0": found, non-monotone (a larger size passes again)
@@ -119,8 +158,14 @@ def test_sweep(tmp_path):
     table = _roundtrip(rows, tmp_path)
     assert table["value"].dtype != object  # the round trip really turned the labels into numbers
 
-    spec = {"name": "training", "kind": "sweep", "experiments": ["wd", "basic"],
-            "title": "Training procedure", "paper": "Fig. 5", "values": vals}
+    spec = {
+        "name": "training",
+        "kind": "sweep",
+        "experiments": ["wd", "basic"],
+        "title": "Training procedure",
+        "paper": "Fig. 5",
+        "values": vals,
+    }
     fig = _draw(spec, table, tmp_path)
 
     ratio_axes = _axes(fig, "memorization ratio")
@@ -134,8 +179,11 @@ def test_sweep(tmp_path):
     assert thr.get_label() == "EMM threshold 90%" and list(thr.get_ydata()) == [0.9, 0.9]
     emm_ax = _axes(fig, "EMM (")[0]
     assert "≥ 90%" in emm_ax.get_ylabel()
-    marks = {int(round(ln.get_xdata()[0])): (ln.get_marker(), float(ln.get_ydata()[0]))
-             for ln in emm_ax.get_lines() if len(ln.get_xdata()) == 1 and ln.get_marker() not in ("None", "", "_")}
+    marks = {
+        int(round(ln.get_xdata()[0])): (ln.get_marker(), float(ln.get_ydata()[0]))
+        for ln in emm_ax.get_lines()
+        if len(ln.get_xdata()) == 1 and ln.get_marker() not in ("None", "", "_")
+    }
     assert marks[1][0] == "o" and marks[1][1] == pytest.approx(math.sqrt(30 * 40))  # found [30, 40)
     assert marks[2] == ("v", 10.0)  # below_lo: EMM < 10
     assert marks[3] == ("^", 40.0)  # above_hi: EMM >= 40
@@ -163,11 +211,28 @@ def _snapshot_rows(v, size, emm, steps=(10, 20, 30, 40), batch=8):
         images = step * batch
         ratio = min(1.0, _curve(size, emm) * (k + 1) / len(steps))
         lo, hi = _ci(ratio)
-        rows.append({"figure": "f", "experiment": v["experiment"], "title": v["title"], "value": v["label"],
-                     "display": v["display"], "kind": "snapshot", "size": size, "snapshot": k, "step": step,
-                     "images_seen": images, "epochs": images / size, "ratio": ratio, "ci_low": lo,
-                     "ci_high": hi, "n": 64, "ratio_threshold": 1 / 3, "emm_threshold": 0.9,
-                     "run_id": v["run_id"]})
+        rows.append(
+            {
+                "figure": "f",
+                "experiment": v["experiment"],
+                "title": v["title"],
+                "value": v["label"],
+                "display": v["display"],
+                "kind": "snapshot",
+                "size": size,
+                "snapshot": k,
+                "step": step,
+                "images_seen": images,
+                "epochs": images / size,
+                "ratio": ratio,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": 64,
+                "ratio_threshold": 1 / 3,
+                "emm_threshold": 0.9,
+                "run_id": v["run_id"],
+            }
+        )
     return rows
 
 
@@ -178,8 +243,14 @@ def test_epochs(tmp_path):
         rows += _snapshot_rows(v, size, emm=20)
         rows.append(_size_row(v, size, _curve(size, 20)))
     table = _roundtrip(rows, tmp_path)
-    spec = {"name": "epochs", "kind": "epochs", "experiments": ["epochs"],
-            "title": "Memorization over training", "paper": "paper Fig. 6", "values": [v]}
+    spec = {
+        "name": "epochs",
+        "kind": "epochs",
+        "experiments": ["epochs"],
+        "title": "Memorization over training",
+        "paper": "paper Fig. 6",
+        "values": [v],
+    }
     fig = _draw(spec, table, tmp_path)
     (ax,) = _axes(fig, "memorization ratio")
     assert ax.get_xlabel() == plotting.IMAGES_LABEL and ax.get_title() == "Training length"
@@ -211,11 +282,18 @@ def test_optimum(tmp_path):
         if (name, size) != ("opt", 40):  # one run without its nearest grid: drawn as missing
             _fake_png(nearest, 512, 66, size + 1)
         grids.setdefault(name, {})[str(size)] = [str(samples), str(nearest)]
-    vals = [_value("optimum", "Theoretical optimum", "base", "base", grids=grids["opt"]),
-            _value("trained", "Trained model", "base", "base", grids=grids["trained"])]
+    vals = [
+        _value("optimum", "Theoretical optimum", "base", "base", grids=grids["opt"]),
+        _value("trained", "Trained model", "base", "base", grids=grids["trained"]),
+    ]
     rows = [_size_row(vals[0], 20, 1.0), _size_row(vals[0], 40, 0.97), _size_row(vals[1], 20, 0.3)]
-    spec = {"name": "optimum", "kind": "optimum", "experiments": ["optimum", "trained"],
-            "title": "Theoretical optimum vs trained model", "values": vals}
+    spec = {
+        "name": "optimum",
+        "kind": "optimum",
+        "experiments": ["optimum", "trained"],
+        "title": "Theoretical optimum vs trained model",
+        "values": vals,
+    }
     fig = _draw(spec, _roundtrip(rows, tmp_path), tmp_path)
     shown = [ax for ax in fig.get_axes() if ax.get_images()]
     assert len(shown) == 5  # 3 runs x (samples, nearest), one nearest missing
@@ -231,8 +309,12 @@ def test_optimum(tmp_path):
 
 def test_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown kind"):
-        plotting.draw_figure({"kind": "pie", "experiments": []}, pd.DataFrame(columns=TABLE_COLUMNS),
-                             tmp_path / "a.pdf", tmp_path / "a.png")
+        plotting.draw_figure(
+            {"kind": "pie", "experiments": []},
+            pd.DataFrame(columns=TABLE_COLUMNS),
+            tmp_path / "a.pdf",
+            tmp_path / "a.png",
+        )
     assert not list(tmp_path.iterdir())
 
 

@@ -147,8 +147,12 @@ def test_optimal_denoiser_chunked_equals_direct(chunk):
     got32 = OptimalDenoiser(train, chunk=chunk)(x.float(), sigma.float())
     torch.testing.assert_close(got32.double(), want, rtol=1e-4, atol=1e-4)
     # Scalar sigma broadcasts.
-    torch.testing.assert_close(OptimalDenoiser(train, chunk=chunk, dtype=torch.float64)(x, 0.3),
-                               direct_optimal(train, x, 0.3), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        OptimalDenoiser(train, chunk=chunk, dtype=torch.float64)(x, 0.3),
+        direct_optimal(train, x, 0.3),
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 def test_optimal_denoiser_ignores_class_labels():
@@ -193,8 +197,8 @@ def test_save_grid_and_nn_grid(tmp_path):
     arr = np.asarray(Image.open(tmp_path / "nn.png"))
     assert arr.shape == (17, 26)
     for k, j in enumerate([4, 2, 0]):
-        np.testing.assert_array_equal(arr[:8, 9 * k:9 * k + 8], gray[k, 0])
-        np.testing.assert_array_equal(arr[9:, 9 * k:9 * k + 8], train[j, 0])
+        np.testing.assert_array_equal(arr[:8, 9 * k : 9 * k + 8], gray[k, 0])
+        np.testing.assert_array_equal(arr[9:, 9 * k : 9 * k + 8], train[j, 0])
     with pytest.raises(ValueError):
         save_grid(np.zeros((2, 2, 4, 4), dtype=np.uint8), tmp_path / "bad.png")
 
@@ -205,8 +209,9 @@ def test_save_grid_and_nn_grid(tmp_path):
 # generators) bit for bit, whatever it does to go faster.
 
 
-def _reference_generate(denoise, n, shape, seed, batch_size, label_dim=0, num_steps=18, sigma_min=0.002,
-                        sigma_max=80.0, rho=7.0):
+def _reference_generate(
+    denoise, n, shape, seed, batch_size, label_dim=0, num_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0
+):
     import math
 
     from diffmem.sample import sample_generator
@@ -236,9 +241,9 @@ def _reference_generate(denoise, n, shape, seed, batch_size, label_dim=0, num_st
                 if i < num_steps - 1:
                     d_prime = (x_next - denoise(x_next, t[i + 1], onehot).to(torch.float64)) / t[i + 1]
                     x_next = x_cur + (t[i + 1] - t[i]) * (0.5 * d_cur + 0.5 * d_prime)
-        states[start:start + m] = x_next.numpy()
-        images[start:start + m] = ((x_next + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        cond[start:start + m] = labels.numpy()
+        states[start : start + m] = x_next.numpy()
+        images[start : start + m] = ((x_next + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        cond[start : start + m] = labels.numpy()
     return images, cond, states
 
 
@@ -247,8 +252,18 @@ def _small_denoiser(kind, label_dim):
     from diffmem.nets import build_net
 
     torch.manual_seed(3)
-    net = build_net({"resolution": 8, "img_channels": 1, "channel_mult": [1, 2], "num_blocks": 1,
-                     "attn_resolutions": [], "dropout": 0.0, "model_channels": 16, "label_dim": label_dim})
+    net = build_net(
+        {
+            "resolution": 8,
+            "img_channels": 1,
+            "channel_mult": [1, 2],
+            "num_blocks": 1,
+            "attn_resolutions": [],
+            "dropout": 0.0,
+            "model_channels": 16,
+            "label_dim": label_dim,
+        }
+    )
     return make_precond(net, {"precond": kind}).eval().requires_grad_(False)
 
 
@@ -279,7 +294,7 @@ def test_generate_output_bits_pinned(kind, label_dim, batch):
     onehot = None if label_dim == 0 else torch.nn.functional.one_hot(lab, label_dim).float()
     x = sampler(net, lat, onehot, num_steps=5)
     assert x.dtype == torch.float64
-    np.testing.assert_array_equal(x.numpy(), want_states[:len(x)])
+    np.testing.assert_array_equal(x.numpy(), want_states[: len(x)])
 
 
 def test_cudnn_autotune_touches_only_cuda_and_restores():

@@ -9,10 +9,15 @@ import pytest
 
 from diffmem import schedule as sch
 
-TRAIN = {"batch": 16, "duration": {"unit": "steps", "value": 12}, "snapshots": 3, "lr": 1.0,
-         "warmup": {"unit": "images", "value": 64, "mode": "linear"},
-         "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05}, "truncate_kimg": True}
-
+TRAIN = {
+    "batch": 16,
+    "duration": {"unit": "steps", "value": 12},
+    "snapshots": 3,
+    "lr": 1.0,
+    "warmup": {"unit": "images", "value": 64, "mode": "linear"},
+    "ema": {"mode": "decay", "decay": 0.99929, "rampup": 0.05},
+    "truncate_kimg": True,
+}
 
 
 def test_plan_units_and_snapshots():
@@ -85,10 +90,15 @@ def official_beta(k, n_data, batch, mode="mode2", final_ema=0.99929):
 
 def paper_train(batch=512, ema_mode="official", decay=0.99929, truncate=True, warmup_mode="official"):
     """The train block of config/paper.yaml's basic setup (the EMA sweep sets mode official_final)."""
-    return {"batch": batch, "lr": 2e-4, "duration": {"unit": "epochs", "value": 40000},
-            "warmup": {"unit": "epochs", "value": 200, "mode": warmup_mode},
-            "ema": {"mode": ema_mode, "decay": decay, "rampup": 0.05}, "truncate_kimg": truncate,
-            "snapshots": {"every": {"unit": "images", "value": 2_500_000}}}
+    return {
+        "batch": batch,
+        "lr": 2e-4,
+        "duration": {"unit": "epochs", "value": 40000},
+        "warmup": {"unit": "epochs", "value": 200, "mode": warmup_mode},
+        "ema": {"mode": ema_mode, "decay": decay, "rampup": 0.05},
+        "truncate_kimg": truncate,
+        "snapshots": {"every": {"unit": "images", "value": 2_500_000}},
+    }
 
 
 STEPS = [0, 1, 2, 7, 97, 390, 391, 392, 1000, 4882, 10**4, 78_124]
@@ -127,8 +137,9 @@ def test_official_known_answers():
     # mode2's literal 512: at batch 128 a step's beta is the batch-512 one, a quarter of the half-life in images
     assert sch.schedule_rows(paper_train(128), 1000, [10**5])[0]["ema_halflife_images"] == pytest.approx(125_000)
     # mode4 ends at the final EMA
-    assert sch.schedule_rows(paper_train(ema_mode="official_final", decay=0.5), 1000, [10**4])[0]["ema_beta"] \
-        == pytest.approx(0.5)
+    assert sch.schedule_rows(paper_train(ema_mode="official_final", decay=0.5), 1000, [10**4])[0][
+        "ema_beta"
+    ] == pytest.approx(0.5)
     assert sch.schedule_rows(paper_train(ema_mode="official_final", decay=0.0), 1000, [10**4])[0]["ema_beta"] == 0
 
 
@@ -166,16 +177,33 @@ def test_schedule_command_prints_the_loops_schedule(capsys):
 
     from diffmem.__main__ import main
 
-    assert main(["schedule", "--configfile", PAPER, "--experiment", "basic", "--size", "1000",
-                 "--steps", "0,1,391"]) == 0
+    assert (
+        main(["schedule", "--configfile", PAPER, "--experiment", "basic", "--size", "1000", "--steps", "0,1,391"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["step"] for r in rows] == [0, 1, 391] and [r["images"] for r in rows] == [0, 512, 391 * 512]
     for r in rows:
         assert r["lr"] == pytest.approx(official_lr(r["step"], 1000, 512), abs=1e-300)
         assert r["ema_beta"] == pytest.approx(official_beta(r["step"], 1000, 512), abs=1e-300)
     assert rows[2]["ema_halflife_images"] == pytest.approx(500_000)
-    assert main(["schedule", "--configfile", PAPER, "--experiment", "ema", "--value", "0.5",
-                 "--size", "1000", "--steps", "10000"]) == 0
+    assert (
+        main(
+            [
+                "schedule",
+                "--configfile",
+                PAPER,
+                "--experiment",
+                "ema",
+                "--value",
+                "0.5",
+                "--size",
+                "1000",
+                "--steps",
+                "10000",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)[0]["ema_beta"] == pytest.approx(0.5)
     with pytest.raises(SystemExit):
         main(["schedule", "--configfile", PAPER, "--experiment", "ema", "--size", "1000", "--steps", "0"])

@@ -58,8 +58,15 @@ def make_settings(steps: int = 20, **train_overrides) -> dict:
     return {
         "data": {"source": "test", "size": N_IMAGES, "labels": "none", "seed": 0},
         "model": {
-            "arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2],
-            "num_blocks": 1, "attn_resolutions": [], "dropout": 0.1, "label_dim": 0,
+            "arch": "ddpmpp",
+            "resolution": 8,
+            "img_channels": 1,
+            "model_channels": 8,
+            "channel_mult": [1, 2],
+            "num_blocks": 1,
+            "attn_resolutions": [],
+            "dropout": 0.1,
+            "label_dim": 0,
         },
         "diffusion": {"precond": "edm"},
         "train": t,
@@ -86,7 +93,7 @@ def test_index_stream_is_concatenated_permutations():
     s = tr.IndexStream(7, seed=3, order="reshuffle")
     got = s.take(0, 21)
     for e in range(3):
-        assert sorted(got[7 * e: 7 * e + 7].tolist()) == list(range(7))
+        assert sorted(got[7 * e : 7 * e + 7].tolist()) == list(range(7))
     assert torch.equal(s.take(5, 9), got[5:14])  # batches wrap across epochs
     assert torch.equal(tr.IndexStream(7, seed=3, order="reshuffle").take(10, 4), got[10:14])
     assert not torch.equal(tr.IndexStream(7, seed=4, order="reshuffle").take(0, 21), got)
@@ -98,7 +105,7 @@ def test_fixed_order_repeats_one_permutation_every_epoch():
     first = fixed[:7]
     assert sorted(first.tolist()) == list(range(7)) and not torch.equal(first, torch.arange(7))
     for e in range(5):
-        assert torch.equal(fixed[7 * e: 7 * e + 7], first)
+        assert torch.equal(fixed[7 * e : 7 * e + 7], first)
     assert torch.equal(tr.IndexStream(7, seed=3, order="fixed").take(12, 9), fixed[12:21])  # wraps, resumes
     assert torch.equal(first, tr.IndexStream(7, seed=3, order="reshuffle").take(0, 7))  # = reshuffle's epoch 0
     with pytest.raises(ValueError, match="train.order: expected one of reshuffle, fixed"):
@@ -120,7 +127,8 @@ def test_outputs_determinism_and_seed(tmp_path):
     assert any("step 12/12" in line for line in lines)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == ["progress.json"] + [f"snapshot-{k:03d}.{ext}" for k in range(3) for ext in ("json", "pt")] + [
-        "train.json"]
+        "train.json"
+    ]
     for k, snap in enumerate(a["snapshots"]):
         meta = read_json(tmp_path / "a" / snap["json"])
         assert meta["k"] == k and meta["step"] == 4 * (k + 1) and meta["images_seen"] == 64 * (k + 1)
@@ -138,8 +146,9 @@ def test_outputs_determinism_and_seed(tmp_path):
     assert_same(final_weights(tmp_path / "a"), final_weights(tmp_path / "b"))
     other = make_settings(steps=12, snapshots=3, seed=1)
     tr.train(other, subset, tmp_path / "c", log=lines.append)
-    assert not torch.equal(final_weights(tmp_path / "a")["enc.8x8_conv.weight"],
-                           final_weights(tmp_path / "c")["enc.8x8_conv.weight"])
+    assert not torch.equal(
+        final_weights(tmp_path / "a")["enc.8x8_conv.weight"], final_weights(tmp_path / "c")["enc.8x8_conv.weight"]
+    )
 
 
 def test_done_run_returns_summary_without_training(tmp_path, monkeypatch):
@@ -164,9 +173,14 @@ def test_done_run_returns_summary_without_training(tmp_path, monkeypatch):
 def test_official_schedules_and_fixed_order_resume_bit_identically(tmp_path):
     # the paper preset's settings: fixed data order, official warm-up and EMA (exact lengths, so the tiny
     # subset has an EMA at all); a run stopped at step 7 resumes to the uninterrupted run's weights
-    settings = make_settings(steps=12, checkpoint_every=5, order="fixed", truncate_kimg=False,
-                             warmup={"unit": "epochs", "value": 1, "mode": "official"},
-                             ema={"mode": "official", "decay": 0.99929, "rampup": 0.05})
+    settings = make_settings(
+        steps=12,
+        checkpoint_every=5,
+        order="fixed",
+        truncate_kimg=False,
+        warmup={"unit": "epochs", "value": 1, "mode": "official"},
+        ema={"mode": "official", "decay": 0.99929, "rampup": 0.05},
+    )
     subset, quiet = make_subset(), {"log": lambda s: None}
     tr.train(settings, subset, tmp_path / "ref", **quiet)
     tr.train(settings, subset, tmp_path / "stop", max_steps=7, **quiet)
@@ -300,11 +314,17 @@ def test_ema_decay_zero_is_raw_weights_and_state_loads_weights_only(tmp_path):
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     assert state["step"] == 6 and "optimizer" in state
     assert_same(final_weights(tmp_path), state["net"])
-    assert not torch.equal(state["net"]["enc.8x8_conv.weight"], nets.build_net(settings["model"]).state_dict()[
-        "enc.8x8_conv.weight"])
+    assert not torch.equal(
+        state["net"]["enc.8x8_conv.weight"], nets.build_net(settings["model"]).state_dict()["enc.8x8_conv.weight"]
+    )
     ema = {"mode": "decay", "decay": 0.9, "rampup": None}
-    tr.train(make_settings(steps=6, snapshots=1, ema=ema) | {"model": settings["model"]},
-             subset, tmp_path / "ema", keep_state=True, log=lambda s: None)
+    tr.train(
+        make_settings(steps=6, snapshots=1, ema=ema) | {"model": settings["model"]},
+        subset,
+        tmp_path / "ema",
+        keep_state=True,
+        log=lambda s: None,
+    )
     state = torch.load(tmp_path / "ema" / "state.pt", weights_only=True)
     assert max_diff(final_weights(tmp_path / "ema"), state["net"]) > 0
 
@@ -351,9 +371,20 @@ def _free_port() -> int:
 def digits_subset() -> dict:
     from diffmem import data
 
-    spec = {"source": "digits", "path": None, "verify_md5": True, "resolution": 8, "classes": 4,
-            "size": N_IMAGES, "labels": "none", "label_classes": None, "blend": None, "seed": 0,
-            "pick": "random", "resize": "area"}
+    spec = {
+        "source": "digits",
+        "path": None,
+        "verify_md5": True,
+        "resolution": 8,
+        "classes": 4,
+        "size": N_IMAGES,
+        "labels": "none",
+        "label_classes": None,
+        "blend": None,
+        "seed": 0,
+        "pick": "random",
+        "resize": "area",
+    }
     return data.make_subset(spec)
 
 
@@ -382,10 +413,27 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "CUDA_VISIBLE_DEVICES": ""}
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "diffmem.train", "--settings", str(tmp_path / "run.json"),
-           "--subset", str(tmp_path / "subset.npz"), "--out", str(tmp_path / "ddp"), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "diffmem.train",
+        "--settings",
+        str(tmp_path / "run.json"),
+        "--subset",
+        str(tmp_path / "subset.npz"),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--threads",
+        "1",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = read_json(tmp_path / "ddp" / "train.json")
@@ -411,8 +459,9 @@ def test_bf16_autocast_tracks_fp32_and_keeps_float32_state(tmp_path):
     for prec in ("fp32", "bf16"):
         records: list[dict] = []
         settings = make_settings(steps=30, precision=prec, snapshots=1)
-        out = tr.train(settings, subset, tmp_path / prec, log=lambda s: None, log_every=1, progress=records.append,
-                       keep_state=True)
+        out = tr.train(
+            settings, subset, tmp_path / prec, log=lambda s: None, log_every=1, progress=records.append, keep_state=True
+        )
         assert out["precision"] == prec and out["complete"]
         curves[prec] = np.array([r["loss"] for r in records])
         state = torch_load(tmp_path / prec / "state.pt")
@@ -452,8 +501,11 @@ def test_adam_kernel_equals_the_per_parameter_loop_on_the_cpu():
             torch.manual_seed(0)
             net = nets.build_net(make_settings()["model"])
             ps = list(net.parameters())
-            opt = (cls(ps, lr=t["lr"], betas=t["betas"], eps=t["eps"], weight_decay=wd, foreach=False) if loop
-                   else tr._make_optimizer(ps, t, torch.device("cpu")))
+            opt = (
+                cls(ps, lr=t["lr"], betas=t["betas"], eps=t["eps"], weight_decay=wd, foreach=False)
+                if loop
+                else tr._make_optimizer(ps, t, torch.device("cpu"))
+            )
             g = torch.Generator().manual_seed(1)
             for _ in range(10):
                 for p in net.parameters():
@@ -502,16 +554,16 @@ def test_channels_last_and_compile_train_the_same_run_within_float_tolerance(tmp
 def test_sampling_in_bf16_gives_uint8_images_close_to_fp32(tmp_path):
     subset = make_subset()
     settings = make_settings(steps=6, snapshots=1)
-    settings["sample"] = {"n": 6, "seed": 1, "batch": 4, "num_steps": 4, "sigma_min": 0.002, "sigma_max": 80,
-                          "rho": 7}
+    settings["sample"] = {"n": 6, "seed": 1, "batch": 4, "num_steps": 4, "sigma_min": 0.002, "sigma_max": 80, "rho": 7}
     summary = tr.train(settings, subset, tmp_path / "run", log=lambda s: None)
     assert summary["complete"]
     out = {}
     for prec in ("fp32", "bf16"):
         s = copy.deepcopy(settings)
         s["sample"]["precision"] = prec
-        pipeline.sample_run(s, subset, tmp_path / "run" / "train.json", tmp_path / f"{prec}.npz",
-                            tmp_path / f"{prec}.png", device="cpu")
+        pipeline.sample_run(
+            s, subset, tmp_path / "run" / "train.json", tmp_path / f"{prec}.npz", tmp_path / f"{prec}.png", device="cpu"
+        )
         with np.load(tmp_path / f"{prec}.npz") as f:
             out[prec] = f["samples"]
     assert out["bf16"].dtype == np.uint8 and out["bf16"].shape == out["fp32"].shape == (1, 6, 1, 8, 8)

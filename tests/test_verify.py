@@ -115,7 +115,9 @@ def test_fix_reruns_the_emm_search_that_read_a_removed_run(tmp_path):
     # size 4 was asked for by round 1: round 2 read its score, so round 2 and emm.json go; the table, whose
     # input emm.json is now missing, waits for the search to end (no undeclared read of a missing score)
     assert gone == {str(SCORES / n) for n in ("memorization.json", "distances.npz", "nearest.png")} | {
-        "emm/basic/base/round2.json", "emm/basic/base/emm.json"}
+        "emm/basic/base/round2.json",
+        "emm/basic/base/emm.json",
+    }
 
 
 def test_a_bad_subset_removes_the_runs_trained_on_it(tmp_path):

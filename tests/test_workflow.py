@@ -38,9 +38,7 @@ def smoke_run(tmp_path_factory):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     proc = snakemake(work, "--cores", "2")
     if proc.returncode != 0:
-        logs = "\n".join(
-            f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "results").rglob("*.log"))[-5:]
-        )
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((work / "results").rglob("*.log"))[-5:])
         pytest.fail(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-6000:]}\n{logs}")
     return work, proc
 

@@ -58,9 +58,11 @@ def _parse_assignments(parser: argparse.ArgumentParser, items: list[str], keys: 
 
 def _describe_net_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "assignments", nargs="*", metavar="KEY=VALUE",
+        "assignments",
+        nargs="*",
+        metavar="KEY=VALUE",
         help="net settings overriding the paper's basic DDPM++ (lists comma separated, e.g. "
-             "channel_mult=1,2 attn_resolutions= skip=1,0,1,1,1,1,1,1,1); keys: " + ", ".join(_NET_KEYS),
+        "channel_mult=1,2 attn_resolutions= skip=1,0,1,1,1,1,1,1,1); keys: " + ", ".join(_NET_KEYS),
     )
 
 
@@ -99,8 +101,9 @@ def _docs_figures_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("results", help="a finished results/<name> folder (the README uses results/default)")
     parser.add_argument("out", help="folder to write the PNGs to (the README uses docs/)")
-    parser.add_argument("--figures", default=",".join(README_FIGURES),
-                        help="comma-separated figure names (default: %(default)s)")
+    parser.add_argument(
+        "--figures", default=",".join(README_FIGURES), help="comma-separated figure names (default: %(default)s)"
+    )
     parser.add_argument("--max-width", type=int, default=900, help="pixels (default: %(default)s)")
 
 
@@ -156,8 +159,12 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
-                        help="config file(s), layered as Snakemake does (default: %(default)s)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["config/config.yaml"],
+        help="config file(s), layered as Snakemake does (default: %(default)s)",
+    )
     parser.add_argument("--experiment", required=True, help="an experiment of the config")
     parser.add_argument("--value", default=None, help="the value's label (needed when the experiment has several)")
     parser.add_argument("--size", type=int, required=True, help="the training-set size |D|")
@@ -175,8 +182,9 @@ def _schedule(args: argparse.Namespace) -> int:
         cfg = dmc.load_config(args.configfile)
         values = dmc.expand(cfg).get(args.experiment)
         if values is None:
-            args.parser.error(f"--experiment {args.experiment!r} is not in the config; it has "
-                              f"{', '.join(cfg['experiments'])}")
+            args.parser.error(
+                f"--experiment {args.experiment!r} is not in the config; it has {', '.join(cfg['experiments'])}"
+            )
         chosen = [v for v in values if args.value in (None, v.label)]
         if len(chosen) != 1:
             args.parser.error(f"--value: experiment {args.experiment} has values {', '.join(v.label for v in values)}; "

@@ -52,15 +52,23 @@ from collections.abc import Mapping
 from typing import Any
 
 KINDS = ("xflip", "yflip", "rotate_int", "translate_int", "scale", "rotate_frac", "aniso", "translate_frac")
-LABEL_WIDTHS = {"xflip": 1, "yflip": 1, "rotate_int": 2, "translate_int": 2, "scale": 1, "rotate_frac": 2,
-                "aniso": 2, "translate_frac": 2}
+LABEL_WIDTHS = {
+    "xflip": 1,
+    "yflip": 1,
+    "rotate_int": 2,
+    "translate_int": 2,
+    "scale": 1,
+    "rotate_frac": 2,
+    "aniso": 2,
+    "translate_frac": 2,
+}
 GEOMETRIC = ("scale", "rotate_frac", "aniso", "translate_frac")  # resampled (the others move whole pixels)
 
-TRANSLATE_INT_MAX = 0.125   # integer translation range, a fraction of the side
-SCALE_STD = 0.2             # log2 std of isotropic scaling
-ROTATE_FRAC_MAX = 1.0       # rotation range, a fraction of half a turn each way
-ANISO_STD = 0.2             # log2 std of anisotropic scaling
-ANISO_ROTATE_PROB = 0.5     # probability that anisotropic scaling is along a rotated axis
+TRANSLATE_INT_MAX = 0.125  # integer translation range, a fraction of the side
+SCALE_STD = 0.2  # log2 std of isotropic scaling
+ROTATE_FRAC_MAX = 1.0  # rotation range, a fraction of half a turn each way
+ANISO_STD = 0.2  # log2 std of anisotropic scaling
+ANISO_ROTATE_PROB = 0.5  # probability that anisotropic scaling is along a rotated axis
 TRANSLATE_FRAC_STD = 0.125  # std of fractional translation, a fraction of the side
 
 
@@ -249,11 +257,11 @@ def _resample(x, inv):
 
     m, _, h, w = x.shape
     cx, cy = (w - 1) / 2, (h - 1) / 2
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) - cy, torch.arange(w, dtype=torch.float64) - cx,
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64) - cy, torch.arange(w, dtype=torch.float64) - cx, indexing="ij"
+    )
     pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)  # (1, HW, 3)
     src = (pts @ inv.transpose(1, 2))[..., :2]  # (M, HW, 2): input pixel, centred
     grid = torch.stack([src[..., 0] / max(cx, 0.5), src[..., 1] / max(cy, 0.5)], dim=-1).reshape(m, h, w, 2)
     grid = grid.to(device=x.device, dtype=torch.float32)
-    return F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="reflection",
-                         align_corners=True)
+    return F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="reflection", align_corners=True)

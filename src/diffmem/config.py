@@ -164,10 +164,14 @@ def run_record(settings: dict) -> dict:
     """What a run folder's ``run.json`` holds: the run's training identity and, in words, what it is."""
     rec = identity.train_identity(settings)
     d, m, t = rec["data"], rec["model"], rec["train"]
-    net = "closed-form optimal denoiser" if m["arch"] == "optimum" else (
-        f"{m['arch']} ({m['model_channels']} channels, {m['num_blocks']} blocks/resolution, "
-        f"{rec['diffusion']['precond']} preconditioning), {t['duration']['value']:g} {t['duration']['unit']} of "
-        f"batch {t['batch']}, lr {t['lr']:g}, seed {t['seed']}"
+    net = (
+        "closed-form optimal denoiser"
+        if m["arch"] == "optimum"
+        else (
+            f"{m['arch']} ({m['model_channels']} channels, {m['num_blocks']} blocks/resolution, "
+            f"{rec['diffusion']['precond']} preconditioning), {t['duration']['value']:g} {t['duration']['unit']} of "
+            f"batch {t['batch']}, lr {t['lr']:g}, seed {t['seed']}"
+        )
     )
     size = f"{d['size']} " if "size" in d else ""
     rec["about"] = (
@@ -312,8 +316,10 @@ def _replicates(val: Value, seeds: list | None, keys: list[str], fixed: dict, wh
     if "data.seed" in keys or "data.seed" in fixed or "seed" in (fixed.get("data") or {}):
         raise ConfigError(f"{where}.replicates repeats over data.seed, which the experiment also sets; "
                           "use one or the other")  # fmt: skip
-    if not seeds or len(set(seeds)) != len(seeds) or any(
-        isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in seeds
+    if (
+        not seeds
+        or len(set(seeds)) != len(seeds)
+        or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in seeds)
     ):
         raise ConfigError(f"{where}.replicates={seeds!r}; allowed: a non-empty list of distinct data.seed "
                           "values (integers >= 0)")  # fmt: skip
@@ -335,7 +341,6 @@ def _display(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_display(x) for x in v)
     return str(v)
-
 
 
 def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
@@ -421,8 +426,9 @@ def threshold_text(x: float) -> str:
     return f"{float(x):g}"
 
 
-def figure_caption(name: str, fig: dict, experiments: dict, *, ratio_threshold: float | None,
-                   emm_threshold: float | None) -> str:
+def figure_caption(
+    name: str, fig: dict, experiments: dict, *, ratio_threshold: float | None, emm_threshold: float | None
+) -> str:
     """What a figure varies and how to read it (for the HTML report), unless the config gives a caption.
 
     ``ratio_threshold`` (score.threshold, d1/d2) and ``emm_threshold`` (emm.threshold): the settings the
@@ -446,10 +452,12 @@ def figure_caption(name: str, fig: dict, experiments: dict, *, ratio_threshold: 
         if spec.get("mode") == "sizes":
             text += f" at |D| = {', '.join(str(x) for x in spec['sizes'])}"
         parts.append(text + "; everything else as in the base config.")
-    parts.append(_HOW_TO_READ[fig["kind"]].format(
-        ratio_threshold="score.threshold" if ratio_threshold is None else threshold_text(ratio_threshold),
-        emm_threshold="emm.threshold" if emm_threshold is None else f"{emm_threshold:.0%}",
-    ))
+    parts.append(
+        _HOW_TO_READ[fig["kind"]].format(
+            ratio_threshold="score.threshold" if ratio_threshold is None else threshold_text(ratio_threshold),
+            emm_threshold="emm.threshold" if emm_threshold is None else f"{emm_threshold:.0%}",
+        )
+    )
     return " ".join(parts)
 
 

@@ -67,8 +67,7 @@ def resolve_params(kind: str, params: Mapping[str, Any] | None = None) -> dict[s
     unknown = sorted(set(params) - set(PARAM_DEFAULTS[kind]))
     if unknown:
         raise ValueError(
-            f"diffusion.{unknown[0]}: not a parameter of precond {kind!r}; "
-            f"allowed: {', '.join(PARAM_DEFAULTS[kind])}"
+            f"diffusion.{unknown[0]}: not a parameter of precond {kind!r}; allowed: {', '.join(PARAM_DEFAULTS[kind])}"
         )
     out = dict(PARAM_DEFAULTS[kind])
     for key, value in params.items():
@@ -157,8 +156,13 @@ class Precond(nn.Module):
         else:
             self.sigma_min, self.sigma_max = 0.0, math.inf
 
-    def forward(self, x: torch.Tensor, sigma, class_labels: torch.Tensor | None = None,
-                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        sigma,
+        class_labels: torch.Tensor | None = None,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = x.to(torch.float32)
         n = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
@@ -212,8 +216,7 @@ class _Loss:
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, D, images: torch.Tensor, class_labels=None, generator=None,
-                 augment_labels=None) -> torch.Tensor:
+    def __call__(self, D, images: torch.Tensor, class_labels=None, generator=None, augment_labels=None) -> torch.Tensor:
         y = images.to(torch.float32)
         n = y.shape[0]
         sigma = self.sample_sigma(n, generator, y.device)  # (N,)

@@ -17,8 +17,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Context:
-    world_size: int     # Number of processes training together (1 = plain single process).
-    rank: int           # This process's index in [0, world_size).
+    world_size: int  # Number of processes training together (1 = plain single process).
+    rank: int  # This process's index in [0, world_size).
     device: torch.device  # Where this process keeps its model and data.
 
     @property

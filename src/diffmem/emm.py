@@ -99,8 +99,16 @@ def _log_spaced(candidates: Sequence[int], a: float, b: float, k: int) -> list[i
     return sorted(chosen)
 
 
-def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi: int, *,
-             threshold: float = 0.9, tolerance: float = 0.3, per_round: int = 3) -> dict[str, Any]:
+def emm_step(
+    evaluated: Mapping[int, float],
+    allowed: Sequence[int],
+    lo: int,
+    hi: int,
+    *,
+    threshold: float = 0.9,
+    tolerance: float = 0.3,
+    per_round: int = 3,
+) -> dict[str, Any]:
     """One round of the EMM search: what is known, and which sizes to evaluate next.
 
     ``evaluated``: {size: memorization ratio} of the sizes trained and scored so far (keys may be
@@ -122,8 +130,9 @@ def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi
         raise ValueError("emm: allowed sizes must be a non-empty list of positive integers")
     inside = [s for s in sizes if lo <= s <= hi]
     if not inside:
-        raise ValueError(f"emm.lo/hi: no allowed size lies in [{lo}, {hi}] "
-                         f"(allowed sizes run from {sizes[0]} to {sizes[-1]})")
+        raise ValueError(
+            f"emm.lo/hi: no allowed size lies in [{lo}, {hi}] (allowed sizes run from {sizes[0]} to {sizes[-1]})"
+        )
     lo_s, hi_s = inside[0], inside[-1]
 
     ev: dict[int, float] = {}
@@ -140,10 +149,20 @@ def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi
     ev_in = {s: passed[s] for s in ev if lo_s <= s <= hi_s}
 
     result: dict[str, Any] = {
-        "done": False, "status": "searching", "next": [], "bracket": None, "lower": None, "upper": None,
-        "emm": None, "non_monotone": False, "notes": notes,
+        "done": False,
+        "status": "searching",
+        "next": [],
+        "bracket": None,
+        "lower": None,
+        "upper": None,
+        "emm": None,
+        "non_monotone": False,
+        "notes": notes,
         "evaluated": [[s, ev[s], passed[s]] for s in sorted(ev)],
-        "lo": lo_s, "hi": hi_s, "threshold": float(threshold), "tolerance": float(tolerance),
+        "lo": lo_s,
+        "hi": hi_s,
+        "threshold": float(threshold),
+        "tolerance": float(tolerance),
         "per_round": per_round,
     }
 
@@ -173,8 +192,7 @@ def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi
     missing = [s for s in (lo_s, hi_s) if s not in ev_in]
     if missing:
         missing = sorted(set(missing))
-        result["next"] = missing + [s for s in interior(lo_s, hi_s, per_round - len(missing))
-                                    if s not in missing]
+        result["next"] = missing + [s for s in interior(lo_s, hi_s, per_round - len(missing)) if s not in missing]
         result["next"] = sorted(result["next"])
         if lo_s == hi_s:
             notes.append(f"only one allowed size in range: {lo_s}")
@@ -190,8 +208,11 @@ def emm_step(evaluated: Mapping[int, float], allowed: Sequence[int], lo: int, hi
     result.update(bracket=[a, b], lower=a, upper=b)
     between = interior(a, b, per_round)
     if b / a <= 1 + tolerance or not between:
-        why = (f"b/a = {b / a:.4g} <= 1 + tolerance" if b / a <= 1 + tolerance
-               else "no allowed size strictly between a and b")
+        why = (
+            f"b/a = {b / a:.4g} <= 1 + tolerance"
+            if b / a <= 1 + tolerance
+            else "no allowed size strictly between a and b"
+        )
         result.update(done=True, status="found", emm=a)
         notes.append(f"EMM in [{a}, {b}): {why}")
         return result

@@ -27,8 +27,17 @@ from diffmem import emm
 Curve = Callable[[int], float]  # size -> memorization ratio
 
 
-def replay(ratio_of: Curve, allowed: Sequence[int], lo: int, hi: int, *, threshold: float, tolerance: float,
-           per_round: int, max_rounds: int) -> dict[str, Any]:
+def replay(
+    ratio_of: Curve,
+    allowed: Sequence[int],
+    lo: int,
+    hi: int,
+    *,
+    threshold: float,
+    tolerance: float,
+    per_round: int,
+    max_rounds: int,
+) -> dict[str, Any]:
     """The EMM search against ``ratio_of``: its rounds (sizes per round) and final :func:`emm.emm_step`.
 
     Each size is evaluated once (``ratio_of`` is called once per size). At most ``max_rounds`` rounds are
@@ -89,14 +98,17 @@ def logistic_curve(emm_size: float, threshold: float, width: float = 0.3) -> Cur
     def curve(s: int) -> float:
         z = logit - (math.log(s) - math.log(emm_size)) / width
         return 1 / (1 + math.exp(-z))
+
     return curve
 
 
 def noisy(curve: Curve, n: int, seed: int) -> Curve:
     """``curve`` measured on ``n`` samples: binomial(n, p) / n, one fixed draw per size (seeded by size)."""
+
     def measured(s: int) -> float:
         rng = np.random.default_rng([int(seed), int(s)])
         return float(rng.binomial(int(n), min(1.0, max(0.0, curve(s))))) / n
+
     return measured
 
 
@@ -106,9 +118,18 @@ def true_emm(curve: Curve, allowed: Sequence[int], threshold: float) -> int | No
     return passing[-1] if passing else None
 
 
-def compare(curves: Sequence[tuple[Curve, Curve]], allowed: Sequence[int], lo: int, hi: int, *, threshold: float,
-            tolerance: float, per_round: int, max_rounds: int,
-            images_of: Callable[[int], float] = float) -> dict[str, Any]:
+def compare(
+    curves: Sequence[tuple[Curve, Curve]],
+    allowed: Sequence[int],
+    lo: int,
+    hi: int,
+    *,
+    threshold: float,
+    tolerance: float,
+    per_round: int,
+    max_rounds: int,
+    images_of: Callable[[int], float] = float,
+) -> dict[str, Any]:
     """Search vs grid over ``curves``: pairs (measured curve, noise-free curve that defines the truth).
 
     Returns per method (``search``, ``grid``): mean and max runs, mean images (``images_of(size)`` summed
@@ -123,11 +144,27 @@ def compare(curves: Sequence[tuple[Curve, Curve]], allowed: Sequence[int], lo: i
     slack = 1 + tolerance
     for measured, truth in curves:
         t = true_emm(truth, sizes_in, threshold)
-        r = replay(measured, sizes_in, lo, hi, threshold=threshold, tolerance=tolerance, per_round=per_round,
-                   max_rounds=max_rounds)
+        r = replay(
+            measured,
+            sizes_in,
+            lo,
+            hi,
+            threshold=threshold,
+            tolerance=tolerance,
+            per_round=per_round,
+            max_rounds=max_rounds,
+        )
         g = grid_outcome(measured, grid, threshold)
-        rows["search"].append((len(r["sizes"]), sum(images_of(s) for s in r["sizes"]), len(r["rounds"]),
-                               holds(r["result"], t), bool(r["result"]["done"]), holds(r["result"], t, slack)))
+        rows["search"].append(
+            (
+                len(r["sizes"]),
+                sum(images_of(s) for s in r["sizes"]),
+                len(r["rounds"]),
+                holds(r["result"], t),
+                bool(r["result"]["done"]),
+                holds(r["result"], t, slack),
+            )
+        )
         rows["grid"].append((len(grid), grid_images, 1, holds(g, t), True, holds(g, t, slack)))
     out: dict[str, Any] = {"grid_sizes": grid, "curves": len(curves)}
     for name, rs in rows.items():
@@ -144,8 +181,16 @@ def compare(curves: Sequence[tuple[Curve, Curve]], allowed: Sequence[int], lo: i
     return out
 
 
-def synthetic_curves(kind: str, allowed: Sequence[int], lo: int, hi: int, threshold: float, k: int = 48,
-                     n_samples: int = 500, seed: int = 0) -> list[tuple[Curve, Curve]]:
+def synthetic_curves(
+    kind: str,
+    allowed: Sequence[int],
+    lo: int,
+    hi: int,
+    threshold: float,
+    k: int = 48,
+    n_samples: int = 500,
+    seed: int = 0,
+) -> list[tuple[Curve, Curve]]:
     """``k`` curves whose true EMM is log-spaced over [lo, hi], plus one below lo and one above hi.
     ``kind``: "step" (monotone, ratio 0/1), "smooth" (monotone logistic: the search sees the same
     verdicts as for "step"), "noisy" (the logistic measured on ``n_samples`` samples, binomial noise)."""

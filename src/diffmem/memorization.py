@@ -65,8 +65,8 @@ def _row_dots(a: torch.Tensor, b: torch.Tensor, rows: int = 1024) -> torch.Tenso
     block = max(k for k in range(1, min(d, 1024) + 1) if d % k == 0)
     out = torch.empty(n, dtype=torch.int64, device=a.device)
     for lo in range(0, n, rows):
-        x, y = a[lo:lo + rows], b[lo:lo + rows]
-        out[lo:lo + rows] = (x * y).view(len(x), d // block, block).sum(2).to(torch.float64).sum(1).to(torch.int64)
+        x, y = a[lo : lo + rows], b[lo : lo + rows]
+        out[lo : lo + rows] = (x * y).view(len(x), d // block, block).sum(2).to(torch.float64).sum(1).to(torch.int64)
     return out
 
 
@@ -76,8 +76,9 @@ def _sq_norms(centred: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
-             device="cpu") -> tuple[np.ndarray, np.ndarray]:
+def knn_top2(
+    queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192, device="cpu"
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact 2 nearest training images of each query in pixel L2 (flattened uint8 values).
 
     Equal to the brute-force float64 answer: the same indices (ties broken by the lower training
@@ -115,7 +116,7 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
     # Autocast would run the GEMM in bf16/fp16 and void the error bound: plain float32 here.
     with torch.autocast(device.type, enabled=False):
         for tlo in range(0, len(t), chunk_t):
-            tc = t_dev[tlo:tlo + chunk_t]
+            tc = t_dev[tlo : tlo + chunk_t]
             m = len(tc)
             tf = t_buf[:m].copy_(tc).sub_(128)  # centred float32, in the reused buffer
             t_sq = _sq_norms(tf)
@@ -153,8 +154,8 @@ def knn_top2(queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192,
                     d2 = torch.empty(len(r), dtype=i64, device=device)
                     qc = q_f32[qs]
                     for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
-                        rr, cc = r[lo:lo + 4096], c[lo:lo + 4096]
-                        d2[lo:lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
+                        rr, cc = r[lo : lo + 4096], c[lo : lo + 4096]
+                        d2[lo : lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
                     keys = (d2 << shift) | (c + tlo)
                     width = int(per_row.max())
                     pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]

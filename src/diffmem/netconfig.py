@@ -21,24 +21,24 @@ __all__ = [
 # The paper's basic DDPM++ at 32x32x3. ``None`` means "the arch's default" (see ARCH_DEFAULTS); ``skip``
 # None means every skip connection is on.
 NET_DEFAULTS: dict[str, Any] = {
-    "arch": "ddpmpp",               # Family: "ddpmpp" (DDPM++) or "ncsnpp" (NCSN++).
-    "resolution": 32,               # Image side at input and output, pixels.
-    "img_channels": 3,              # Colour channels at input and output.
-    "model_channels": 128,          # Base number of channels (the paper's "width").
-    "channel_mult": [2, 2, 2],      # Per-level channel multipliers; level l works at resolution >> l.
-    "channel_mult_emb": 4,          # Embedding vector size = model_channels * channel_mult_emb.
-    "num_blocks": 2,                # Residual blocks per level in the encoder (the paper's "depth").
-    "attn_resolutions": [16],       # Resolutions (pixels) whose blocks end with self-attention.
-    "dropout": 0.13,                # Dropout probability inside the residual blocks.
-    "label_dim": 0,                 # Number of classes for one-hot conditioning, 0 = unconditional.
-    "augment_dim": 0,               # Width of the augmentation labels (diffmem.augment), 0 = none.
-    "label_dropout": 0.0,           # Probability of zeroing a sample's label in training (CFG), 0 = off.
-    "embedding": None,              # Noise embedding: "positional" or "fourier"; None = arch default.
-    "channel_mult_noise": None,     # Noise embedding size = model_channels * this; None = arch default.
-    "encoder_type": None,           # "standard", "skip" or "residual"; None = arch default.
-    "decoder_type": None,           # "standard" or "skip"; None = arch default.
-    "resample_filter": None,        # 1-D FIR taps for up/downsampling; None = arch default.
-    "skip": None,                   # 0/1 mask over the encoder-to-decoder skips; None = all on.
+    "arch": "ddpmpp",  # Family: "ddpmpp" (DDPM++) or "ncsnpp" (NCSN++).
+    "resolution": 32,  # Image side at input and output, pixels.
+    "img_channels": 3,  # Colour channels at input and output.
+    "model_channels": 128,  # Base number of channels (the paper's "width").
+    "channel_mult": [2, 2, 2],  # Per-level channel multipliers; level l works at resolution >> l.
+    "channel_mult_emb": 4,  # Embedding vector size = model_channels * channel_mult_emb.
+    "num_blocks": 2,  # Residual blocks per level in the encoder (the paper's "depth").
+    "attn_resolutions": [16],  # Resolutions (pixels) whose blocks end with self-attention.
+    "dropout": 0.13,  # Dropout probability inside the residual blocks.
+    "label_dim": 0,  # Number of classes for one-hot conditioning, 0 = unconditional.
+    "augment_dim": 0,  # Width of the augmentation labels (diffmem.augment), 0 = none.
+    "label_dropout": 0.0,  # Probability of zeroing a sample's label in training (CFG), 0 = off.
+    "embedding": None,  # Noise embedding: "positional" or "fourier"; None = arch default.
+    "channel_mult_noise": None,  # Noise embedding size = model_channels * this; None = arch default.
+    "encoder_type": None,  # "standard", "skip" or "residual"; None = arch default.
+    "decoder_type": None,  # "standard" or "skip"; None = arch default.
+    "resample_filter": None,  # 1-D FIR taps for up/downsampling; None = arch default.
+    "skip": None,  # 0/1 mask over the encoder-to-decoder skips; None = all on.
 }
 
 # What ``None`` resolves to, per arch (Song et al.'s DDPM++ and NCSN++ as configured by Karras et al.).
@@ -63,7 +63,7 @@ EMBEDDINGS = ("positional", "fourier")
 ENCODER_TYPES = ("standard", "skip", "residual")
 DECODER_TYPES = ("standard", "skip")
 
-GN_MAX_GROUPS = 32          # GroupNorm uses min(32, channels // 4) groups.
+GN_MAX_GROUPS = 32  # GroupNorm uses min(32, channels // 4) groups.
 GN_MIN_CHANNELS_PER_GROUP = 4
 
 
@@ -150,8 +150,7 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
         raise ValueError("net config 'channel_mult': needs at least one level")
     cfg["channel_mult_emb"] = _as_int("channel_mult_emb", raw["channel_mult_emb"], 1)
     cfg["num_blocks"] = _as_int("num_blocks", raw["num_blocks"], 1)
-    cfg["attn_resolutions"] = sorted(set(_as_int_list("attn_resolutions", raw["attn_resolutions"], 1)),
-                                     reverse=True)
+    cfg["attn_resolutions"] = sorted(set(_as_int_list("attn_resolutions", raw["attn_resolutions"], 1)), reverse=True)
     cfg["dropout"] = _as_float("dropout", raw["dropout"], 0.0, 1.0)
     cfg["label_dim"] = _as_int("label_dim", raw["label_dim"], 0)
     cfg["augment_dim"] = _as_int("augment_dim", raw["augment_dim"], 0)
@@ -175,8 +174,7 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
     bad_attn = [r for r in cfg["attn_resolutions"] if r not in level_res]
     if bad_attn:
         raise ValueError(
-            f"net config 'attn_resolutions': {bad_attn} is not a resolution of this net; "
-            f"its levels work at {level_res}"
+            f"net config 'attn_resolutions': {bad_attn} is not a resolution of this net; its levels work at {level_res}"
         )
     if cfg["embedding"] == "positional" and cfg["model_channels"] * cfg["channel_mult_noise"] < 4:
         raise ValueError("net config 'model_channels': the positional embedding needs at least 4 channels")

@@ -43,11 +43,11 @@ __all__ = [
     "skip_count",
 ]
 
-FOURIER_SCALE = 16.0        # Std of the random Fourier frequencies (NCSN++).
-MAX_POSITIONS = 10000       # Longest period of the positional (transformer) embedding.
+FOURIER_SCALE = 16.0  # Std of the random Fourier frequencies (NCSN++).
+MAX_POSITIONS = 10000  # Longest period of the positional (transformer) embedding.
 SKIP_SCALE = math.sqrt(0.5)  # Residual sums are scaled by 1/sqrt(2) to keep unit variance.
-GN_EPS = 1e-6               # GroupNorm epsilon.
-ZERO_GAIN = 1e-5            # Init gain of layers that close a residual branch or produce the output.
+GN_EPS = 1e-6  # GroupNorm epsilon.
+ZERO_GAIN = 1e-5  # Init gain of layers that close a residual branch or produce the output.
 ATTN_QKV_GAIN = math.sqrt(0.2)  # Init gain of the attention query/key/value projection.
 
 
@@ -164,13 +164,13 @@ class ResBlock(nn.Module):
 
     def __init__(
         self,
-        cin: int,                   # Input channels.
-        cout: int,                  # Output channels.
-        emb_channels: int,          # Size of the conditioning embedding vector.
-        resample: str | None,       # None, "up" or "down" (factor 2).
-        taps: list[int],            # FIR taps for resampling.
-        attention: bool,            # End with single-head self-attention?
-        dropout: float,             # Dropout probability before the second convolution.
+        cin: int,  # Input channels.
+        cout: int,  # Output channels.
+        emb_channels: int,  # Size of the conditioning embedding vector.
+        resample: str | None,  # None, "up" or "down" (factor 2).
+        taps: list[int],  # FIR taps for resampling.
+        attention: bool,  # End with single-head self-attention?
+        dropout: float,  # Dropout probability before the second convolution.
     ):
         super().__init__()
         self.cin = cin
@@ -242,8 +242,7 @@ class SongUNet(nn.Module):
         self.map_label = _linear(self.label_dim, noise_c) if self.label_dim else None
         # augmentation labels (diffmem.augment): a bias-free projection, so zero labels add nothing
         self.augment_dim = cfg["augment_dim"]
-        self.map_augment = (_xavier(nn.Linear(self.augment_dim, noise_c, bias=False))
-                            if self.augment_dim else None)
+        self.map_augment = _xavier(nn.Linear(self.augment_dim, noise_c, bias=False)) if self.augment_dim else None
         self.map_layer0 = _linear(noise_c, emb_c)
         self.map_layer1 = _linear(emb_c, emb_c)
 
@@ -272,8 +271,7 @@ class SongUNet(nn.Module):
             skip_channels.append(c)
             for i in range(nb):
                 attn = res in cfg["attn_resolutions"]
-                self.enc[f"{res}x{res}_block{i}"] = ResBlock(c, mc * mult, resample=None, attention=attn,
-                                                             **block)
+                self.enc[f"{res}x{res}_block{i}"] = ResBlock(c, mc * mult, resample=None, attention=attn, **block)
                 c = mc * mult
                 skip_channels.append(c)
         assert len(skip_channels) == skip_count(nb, levels)
@@ -293,8 +291,9 @@ class SongUNet(nn.Module):
             for i in range(nb + 1):
                 attn = i == nb and res in cfg["attn_resolutions"]
                 cin = c + skip_channels.pop()
-                self.dec[f"{res}x{res}_block{i}"] = ResBlock(cin, mc * mults[lv], resample=None,
-                                                             attention=attn, **block)
+                self.dec[f"{res}x{res}_block{i}"] = ResBlock(
+                    cin, mc * mults[lv], resample=None, attention=attn, **block
+                )
                 c = mc * mults[lv]
             if self.decoder_type == "skip" or lv == 0:
                 # output head (every level for the progressive "skip" decoder, else only the last)
@@ -303,26 +302,34 @@ class SongUNet(nn.Module):
                 self.dec_aux[f"{res}x{res}_norm"] = _group_norm(c)
                 self.dec_aux[f"{res}x{res}_conv"] = _conv(c, img_c, 3, gain=ZERO_GAIN)
 
-    def _embed(self, noise_labels: torch.Tensor, class_labels: torch.Tensor | None, n: int,
-               dtype: torch.dtype, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def _embed(
+        self,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None,
+        n: int,
+        dtype: torch.dtype,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         t = torch.as_tensor(noise_labels, device=self.map_layer0.weight.device).to(dtype).reshape(-1)
         if t.numel() == 1 and n != 1:
             t = t.expand(n)
         if t.numel() != n:
-            raise ValueError(f"noise_labels: expected {n} values (one per image), got shape "
-                             f"{tuple(noise_labels.shape)}")
+            raise ValueError(
+                f"noise_labels: expected {n} values (one per image), got shape {tuple(noise_labels.shape)}"
+            )
         emb = self.map_noise(t)
         if self.map_label is not None:
             if class_labels is None:
-                raise ValueError(f"class_labels: this net is conditional (label_dim={self.label_dim}); pass "
-                                 f"one-hot labels of shape (N, {self.label_dim})")
+                raise ValueError(
+                    f"class_labels: this net is conditional (label_dim={self.label_dim}); pass "
+                    f"one-hot labels of shape (N, {self.label_dim})"
+                )
             y = class_labels
             if not torch.is_floating_point(y) and y.ndim == 1:
                 y = F.one_hot(y.long(), self.label_dim)
             y = y.to(device=emb.device, dtype=dtype)
             if y.shape != (n, self.label_dim):
-                raise ValueError(f"class_labels: expected shape ({n}, {self.label_dim}), "
-                                 f"got {tuple(y.shape)}")
+                raise ValueError(f"class_labels: expected shape ({n}, {self.label_dim}), got {tuple(y.shape)}")
             if self.training and self.label_dropout:
                 keep = torch.rand(n, 1, device=y.device) >= self.label_dropout
                 y = y * keep.to(dtype)
@@ -340,8 +347,13 @@ class SongUNet(nn.Module):
         emb = F.silu(self.map_layer0(emb))
         return F.silu(self.map_layer1(emb))
 
-    def forward(self, x: torch.Tensor, noise_labels: torch.Tensor,
-                class_labels: torch.Tensor | None = None, augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise_labels: torch.Tensor,
+        class_labels: torch.Tensor | None = None,
+        augment_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         emb = self._embed(noise_labels, class_labels, x.shape[0], x.dtype, augment_labels)
 
         skips = []

@@ -214,7 +214,6 @@ def score_run(
     return result
 
 
-
 # -------------------------------------------------------------------------------------------- EMM search
 def emm_round(
     search: dict,

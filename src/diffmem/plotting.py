@@ -76,20 +76,38 @@ IMAGES_LABEL = "training images seen"
 EMM_LABEL = "EMM (largest |D| with ratio ≥ {emm_threshold}, images)"
 
 KINDS = ("sweep", "epochs", "optimum")
-_NUMERIC = ("size", "snapshot", "step", "images_seen", "epochs", "ratio", "ci_low", "ci_high", "n",
-            "ratio_threshold", "emm_threshold", "emm_lower", "emm_upper", "search_lo", "search_hi",
-            "seed", "nn_distance", "pair_distance", "nn_pair_ratio")
+_NUMERIC = (
+    "size",
+    "snapshot",
+    "step",
+    "images_seen",
+    "epochs",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "n",
+    "ratio_threshold",
+    "emm_threshold",
+    "emm_lower",
+    "emm_upper",
+    "search_lo",
+    "search_hi",
+    "seed",
+    "nn_distance",
+    "pair_distance",
+    "nn_pair_ratio",
+)
 #: Drawn where a run's ratio had not levelled off (diffmem.convergence): an open ring around the point.
-NOT_LEVELLED_NOTE = ("○ ring: the ratio had not levelled off over the run's last two snapshots (outside each "
-                     "other's 95% interval): a budget-bound result, more training would change it.")
+NOT_LEVELLED_NOTE = (
+    "○ ring: the ratio had not levelled off over the run's last two snapshots (outside each "
+    "other's 95% interval): a budget-bound result, more training would change it."
+)
 REPLICATE_NOTE = "Replicates (subset seeds, data.seed) of a value share its colour: their spread shows the seed noise."
 GEOMETRY_LABEL = "median nearest-neighbour distance\n(per pixel, 0-255)"
 
 
 # ------------------------------------------------------------------------------------------ entry point
-def draw_figure(
-    spec: dict, table: pd.DataFrame, pdf_path: str | os.PathLike, png_path: str | os.PathLike
-) -> Figure:
+def draw_figure(spec: dict, table: pd.DataFrame, pdf_path: str | os.PathLike, png_path: str | os.PathLike) -> Figure:
     """Draw the figure ``spec`` (a config figure entry plus its values, see ``get_figure_spec``) from
     ``table`` (``pipeline.TABLE_COLUMNS``), write it to ``pdf_path`` and ``png_path``, return it."""
     fig = build_figure(spec, table)
@@ -131,8 +149,21 @@ def _decorate(fig: Figure, spec: dict, notes: list[str]) -> None:
 def _clean_table(table: pd.DataFrame) -> pd.DataFrame:
     """Numeric columns as floats (a CSV round trip may leave strings), missing columns added."""
     t = table.copy()
-    for col in ("figure", "experiment", "title", "value", "display", "kind", "emm_status", "non_monotone",
-                "run_id", "memorized", "group", "levelled_off", *_NUMERIC):
+    for col in (
+        "figure",
+        "experiment",
+        "title",
+        "value",
+        "display",
+        "kind",
+        "emm_status",
+        "non_monotone",
+        "run_id",
+        "memorized",
+        "group",
+        "levelled_off",
+        *_NUMERIC,
+    ):
         if col not in t.columns:
             t[col] = np.nan
     for col in _NUMERIC:
@@ -239,10 +270,19 @@ def _experiments(spec: dict, table: pd.DataFrame) -> list[_Exp]:
                 display = v.get("label")
             g = str(v.get("group") or v.get("label"))
             i = groups.index(g)
-            values.append(_Val(label=str(v.get("label")), display=str(display), color=colors[i],
-                               marker=MARKERS[i % len(MARKERS)], rows=rows,
-                               grids={int(k): tuple(p) for k, p in (v.get("grids") or {}).items()},
-                               group=g, seed=v.get("seed"), first=all(w.group != g for w in values)))
+            values.append(
+                _Val(
+                    label=str(v.get("label")),
+                    display=str(display),
+                    color=colors[i],
+                    marker=MARKERS[i % len(MARKERS)],
+                    rows=rows,
+                    grids={int(k): tuple(p) for k, p in (v.get("grids") or {}).items()},
+                    group=g,
+                    seed=v.get("seed"),
+                    first=all(w.group != g for w in values),
+                )
+            )
         out.append(_Exp(name=name, title=str(title), factor=str(factor), values=values))
     return out
 
@@ -268,6 +308,7 @@ class _Thresholds:
 
 def _thresholds(table: pd.DataFrame) -> _Thresholds:
     """The thresholds the table was made with (the most common one where values differ)."""
+
     def mode(col: str) -> float | None:
         x = table[col].dropna()
         return float(x.mode().iloc[0]) if len(x) else None
@@ -295,8 +336,15 @@ def _ci_band(ax, x, rows: pd.DataFrame, color: str) -> None:
         ax.fill_between(np.asarray(x, float)[ok], lo[ok], hi[ok], color=color, alpha=0.18, lw=0, zorder=2)
     elif ok.sum() == 1:  # a single point: an error bar shows its interval
         y = rows["ratio"].to_numpy(float)[ok]
-        ax.errorbar(np.asarray(x, float)[ok], y, yerr=[y - lo[ok], hi[ok] - y], fmt="none", ecolor=color,
-                    elinewidth=1.0, zorder=2)
+        ax.errorbar(
+            np.asarray(x, float)[ok],
+            y,
+            yerr=[y - lo[ok], hi[ok] - y],
+            fmt="none",
+            ecolor=color,
+            elinewidth=1.0,
+            zorder=2,
+        )
 
 
 def _log_ticks(axis, lo: float, hi: float) -> None:
@@ -366,8 +414,12 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         if len(exps) > 1:
             sf.suptitle(exp.title, fontsize=11.5, fontweight="bold")
         geometry = exp.data_factor and bool(np.isfinite(_size_rows(exp_rows(exp))["nn_distance"]).any())
-        gs = sf.add_gridspec(2, 3 if geometry else 2, height_ratios=[strip_h, 3.6],
-                             width_ratios=[1.35, 1, 0.9] if geometry else [1.35, 1])
+        gs = sf.add_gridspec(
+            2,
+            3 if geometry else 2,
+            height_ratios=[strip_h, 3.6],
+            width_ratios=[1.35, 1, 0.9] if geometry else [1.35, 1],
+        )
         ax = sf.add_subplot(gs[1, 0])
         strip = sf.add_subplot(gs[0, 0], sharex=ax)
         ax_emm = sf.add_subplot(gs[:, 1])
@@ -384,10 +436,24 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         prefix = f"{exp.title}: " if len(exps) == 1 else ""
         strip.set_title(f"{prefix}memorization ratio vs |D|")
         ax_emm.set_title(f"{prefix}EMM per value")
-    notes = [f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
-             f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."]
-    notes += [_FLAG_NOTES[f] for f in ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown",
-                                       "not_levelled", "replicates", "geometry") if f in flags]
+    notes = [
+        f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
+        f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."
+    ]
+    notes += [
+        _FLAG_NOTES[f]
+        for f in (
+            "below_lo",
+            "above_hi",
+            "max_rounds",
+            "non_monotone",
+            "unknown",
+            "not_levelled",
+            "replicates",
+            "geometry",
+        )
+        if f in flags
+    ]
     return notes
 
 
@@ -406,12 +472,26 @@ def _geometry_panel(ax, exp: _Exp) -> None:
         if not len(r):
             continue
         x, y = r["size"].to_numpy(float), r["nn_distance"].to_numpy(float)
-        ax.plot(x, y, marker=v.marker, color=v.color, markersize=3.5, lw=1.2 if v.first else 0.8,
-                alpha=1.0 if v.first else 0.6)
+        ax.plot(
+            x,
+            y,
+            marker=v.marker,
+            color=v.color,
+            markersize=3.5,
+            lw=1.2 if v.first else 0.8,
+            alpha=1.0 if v.first else 0.6,
+        )
         q = r["nn_pair_ratio"].to_numpy(float)[-1]
         if v.first and np.isfinite(q):
-            ax.annotate(f"{q:.2f}", (x[-1], y[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7.5,
-                        color=v.color, va="center")
+            ax.annotate(
+                f"{q:.2f}",
+                (x[-1], y[-1]),
+                xytext=(4, 0),
+                textcoords="offset points",
+                fontsize=7.5,
+                color=v.color,
+                va="center",
+            )
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel(SIZE_LABEL)
@@ -420,18 +500,17 @@ def _geometry_panel(ax, exp: _Exp) -> None:
 
 
 _FLAG_NOTES = {
-    "below_lo": "▽ open, arrow down: the smallest searched size already fails, EMM < that size "
-                "(below emm.lo).",
+    "below_lo": "▽ open, arrow down: the smallest searched size already fails, EMM < that size (below emm.lo).",
     "above_hi": "△ open, arrow up: the largest searched size still passes, EMM ≥ that size (above emm.hi).",
     "max_rounds": "◇ open: the search stopped at max_rounds before the bracket reached the tolerance.",
     "non_monotone": "* the ratio is not monotone in |D| for this value (a larger size passes after a "
-                    "smaller one fails); the bracket uses the smallest failing size.",
+    "smaller one fails); the bracket uses the smallest failing size.",
     "unknown": "n/a: no EMM result for this value.",
     "not_levelled": NOT_LEVELLED_NOTE,
     "replicates": REPLICATE_NOTE,
     "geometry": "Data geometry: median distance of a training image to its nearest other one (RMS pixel "
-                "difference); the number is its ratio to the median distance between two images (low = crowded "
-                "set, a copy must be more exact to count as memorized).",
+    "difference); the number is its ratio to the median distance between two images (low = crowded "
+    "set, a copy must be more exact to count as memorized).",
 }
 
 
@@ -446,8 +525,17 @@ def _sweep_ratio_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
         if v.first or not exp.replicated:
             _ci_band(ax, x, r, v.color)
         label = v.display if len(exp.groups) > 1 or v.display != "base" else exp.title
-        ax.plot(x, r["ratio"].to_numpy(float), marker=v.marker, color=v.color, zorder=3, markersize=4.5,
-                label=label if v.first else None, lw=1.6 if v.first else 1.0, alpha=1.0 if v.first else 0.7)
+        ax.plot(
+            x,
+            r["ratio"].to_numpy(float),
+            marker=v.marker,
+            color=v.color,
+            zorder=3,
+            markersize=4.5,
+            label=label if v.first else None,
+            lw=1.6 if v.first else 1.0,
+            alpha=1.0 if v.first else 0.7,
+        )
         ringed |= _rings(ax, x, r)
         n_entries += v.first
     _threshold_line(ax, thr)
@@ -469,8 +557,17 @@ def _rings(ax, x, rows: pd.DataFrame) -> bool:
     is_open = rows["_open"].to_numpy(bool) if "_open" in rows else np.zeros(len(rows), bool)
     if not is_open.any():
         return False
-    ax.plot(np.asarray(x, float)[is_open], rows["ratio"].to_numpy(float)[is_open], ls="none", marker="o",
-            ms=10, mfc="none", mec="0.15", mew=1.0, zorder=4)
+    ax.plot(
+        np.asarray(x, float)[is_open],
+        rows["ratio"].to_numpy(float)[is_open],
+        ls="none",
+        marker="o",
+        ms=10,
+        mfc="none",
+        mec="0.15",
+        mew=1.0,
+        zorder=4,
+    )
     return True
 
 
@@ -484,12 +581,22 @@ def _sweep_strip(ax, exp: _Exp, emms: list[_Emm]) -> None:
             ax.plot([e.lower, e.upper], [y, y], ls="none", marker="|", color=v.color, markersize=9)
         elif e.upper is not None:  # EMM < upper
             ax.plot([e.upper], [y], ls="none", marker="|", color=v.color, markersize=9)
-            ax.annotate("", xy=(e.upper, y), xytext=(-22, 0), textcoords="offset points",
-                        arrowprops={"arrowstyle": "<|-", "color": v.color, "lw": 1.5})
+            ax.annotate(
+                "",
+                xy=(e.upper, y),
+                xytext=(-22, 0),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "<|-", "color": v.color, "lw": 1.5},
+            )
         elif e.lower is not None:  # EMM >= lower
             ax.plot([e.lower], [y], ls="none", marker="|", color=v.color, markersize=9)
-            ax.annotate("", xy=(e.lower, y), xytext=(22, 0), textcoords="offset points",
-                        arrowprops={"arrowstyle": "<|-", "color": v.color, "lw": 1.5})
+            ax.annotate(
+                "",
+                xy=(e.lower, y),
+                xytext=(22, 0),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "<|-", "color": v.color, "lw": 1.5},
+            )
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_yticks([])
     ax.set_ylabel("EMM", rotation=0, ha="right", va="center", fontsize=8.5)
@@ -514,28 +621,64 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: _Thresholds) -> set[s
         if e.lower is not None and e.upper is not None:
             mid = math.sqrt(e.lower * e.upper)
             open_ = e.status not in ("found", "searching")
-            ax.errorbar([i], [mid], yerr=[[mid - e.lower], [e.upper - mid]], fmt="D" if open_ else "o",
-                        color=c, mfc="white" if open_ else c, ms=7, elinewidth=2, capsize=5, capthick=1.5,
-                        zorder=3)
+            ax.errorbar(
+                [i],
+                [mid],
+                yerr=[[mid - e.lower], [e.upper - mid]],
+                fmt="D" if open_ else "o",
+                color=c,
+                mfc="white" if open_ else c,
+                ms=7,
+                elinewidth=2,
+                capsize=5,
+                capthick=1.5,
+                zorder=3,
+            )
             if open_:
                 flags.add("max_rounds" if e.status == "max_rounds" else "unknown")
             top = e.upper
         elif e.upper is not None:  # EMM < upper
             ax.plot([i], [e.upper], marker="v", ms=8, color=c, mfc="white", mew=1.5, ls="none", zorder=3)
-            ax.annotate("", xy=(i, e.upper), xytext=(0, -26), textcoords="offset points",
-                        arrowprops={"arrowstyle": "<|-", "color": c, "lw": 1.5})
+            ax.annotate(
+                "",
+                xy=(i, e.upper),
+                xytext=(0, -26),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "<|-", "color": c, "lw": 1.5},
+            )
             if label_bounds:
-                ax.annotate(f"< {_eng(e.upper)}", (i, e.upper), xytext=(7, -4), textcoords="offset points",
-                            fontsize=8, color=c, ha="left", va="top")
+                ax.annotate(
+                    f"< {_eng(e.upper)}",
+                    (i, e.upper),
+                    xytext=(7, -4),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=c,
+                    ha="left",
+                    va="top",
+                )
             flags.add("below_lo" if e.status == "below_lo" else e.status)
             top = e.upper
         elif e.lower is not None:  # EMM >= lower
             ax.plot([i], [e.lower], marker="^", ms=8, color=c, mfc="white", mew=1.5, ls="none", zorder=3)
-            ax.annotate("", xy=(i, e.lower), xytext=(0, 26), textcoords="offset points",
-                        arrowprops={"arrowstyle": "<|-", "color": c, "lw": 1.5})
+            ax.annotate(
+                "",
+                xy=(i, e.lower),
+                xytext=(0, 26),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "<|-", "color": c, "lw": 1.5},
+            )
             if label_bounds:
-                ax.annotate(f"≥ {_eng(e.lower)}", (i, e.lower), xytext=(7, 4), textcoords="offset points",
-                            fontsize=8, color=c, ha="left", va="bottom")
+                ax.annotate(
+                    f"≥ {_eng(e.lower)}",
+                    (i, e.lower),
+                    xytext=(7, 4),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=c,
+                    ha="left",
+                    va="bottom",
+                )
             flags.add("above_hi" if e.status == "above_hi" else e.status)
             top = e.lower
         else:
@@ -544,8 +687,17 @@ def _sweep_emm_panel(ax, exp: _Exp, emms: list[_Emm], thr: _Thresholds) -> set[s
             top = None
         if e.non_monotone:
             y = top if top is not None else math.sqrt(ymin * ymax)
-            ax.annotate("*", (i, y), xytext=(-9, 2), textcoords="offset points", fontsize=14,
-                        fontweight="bold", color=c, ha="center", va="bottom")
+            ax.annotate(
+                "*",
+                (i, y),
+                xytext=(-9, 2),
+                textcoords="offset points",
+                fontsize=14,
+                fontweight="bold",
+                color=c,
+                ha="center",
+                va="bottom",
+            )
             flags.add("non_monotone")
     flags.discard("found")
     flags.discard("searching")
@@ -573,7 +725,7 @@ def _draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     nrows = math.ceil(len(exps) / ncols)
     fig.set_size_inches(7.5 if ncols == 1 else 12, 4.6 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(exps):]:
+    for ax in axes[len(exps) :]:
         ax.set_visible(False)
     ringed = False
     for ax, exp in zip(axes, exps, strict=False):  # axes: a full grid, maybe one more
@@ -608,8 +760,16 @@ def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
         ep = r["epochs"].dropna()
         ep_txt = f" ({_eng(ep.max())} epochs)" if len(ep) else ""
         label = f"{v.display}, |D| = {size}" if multi_value else f"|D| = {size}{ep_txt}"
-        ax.plot(x, r["ratio"].to_numpy(float), ls=ls, marker=v.marker if multi_value else MARKERS[j % 11],
-                color=color, label=label, zorder=3, markersize=4.5)
+        ax.plot(
+            x,
+            r["ratio"].to_numpy(float),
+            ls=ls,
+            marker=v.marker if multi_value else MARKERS[j % 11],
+            color=color,
+            label=label,
+            zorder=3,
+            markersize=4.5,
+        )
         size_row = _size_rows(v.rows)
         size_row = size_row[size_row["size"] == size]
         if len(size_row) and bool(size_row["_open"].iloc[0]) and len(r):
@@ -672,8 +832,10 @@ def _draw_optimum(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     _optimum_bars(bar, entries, thr)
     if not entries:
         _no_data(bar)
-    notes = [f"Memorized: d1/d2 < {thr.ratio_text} (d1, d2: L2 distance to the nearest and second-nearest "
-             "training image). Bars: 95% Wilson interval."]
+    notes = [
+        f"Memorized: d1/d2 < {thr.ratio_text} (d1, d2: L2 distance to the nearest and second-nearest "
+        "training image). Bars: 95% Wilson interval."
+    ]
     if missing:
         notes.append("'missing': no such image for this run.")
     return notes
@@ -710,10 +872,24 @@ def _optimum_bars(ax, entries: list, thr: _Thresholds) -> None:
         color = v.color if len(exp.values) > 1 else _exp_color(entries, exp)
         ax.barh(yi, r, color=color, height=0.45, zorder=2)
         if _finite(row["ci_low"]) and _finite(row["ci_high"]):
-            ax.errorbar(r, yi, xerr=[[r - row["ci_low"]], [row["ci_high"] - r]], fmt="none", ecolor="0.2",
-                        elinewidth=1, capsize=3, zorder=3)
-        ax.text(min(r, 1.0) + 0.02 if r < 0.8 else r - 0.02, yi + 0.25, f"{r:.0%}", va="bottom",
-                ha="left" if r < 0.8 else "right", fontsize=8.5)
+            ax.errorbar(
+                r,
+                yi,
+                xerr=[[r - row["ci_low"]], [row["ci_high"] - r]],
+                fmt="none",
+                ecolor="0.2",
+                elinewidth=1,
+                capsize=3,
+                zorder=3,
+            )
+        ax.text(
+            min(r, 1.0) + 0.02 if r < 0.8 else r - 0.02,
+            yi + 0.25,
+            f"{r:.0%}",
+            va="bottom",
+            ha="left" if r < 0.8 else "right",
+            fontsize=8.5,
+        )
     _threshold_line(ax, thr, vertical=True)
     ax.set_yticks(y)
     names = [_entry_name(e, v, s).replace(" / |D|", "\n|D|") for e, v, s, *_ in entries]

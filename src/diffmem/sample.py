@@ -43,8 +43,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 # Sampler.
 
 
-def edm_time_steps(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
-                   device="cpu") -> torch.Tensor:
+def edm_time_steps(
+    num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, device="cpu"
+) -> torch.Tensor:
     """t_0 > ... > t_{N-1} of EDM Eq. 5, with t_N = 0 appended (float64, length num_steps + 1)."""
     if num_steps < 1:
         raise ValueError(f"sample.num_steps: must be >= 1, got {num_steps}")
@@ -57,8 +58,15 @@ def edm_time_steps(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: flo
 
 
 @torch.no_grad()
-def edm_sampler(denoise: Denoiser, latents: torch.Tensor, class_labels=None, num_steps: int = 18,
-                sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+def edm_sampler(
+    denoise: Denoiser,
+    latents: torch.Tensor,
+    class_labels=None,
+    num_steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+) -> torch.Tensor:
     """Deterministic Heun sampler (EDM Algorithm 1): returns x_N (float64) from latents ~ N(0, I).
 
     As in EDM, [sigma_min, sigma_max] is narrowed to the noise levels the denoiser supports when it
@@ -122,8 +130,16 @@ def cudnn_autotune(device):
         torch.backends.cudnn.benchmark = saved
 
 
-def generate(denoise: Denoiser, n: int, shape: Sequence[int], seed: int, batch_size: int, label_dim: int = 0,
-             device="cpu", **sampler_kw) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    denoise: Denoiser,
+    n: int,
+    shape: Sequence[int],
+    seed: int,
+    batch_size: int,
+    label_dim: int = 0,
+    device="cpu",
+    **sampler_kw,
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` samples as uint8 NCHW numpy plus their conditioning labels (int64; -1 when unconditional).
 
     Sample i's latent (and label, uniform in [0, label_dim) when label_dim > 0) come from a
@@ -146,11 +162,12 @@ def generate(denoise: Denoiser, n: int, shape: Sequence[int], seed: int, batch_s
             latents, labels = sample_inputs(m, shape, seed, label_dim, start)
             class_labels = None
             if label_dim > 0:
-                class_labels = torch.nn.functional.one_hot(labels, int(label_dim)).to(device=device,
-                                                                                        dtype=torch.float32)
+                class_labels = torch.nn.functional.one_hot(labels, int(label_dim)).to(
+                    device=device, dtype=torch.float32
+                )
             x = edm_sampler(denoise, latents.to(device), class_labels, **sampler_kw)
-            images[start:start + m] = to_uint8(x)
-            cond[start:start + m] = labels.numpy()
+            images[start : start + m] = to_uint8(x)
+            cond[start : start + m] = labels.numpy()
     return images, cond
 
 
@@ -192,8 +209,8 @@ class OptimalDenoiser:
         s = torch.zeros((n, 1), device=self.device, dtype=self.dtype)  # running sum of exp(logit - m)
         acc = torch.zeros_like(xf)  # running sum of exp(logit - m) y_i
         for lo in range(0, len(self.y), self.chunk):
-            y = self.y[lo:lo + self.chunk]
-            d2 = (x_sq - 2 * xf @ y.T + self.y_sq[lo:lo + self.chunk][None, :]).clamp_min_(0)
+            y = self.y[lo : lo + self.chunk]
+            d2 = (x_sq - 2 * xf @ y.T + self.y_sq[lo : lo + self.chunk][None, :]).clamp_min_(0)
             logits = -d2 * inv_two_var  # (n, c)
             m_new = torch.maximum(m, logits.max(dim=1, keepdim=True).values)
             m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
@@ -215,8 +232,9 @@ def _as_hwc(img: np.ndarray) -> np.ndarray:
     return np.transpose(img, (1, 2, 0))
 
 
-def _layout(rows: list[list[np.ndarray | None]], gap: int = 1, gap_value: int = 255,
-            min_width: int = 256) -> np.ndarray:
+def _layout(
+    rows: list[list[np.ndarray | None]], gap: int = 1, gap_value: int = 255, min_width: int = 256
+) -> np.ndarray:
     """Tile a table of CHW uint8 images (None = blank cell) with ``gap`` px between cells."""
     first = next(im for row in rows for im in row if im is not None)
     c, h, w = first.shape
@@ -225,7 +243,7 @@ def _layout(rows: list[list[np.ndarray | None]], gap: int = 1, gap_value: int = 
     for r, row in enumerate(rows):
         for k, im in enumerate(row):
             if im is not None:
-                canvas[r * (h + gap):r * (h + gap) + h, k * (w + gap):k * (w + gap) + w] = _as_hwc(im)
+                canvas[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = _as_hwc(im)
     scale = max(1, math.ceil(min_width / canvas.shape[1]))
     if scale > 1:
         canvas = canvas.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -253,8 +271,9 @@ def _check_u8(images) -> np.ndarray:
     return images
 
 
-def save_grid(images_u8, path: str | os.PathLike, nrow: int | None = None, gap_value: int = 255,
-              min_width: int = 256) -> None:
+def save_grid(
+    images_u8, path: str | os.PathLike, nrow: int | None = None, gap_value: int = 255, min_width: int = 256
+) -> None:
     """Save uint8 NCHW images as one PNG grid (``nrow`` images per row, default ~sqrt(N)).
 
     1 px gaps of ``gap_value``; tiny grids are upscaled (nearest) to at least ``min_width`` px.
@@ -262,12 +281,20 @@ def save_grid(images_u8, path: str | os.PathLike, nrow: int | None = None, gap_v
     images = _check_u8(images_u8)
     n = len(images)
     ncols = int(nrow) if nrow else math.ceil(math.sqrt(n))
-    rows = [list(images[i:i + ncols]) for i in range(0, n, ncols)]
+    rows = [list(images[i : i + ncols]) for i in range(0, n, ncols)]
     _write_png(_layout(rows, gap_value=gap_value, min_width=min_width), path)
 
 
-def nn_grid(samples_u8, train_u8, nn_idx, path: str | os.PathLike, n: int = 16, ncols: int | None = None,
-            gap_value: int = 255, min_width: int = 256) -> None:
+def nn_grid(
+    samples_u8,
+    train_u8,
+    nn_idx,
+    path: str | os.PathLike,
+    n: int = 16,
+    ncols: int | None = None,
+    gap_value: int = 255,
+    min_width: int = 256,
+) -> None:
     """Samples beside their nearest training images: row pairs (samples above, their NN1 below).
 
     ``nn_idx``: (N,) or (N, k) indices into ``train_u8`` (column 0 is used). The first ``n``
@@ -282,6 +309,6 @@ def nn_grid(samples_u8, train_u8, nn_idx, path: str | os.PathLike, n: int = 16, 
     for lo in range(0, n, ncols):
         if rows:
             rows.append([None])
-        rows.append(list(samples[lo:min(lo + ncols, n)]))
-        rows.append([train[int(j)] for j in idx[lo:min(lo + ncols, n)]])
+        rows.append(list(samples[lo : min(lo + ncols, n)]))
+        rows.append([train[int(j)] for j in idx[lo : min(lo + ncols, n)]])
     _write_png(_layout(rows, gap_value=gap_value, min_width=min_width), path)

@@ -38,17 +38,27 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
-__all__ = ["EMA_MODES", "WARMUP_MODES", "ema_beta", "ema_halflife_images", "images_of", "lr_at", "rate_plan",
-           "schedule_rows", "snapshot_steps", "training_plan"]
+__all__ = [
+    "EMA_MODES",
+    "WARMUP_MODES",
+    "ema_beta",
+    "ema_halflife_images",
+    "images_of",
+    "lr_at",
+    "rate_plan",
+    "schedule_rows",
+    "snapshot_steps",
+    "training_plan",
+]
 
 EMA_MODES = ("decay", "official", "official_final")
 WARMUP_MODES = ("linear", "official")
 
 # Constants of the paper's released code (sail-sg/DiffMemorize train.py / training/training_loop.py),
 # facts of the official schedule, not defaults of a setting:
-OFFICIAL_EMA_MIMG = 0.5          # --ema (Mimg at the reference size); the scripts never change it
+OFFICIAL_EMA_MIMG = 0.5  # --ema (Mimg at the reference size); the scripts never change it
 OFFICIAL_REFERENCE_IMAGES = 50_000  # data_ratio = 50000 / |D|
-OFFICIAL_MODE2_BATCH = 512       # mode2's exponent has a literal 512, whatever the batch
+OFFICIAL_MODE2_BATCH = 512  # mode2's exponent has a literal 512, whatever the batch
 KIMG = 1000
 
 
@@ -223,6 +233,13 @@ def schedule_rows(train_cfg: Mapping[str, Any], n_images: int, steps: Sequence[i
         if not 0 <= k < total:
             raise ValueError(f"step {k} is outside the run's 0..{total - 1} (0-based optimizer steps)")
         beta = ema_beta(plan, k)
-        rows.append({"step": k, "images": k * plan["batch"], "lr": lr_at(plan, float(train_cfg["lr"]), k),
-                     "ema_beta": beta, "ema_halflife_images": ema_halflife_images(beta, plan["batch"])})
+        rows.append(
+            {
+                "step": k,
+                "images": k * plan["batch"],
+                "lr": lr_at(plan, float(train_cfg["lr"]), k),
+                "ema_beta": beta,
+                "ema_halflife_images": ema_halflife_images(beta, plan["batch"]),
+            }
+        )
     return rows

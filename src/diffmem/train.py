@@ -87,9 +87,9 @@ STATE_FILE = "state.pt"
 SUMMARY_FILE = "train.json"
 HISTORY_FILE = "history.log"  # every attempt's log lines, kept across the links of a chain
 PROGRESS_FILE = "progress.json"  # step, total and speed at every state save (the next job's budget)
-LOG_EVERY_S = 10.0          # Progress is logged at least this often (seconds)...
-LOG_LINES = 20              # ...and about this many times per run.
-LOSS_EMA_BETA = 0.98        # Smoothing of the running loss reported in logs and snapshots.
+LOG_EVERY_S = 10.0  # Progress is logged at least this often (seconds)...
+LOG_LINES = 20  # ...and about this many times per run.
+LOSS_EMA_BETA = 0.98  # Smoothing of the running loss reported in logs and snapshots.
 
 
 # Independent random streams derived from the seed.
@@ -204,8 +204,10 @@ def _make_optimizer(params, t: Mapping[str, Any], device: torch.device | None = 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """A CPU copy of the state dict in the contiguous layout (also of a channels-last net)."""
-    return {k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
-            for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+        for k, v in module.state_dict().items()
+    }
 
 
 @torch.no_grad()
@@ -392,8 +394,10 @@ class _Run:
             self.noise_gen.set_state(state["rng"]["noise"])
         else:
             self.noise_gen.manual_seed(_derive_seed(self.seed, _STREAM_NOISE, self.step))
-            say(f"state.pt was written on {state['rng']['device_type']}, resuming on {self.dev.type}: "
-                "the noise stream is re-seeded, so the result will differ from an uninterrupted run")
+            say(
+                f"state.pt was written on {state['rng']['device_type']}, resuming on {self.dev.type}: "
+                "the noise stream is re-seeded, so the result will differ from an uninterrupted run"
+            )
         for s_done, k in self.snap_index.items():
             meta_path = self.out_dir / f"snapshot-{k:03d}.json"
             if s_done <= self.step and meta_path.exists():
@@ -423,7 +427,7 @@ class _Run:
         with dmprec.autocast(self.dev, self.precision):  # the forward pass only (bf16: the net in bfloat16)
             per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
         per_sample = per_sample.to(torch.float32)  # a no-op: the denoiser's output is float32 (Precond)
-        loss = per_sample[self.lo:self.hi].mean() if self.ctx.distributed else per_sample.mean()
+        loss = per_sample[self.lo : self.hi].mean() if self.ctx.distributed else per_sample.mean()
         loss.backward()
         loss_all = self.ctx.all_mean(loss.detach())
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -520,8 +524,12 @@ class _Progress:
 
     def __call__(self, loss_v: float, gnorm_v: float, lr_now: float, stop: int) -> None:
         run, now = self.run, time.perf_counter()
-        if not run.ctx.is_main or not (run.step % self.every == 0 or run.step == stop
-                                       or now - self.t_last >= LOG_EVERY_S or run.step == run.start_step + 1):
+        if not run.ctx.is_main or not (
+            run.step % self.every == 0
+            or run.step == stop
+            or now - self.t_last >= LOG_EVERY_S
+            or run.step == run.start_step + 1
+        ):
             return
         elapsed = now - run.t0
         ips = (run.step - run.start_step) * run.batch / max(elapsed, 1e-9)
@@ -598,11 +606,11 @@ def train(
         _check_folder(out_dir, *hashes)
 
     dev = ctx.device
-    fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] \
-        if dev.type == "cuda" else []
+    fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     if "tf32" in t_cfg:
-        raise ValueError("train.tf32 was replaced by train.precision: write precision: tf32 for tf32: true, "
-                         "fp32 for tf32: false")
+        raise ValueError(
+            "train.tf32 was replaced by train.precision: write precision: tf32 for tf32: true, fp32 for tf32: false"
+        )
     prec = dmprec.check(t_cfg.get("precision"), "train.precision")
     with (
         torch.random.fork_rng(devices=fork_devices),
@@ -637,8 +645,10 @@ def train(
             elif run.step == stop or (run.ckpt_every and run.step % run.ckpt_every == 0):
                 run.save_state()
             if paused and ctx.is_main:
-                say(f"pausing at step {run.step}/{total} before the job's time runs out ({pause.reason}); "
-                    f"state.pt holds step {run.step}: the next attempt resumes from it")
+                say(
+                    f"pausing at step {run.step}/{total} before the job's time runs out ({pause.reason}); "
+                    f"state.pt holds step {run.step}: the next attempt resumes from it"
+                )
             report(loss_v, gnorm_v, lr_now, stop)
         result = run.summary(deterministic)
     if run.step < total:
@@ -649,8 +659,10 @@ def train(
         if not keep_state:
             state_path.unlink(missing_ok=True)
             record_path(state_path).unlink(missing_ok=True)
-        say(f"done: {run.step} steps, {run.step * run.batch:,} images in {_fmt_time(result['wall_s'])}, "
-            f"{result['images_per_s']:.0f} img/s; summary in {summary_path}")
+        say(
+            f"done: {run.step} steps, {run.step * run.batch:,} images in {_fmt_time(result['wall_s'])}, "
+            f"{result['images_per_s']:.0f} img/s; summary in {summary_path}"
+        )
     ctx.barrier()
     return result
 
@@ -739,9 +751,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = read_json(args.settings)
     subset = data.load_subset(args.subset)
     try:
-        train(settings, subset, args.out, device=args.device, max_steps=args.max_steps,
-              time_budget_s=args.time_budget, checkpoint_every=args.checkpoint_every, keep_state=args.keep_state,
-              log_every=args.log_every, deterministic=args.deterministic)
+        train(
+            settings,
+            subset,
+            args.out,
+            device=args.device,
+            max_steps=args.max_steps,
+            time_budget_s=args.time_budget,
+            checkpoint_every=args.checkpoint_every,
+            keep_state=args.keep_state,
+            log_every=args.log_every,
+            deterministic=args.deterministic,
+        )
     finally:
         distributed.teardown()
     return 0

@@ -298,8 +298,10 @@ def verify(root: str | os.PathLike, do_fix: bool = False, out=print) -> int:
             f"(first: {unrecorded[0].path}); nothing to fix")  # fmt: skip
     if not do_fix:
         if bad:
-            out(f"{len(bad)} file(s) missing or corrupt under {root}. Remove them and what was made from them "
-                f"with: python -m diffmem verify {root} --fix; then run snakemake again to rebuild them")
+            out(
+                f"{len(bad)} file(s) missing or corrupt under {root}. Remove them and what was made from them "
+                f"with: python -m diffmem verify {root} --fix; then run snakemake again to rebuild them"
+            )
             return 1
         out(f"{root}: every recorded file is intact" + (" (stale files: --fix removes them)" if findings else ""))
         return 0
@@ -307,8 +309,10 @@ def verify(root: str | os.PathLike, do_fix: bool = False, out=print) -> int:
     for rel in removed:
         out(f"removed    {rel}")
     if bad:
-        out(f"{len(bad)} bad file(s) removed with what depends on them: run snakemake again (same command and "
-            "config as before) to rebuild exactly those")
+        out(
+            f"{len(bad)} bad file(s) removed with what depends on them: run snakemake again (same command and "
+            "config as before) to rebuild exactly those"
+        )
     else:
         out(f"{root}: every recorded file is intact")
     return 0

@@ -4,15 +4,15 @@
 rule subset:
     output:
         RESULTS / "subsets" / "{data_id}" / "n{size}.npz",
-    params:
-        spec=get_subset_spec,
     log:
         RESULTS / "logs" / "subset" / "{data_id}-n{size}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=capped(10),
-    conda:
-        ENV
+    params:
+        spec=get_subset_spec,
     script:
         "../scripts/subset.py"

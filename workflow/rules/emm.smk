@@ -12,16 +12,16 @@ checkpoint emm_round:
         unpack(get_emm_round_inputs),
     output:
         RESULTS / "emm" / "{experiment}" / "{value}" / "round{k}.json",
-    params:
-        search=get_emm_search,
     log:
         RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "round{k}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        search=get_emm_search,
     script:
         "../scripts/emm_round.py"
 
@@ -31,15 +31,15 @@ rule emm_result:
         get_emm_final_round,
     output:
         RESULTS / "emm" / "{experiment}" / "{value}" / "emm.json",
-    params:
-        search=get_emm_search,
     log:
         RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "result.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        search=get_emm_search,
     script:
         "../scripts/emm_result.py"

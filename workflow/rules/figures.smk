@@ -10,16 +10,16 @@ rule table:
         get_table_inputs,
     output:
         RESULTS / "tables" / "{figure}.csv",
-    params:
-        figure=get_figure_spec,
     log:
         RESULTS / "logs" / "table" / "{figure}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        figure=get_figure_spec,
     script:
         "../scripts/table.py"
 
@@ -35,15 +35,15 @@ rule figure:
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-    params:
-        figure=get_figure_spec,
     log:
         RESULTS / "logs" / "figure" / "{figure}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=capped(10),
-    conda:
-        ENV
+    params:
+        figure=get_figure_spec,
     script:
         "../scripts/figure.py"

@@ -13,16 +13,16 @@ rule index:
         get_index_inputs,
     output:
         INDEX_CSV,
-    params:
-        values=index_values(),
     log:
         RESULTS / "logs" / "index.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        values=index_values(),
     script:
         "../scripts/index.py"
 
@@ -37,16 +37,16 @@ rule table_html:
             category="Tables",
             labels={"table": "{figure}"},
         ),
-    params:
-        figure=get_figure_spec,
     log:
         RESULTS / "logs" / "table_html" / "{figure}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        figure=get_figure_spec,
     script:
         "../scripts/table_html.py"
 
@@ -62,15 +62,15 @@ rule emm_grids:
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "value": "{value}"},
         ),
-    params:
-        about=get_emm_grid_about,
     log:
         RESULTS / "logs" / "emm_grids" / "{experiment}" / "{value}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        about=get_emm_grid_about,
     script:
         "../scripts/emm_grids.py"

@@ -9,19 +9,19 @@ rule sample:
         trained=get_trained,
     output:
         **SAMPLE_FILES,
-    params:
-        sample=sample_settings_of,
     log:
         RESULTS / "logs" / "sample" / f"{JOB}-{{sample_id}}.log",
     benchmark:
         RESULTS / "benchmarks" / "sample" / f"{JOB}-{{sample_id}}.tsv"
-    threads: job_threads
     retries: SAMPLE_RETRIES
+    conda:
+        ENV
+    threads: job_threads
     resources:
         mem_mb=sample_mem_mb,
         runtime=sample_runtime,
         gpu=job_gpus,
-    conda:
-        ENV
+    params:
+        sample=sample_settings_of,
     script:
         "../scripts/sample.py"

@@ -8,19 +8,19 @@ rule score:
         subset=get_subset,
     output:
         **SCORE_FILES,
-    params:
-        score=score_settings_of,
     log:
         RESULTS / "logs" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.log",
     benchmark:
         RESULTS / "benchmarks" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.tsv"
-    threads: job_threads
     retries: 1
+    conda:
+        ENV
+    threads: job_threads
     resources:
         mem_mb=score_mem_mb,
         runtime=score_runtime,
         gpu=job_gpus,
-    conda:
-        ENV
+    params:
+        score=score_settings_of,
     script:
         "../scripts/score.py"

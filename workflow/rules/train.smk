@@ -8,16 +8,16 @@ localrules:
 rule run_settings:
     output:
         RUN_JSON,
-    params:
-        settings=run_json_of,
     log:
         RESULTS / "logs" / "run_settings" / f"{JOB}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=500,
         runtime=capped(5),
-    conda:
-        ENV
+    params:
+        settings=run_json_of,
     script:
         "../scripts/run_settings.py"
 
@@ -32,13 +32,13 @@ rule train:
         RESULTS / "logs" / "train" / f"{JOB}.log",
     benchmark:
         RESULTS / "benchmarks" / "train" / f"{JOB}.tsv"
-    threads: train_threads
     retries: TRAIN_RETRIES
+    conda:
+        ENV
+    threads: train_threads
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
         gpu=train_gpus,
-    conda:
-        ENV
     script:
         "../scripts/train.py"

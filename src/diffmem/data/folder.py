@@ -31,9 +31,7 @@ def load_folder(path: str | None, resolution: int | None, method: str | None) ->
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        found = sorted(
-            f for f in (root / cls).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        found = sorted(f for f in (root / cls).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
             raise ValueError(f"class folder {root / cls} has no {'/'.join(IMAGE_SUFFIXES)} images")
         files.extend((f, label) for f in found)

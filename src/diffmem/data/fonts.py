@@ -18,9 +18,9 @@ import numpy as np
 
 from diffmem.data.sources import FONT_IMAGES_PER_CLASS
 
-FONT_RESOLUTION = 8          # side of a fonts image, as digits
-FONT_SEED = 20231004         # seed of the fonts jitter
-_FONT_CANVAS = 64            # side of the canvas a glyph is drawn on before area downsampling
+FONT_RESOLUTION = 8  # side of a fonts image, as digits
+FONT_SEED = 20231004  # seed of the fonts jitter
+_FONT_CANVAS = 64  # side of the canvas a glyph is drawn on before area downsampling
 _FONT_HEIGHTS = (0.78, 0.88, 0.98)  # glyph height as a fraction of the canvas
 _DIGIT_GLYPHS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -69,8 +69,13 @@ def render_fonts(path: str | None) -> tuple[np.ndarray, np.ndarray]:
             # draw the glyph large, then rotate and crop it to its ink
             big = Image.new("L", (2 * canvas, 2 * canvas), 0)
             ImageDraw.Draw(big).text(
-                (canvas, canvas), str(digit), fill=255, font=face, anchor="mm",
-                stroke_width=stroke, stroke_fill=255,
+                (canvas, canvas),
+                str(digit),
+                fill=255,
+                font=face,
+                anchor="mm",
+                stroke_width=stroke,
+                stroke_fill=255,
             )
             big = big.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=0)
             glyph = big.crop(big.getbbox())

@@ -73,5 +73,3 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     if have == 1 and channels == 3:
         return np.repeat(images, 3, axis=1)
     raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
-
-

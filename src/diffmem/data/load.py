@@ -50,9 +50,7 @@ def load_source(
     """
     if name not in SOURCES:
         raise ValueError(f"data.source={name!r} is not a known source; known: {', '.join(SOURCES)}")
-    if resolution is not None and (
-        isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1
-    ):
+    if resolution is not None and (isinstance(resolution, bool) or int(resolution) != resolution or resolution < 1):
         raise ValueError(f"data.resolution must be a positive integer or null, got {resolution!r}")
     if resolution is not None and resize_method not in RESIZE_METHODS:
         raise ValueError(f"data.resize: expected one of {', '.join(RESIZE_METHODS)}, got {resize_method!r}")

@@ -45,9 +45,7 @@ def sample_image_paths() -> list[Path]:
 def check_patch_settings(patches: object) -> tuple[int, float]:
     """``data.patches`` as (side, min_std); ValueError naming the key otherwise."""
     if not isinstance(patches, dict):
-        raise ValueError(
-            f"data.patches must be a mapping {{side, min_std}} for data.source=patches, got {patches!r}"
-        )
+        raise ValueError(f"data.patches must be a mapping {{side, min_std}} for data.source=patches, got {patches!r}")
     unknown = sorted(set(patches) - {"side", "min_std"})
     if unknown:
         raise ValueError(f"data.patches.{unknown[0]} is not a known key; known: side, min_std")

@@ -25,28 +25,28 @@ from diffmem.data.sources import LABEL_MODES, SOURCES, blend_count, blend_source
 from diffmem.io import CorruptFileError, read_npz, write_npz
 
 SPEC_DEFAULTS: dict[str, Any] = {
-    "source": "digits",   # one of SOURCES
-    "path": None,         # file or folder for cifar10/folder (fonts: optional folder of .ttf)
-    "verify_md5": True,   # check the official CIFAR-10 md5
-    "download": False,    # let torchvision download CIFAR-10 when missing
-    "resolution": None,   # output side in pixels; None = the source's own
-    "classes": None,      # C: keep classes 0..C-1; None = all
-    "size": None,         # |D|, a multiple of C
-    "labels": "none",     # none | true | random | unique
+    "source": "digits",  # one of SOURCES
+    "path": None,  # file or folder for cifar10/folder (fonts: optional folder of .ttf)
+    "verify_md5": True,  # check the official CIFAR-10 md5
+    "download": False,  # let torchvision download CIFAR-10 when missing
+    "resolution": None,  # output side in pixels; None = the source's own
+    "classes": None,  # C: keep classes 0..C-1; None = all
+    "size": None,  # |D|, a multiple of C
+    "labels": "none",  # none | true | random | unique
     "label_classes": None,  # C' for labels=random
-    "blend": None,        # {source, path, alpha, class[, verify_md5, download, source_class]} or None
-    "seed": 0,            # seed of the per-class permutations and random labels
-    "patches": None,      # {side, min_std} of the patches source (diffmem.data.patches); absent otherwise
+    "blend": None,  # {source, path, alpha, class[, verify_md5, download, source_class]} or None
+    "seed": 0,  # seed of the per-class permutations and random labels
+    "patches": None,  # {side, min_std} of the patches source (diffmem.data.patches); absent otherwise
 }
 #: Keys a spec must give (their one default is in the workflow's config schema, which fills them in):
 #: ``pick`` (random | first) and ``resize`` (area | lanczos, :data:`diffmem.data.images.RESIZE_METHODS`).
 SPEC_REQUIRED = ("pick", "resize")
 PICKS = ("random", "first")
 BLEND_DEFAULTS: dict[str, Any] = {
-    "source": None,       # second source (one of SOURCES)
+    "source": None,  # second source (one of SOURCES)
     "path": None,
-    "alpha": None,        # fraction of the subset taken from the second source, in [0, 1]
-    "class": None,        # class of the main source that is kept
+    "alpha": None,  # fraction of the subset taken from the second source, in [0, 1]
+    "class": None,  # class of the main source that is kept
     "verify_md5": True,
     "download": False,
     "source_class": None,  # class of the second source; None = same as `class` (or its only class)
@@ -73,8 +73,9 @@ def _resolve_spec(spec: dict) -> dict:
         raise ValueError(f"data.{unknown[0]} is not a known key; known: {', '.join(known)}")
     for key, allowed in (("pick", PICKS), ("resize", RESIZE_METHODS)):
         if key not in spec:
-            raise ValueError(f"data.{key} is not set; allowed: {', '.join(allowed)} (the config's schema fills "
-                             "in its default)")
+            raise ValueError(
+                f"data.{key} is not set; allowed: {', '.join(allowed)} (the config's schema fills in its default)"
+            )
         if spec[key] not in allowed:
             raise ValueError(f"data.{key}={spec[key]!r}; allowed: {', '.join(allowed)}")
     s = {**SPEC_DEFAULTS, **spec}
@@ -100,9 +101,7 @@ def _resolve_spec(spec: dict) -> dict:
         raise ValueError(f"data.labels={s['labels']!r} is not one of {', '.join(LABEL_MODES)}")
     if s["labels"] == "random":
         if not _is_int(s["label_classes"]) or s["label_classes"] < 1:
-            raise ValueError(
-                f"data.label_classes={s['label_classes']!r}; labels=random needs a positive integer C'"
-            )
+            raise ValueError(f"data.label_classes={s['label_classes']!r}; labels=random needs a positive integer C'")
         s["label_classes"] = int(s["label_classes"])
     if not _is_int(s["seed"]) or s["seed"] < 0:
         raise ValueError(f"data.seed={s['seed']!r}; allowed: a non-negative integer")
@@ -155,14 +154,14 @@ class _Pool:
     """One class of one source in subset order: a seeded permutation and its random labels."""
 
     def __init__(self, images, members, seed, source_id, cls, label_classes, pick):
-        self.images = images          # the (resized) source images
-        self.source_id = source_id    # 0 main, 1 blended-in source
-        self.cls = cls                # class label in the source
-        if pick == "first":           # the source's order (members are ascending source indices)
+        self.images = images  # the (resized) source images
+        self.source_id = source_id  # 0 main, 1 blended-in source
+        self.cls = cls  # class label in the source
+        if pick == "first":  # the source's order (members are ascending source indices)
             self.index = members
         else:
             order = _class_rng(seed, _TAG_PERMUTATION, source_id, cls).permutation(len(members))
-            self.index = members[order]   # source indices, the subset takes a prefix
+            self.index = members[order]  # source indices, the subset takes a prefix
         self.random_labels = (
             _class_rng(seed, _TAG_LABELS, source_id, cls).integers(0, label_classes, size=len(members))
             if label_classes
@@ -174,8 +173,13 @@ def _plan(spec: dict):
     """Resolve a spec and load what it needs: (settings, pools, kind)."""
     s = _resolve_spec(spec)
     images, labels = load_source(
-        s["source"], path=s["path"], download=s["download"], verify_md5=s["verify_md5"],
-        resolution=s["resolution"], resize_method=s["resize"], patches=s.get("patches"),
+        s["source"],
+        path=s["path"],
+        download=s["download"],
+        verify_md5=s["verify_md5"],
+        resolution=s["resolution"],
+        resize_method=s["resize"],
+        patches=s.get("patches"),
     )
     if s["resolution"] is None:
         s["resolution"] = int(images.shape[-1])
@@ -186,8 +190,7 @@ def _plan(spec: dict):
             s["classes"] = n_classes
         if s["classes"] > n_classes:
             raise ValueError(
-                f"data.classes={s['classes']} but source {s['source']} has {n_classes} classes; "
-                f"allowed: 1..{n_classes}"
+                f"data.classes={s['classes']} but source {s['source']} has {n_classes} classes; allowed: 1..{n_classes}"
             )
         pools = [
             _Pool(images, np.flatnonzero(labels == c), s["seed"], 0, c, label_classes, s["pick"])
@@ -202,8 +205,12 @@ def _plan(spec: dict):
             f"allowed: 0..{n_classes - 1}"
         )
     other, other_labels = load_source(
-        b["source"], path=b["path"], download=b["download"], verify_md5=b["verify_md5"],
-        resolution=s["resolution"], resize_method=s["resize"],
+        b["source"],
+        path=b["path"],
+        download=b["download"],
+        verify_md5=b["verify_md5"],
+        resolution=s["resolution"],
+        resize_method=s["resize"],
     )
     other = match_channels(other, images.shape[1])
     other_classes = int(other_labels.max()) + 1 if other_labels.size else 0
@@ -216,8 +223,15 @@ def _plan(spec: dict):
         )
     pools = [
         _Pool(images, np.flatnonzero(labels == b["class"]), s["seed"], 0, b["class"], label_classes, s["pick"]),
-        _Pool(other, np.flatnonzero(other_labels == b["source_class"]), s["seed"], 1,
-              b["source_class"], label_classes, s["pick"]),
+        _Pool(
+            other,
+            np.flatnonzero(other_labels == b["source_class"]),
+            s["seed"],
+            1,
+            b["source_class"],
+            label_classes,
+            s["pick"],
+        ),
     ]
     return s, pools
 
@@ -257,9 +271,7 @@ def _check_size(s: dict, pools: list[_Pool]) -> int:
     if s["blend"] is None:
         C = s["classes"]
         if n % C:
-            raise ValueError(
-                f"data.size={n} is not a multiple of classes={C}; allowed: multiples of {C} up to {top}"
-            )
+            raise ValueError(f"data.size={n} is not a multiple of classes={C}; allowed: multiples of {C} up to {top}")
         if n > top:
             raise ValueError(
                 f"data.size={n} is more than classes={C} x {top // C} images of the smallest class; "
