@@ -19,7 +19,7 @@ from typing import Any
 _log = logging.getLogger(__name__)
 
 TENSORBOARD_DIR = "tensorboard"  # under the run's train/ folder
-STATS_FILE = "stats.jsonl"  # train/stats.jsonl: one JSON record per progress line (diffmem.train re-exports it)
+STATS_FILE = "stats.jsonl"  # train/stats.jsonl: one JSON record per progress line of a training
 # stats.jsonl fields written as TensorBoard scalars (x axis: training images seen, as EDM's kimg)
 SCALARS = ("loss", "loss_avg", "grad_norm", "lr", "ema_beta", "images_per_s")
 

@@ -411,7 +411,7 @@ def train_run(
     log.addHandler(history)
     try:
         if processes <= 1:
-            with open(Path(out_dir) / train.STATS_FILE, "a") as stats, metrics.tensorboard(out_dir, log) as board:
+            with open(Path(out_dir) / metrics.STATS_FILE, "a") as stats, metrics.tensorboard(out_dir, log) as board:
 
                 def record(rec: dict) -> None:  # train/stats.jsonl: one line per progress line, every link
                     stats.write(json.dumps(rec) + "\n")
