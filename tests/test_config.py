@@ -108,3 +108,19 @@ def test_two_spellings_of_one_net_share_a_run():
     assert vals[0].run_id == vals[1].run_id == dmc.expand(cfg)["basic"][0].run_id
     assert vals[2].run_id != vals[0].run_id
     assert vals[0].settings["model"]["skip"] == [1, 1, 1, 1]
+
+
+def test_figure_spec_points_at_the_layouts_files():
+    cfg = load("smoke.yaml")
+    plan = dmc.expand(cfg)
+    basic = dmc.figure_spec(cfg, plan, "basic", Path("results/smoke"))
+    (v,) = basic["values"]
+    assert v["emm"] == "results/smoke/emm/basic/base/emm.json" and v["scores"] == {}
+    opt = dmc.figure_spec(cfg, plan, "optimum", Path("results/smoke"))
+    trained = next(x for x in opt["values"] if x["experiment"] == "trained")
+    value = plan["trained"][0]
+    assert trained["scores"]["4"] == (
+        f"results/smoke/runs/{value.run_id}/n4/samples/{value.sample_id}/scores/{value.score_id}/memorization.json"
+    )
+    assert [Path(p).name for p in trained["grids"]["4"]] == ["samples.png", "nearest.png"]
+    assert "1/3" in opt["caption"] and trained["emm_threshold"] == 0.9

@@ -532,3 +532,84 @@ def load_config(paths: list[str]) -> dict:
         raise ConfigError(f"{'.'.join(map(str, e.path)) or 'config'}: {e.message}")
     _fill_defaults(cfg, schema)
     return cfg
+
+
+def retype_overrides(overrides: dict, cfg: dict) -> None:
+    """`--config 'base={train: {lr: 0.001}}'`: Snakemake reads a nested VALUE with YAML's BaseLoader,
+    which keeps every scalar inside it a string ('0.001'). Read those leaves as --configfile would
+    (YAML scalars: numbers, booleans, null), where the merged config still holds the string."""
+    import yaml
+
+    def walk(over, cur):
+        items = over.items() if isinstance(over, dict) else enumerate(over)
+        for key, leaf in items:
+            if isinstance(cur, dict) and key not in cur or isinstance(cur, list) and key >= len(cur):
+                continue
+            if not isinstance(cur, (dict, list)):
+                return
+            if isinstance(leaf, (dict, list)):
+                walk(leaf, cur[key])
+            elif isinstance(leaf, str) and cur[key] == leaf:
+                try:
+                    cur[key] = yaml.safe_load(leaf) if leaf.strip() else leaf
+                except yaml.YAMLError:
+                    pass
+
+    for key, value in overrides.items():
+        if isinstance(value, (dict, list)) and key in cfg:
+            walk(value, cfg[key])
+
+
+def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) -> dict:
+    """A figure's config entry plus, per experiment value, where its results lie under ``results``
+    (the ``results/<name>`` folder; file names from :mod:`diffmem.layout`) and its caption."""
+    from pathlib import Path
+
+    from diffmem import layout
+
+    results = Path(results)
+    fig = dict(config["figures"][name])
+    fig["name"] = name
+    values = []
+    for exp in fig["experiments"]:
+        spec = config["experiments"][exp]
+        for v in plan[exp]:
+            values.append(
+                {
+                    "experiment": exp,
+                    "title": spec.get("title", exp),
+                    "factor": spec.get("factor"),
+                    "label": v.label,
+                    "display": v.display,
+                    "group": v.group,  # the value a replicate repeats (experiment key replicates)
+                    "seed": v.settings["data"]["seed"],
+                    "mode": v.mode,
+                    "run_id": v.run_id,
+                    "emm": str(results / layout.emm_result(exp, v.label)) if v.mode == "emm" else None,
+                    "scores": {
+                        str(s): str(results / layout.memorization(v.run_id, s, v.sample_id, v.score_id))
+                        for s in v.sizes
+                    },
+                    # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
+                    "grids": {
+                        str(s): [
+                            str(results / layout.sample_files(v.run_id, s, v.sample_id)["grid"]),
+                            str(results / layout.score_files(v.run_id, s, v.sample_id, v.score_id)["nearest"]),
+                        ]
+                        for s in v.sizes
+                    },
+                    "ratio_threshold": v.settings["score"]["threshold"],
+                    "emm_threshold": v.emm.get("threshold", config["emm"]["threshold"]),
+                }
+            )
+    fig["values"] = values
+    ratio_thr = {v["ratio_threshold"] for v in values}
+    emm_thr = {v["emm_threshold"] for v in values}
+    fig["caption"] = figure_caption(
+        name,
+        fig,
+        config["experiments"],
+        ratio_threshold=ratio_thr.pop() if len(ratio_thr) == 1 else None,
+        emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
+    )
+    return fig

@@ -9,6 +9,7 @@ Each function takes ids and sizes as strings or ints; the workflow passes Snakem
                                                                     state.pt while unfinished)
     runs/<run_id>/n<size>/samples/<sample_id>/samples.npz           uint8 samples of every snapshot
     runs/<run_id>/n<size>/samples/<sample_id>/scores/<score_id>/memorization.json
+    emm/<experiment>/<value>/round<k>.json, emm.json                 the EMM search, round by round
 
 ``run_id`` is the training identity, ``sample_id`` the sampler's and ``score_id`` the scorer's
 (:mod:`diffmem.identity`): a new sampler setting adds a folder under ``samples/`` next to the old one.
@@ -64,6 +65,16 @@ def score_files(run_id, size, sample_id, score_id) -> dict[str, P]:
 
 def memorization(run_id, size, sample_id, score_id) -> P:
     return score_files(run_id, size, sample_id, score_id)["scores"]
+
+
+def emm_round(experiment, value, k) -> P:
+    """Round ``k`` of one experiment value's EMM search (a checkpoint: sizes so far, verdicts, next sizes)."""
+    return P("emm") / str(experiment) / str(value) / f"round{k}.json"
+
+
+def emm_result(experiment, value) -> P:
+    """The EMM search's result (its final round, with the bracket)."""
+    return P("emm") / str(experiment) / str(value) / "emm.json"
 
 
 def job_tag(run_id, size, sample_id=None, score_id=None) -> str:

@@ -11,34 +11,7 @@ from diffmem import identity, layout
 from diffmem import resources as dmr
 from diffmem import index as dmi
 
-
-def typed_config_overrides(overrides, cfg):
-    """`--config 'base={train: {lr: 0.001}}'`: Snakemake reads a nested VALUE with YAML's BaseLoader,
-    which keeps every scalar inside it a string ('0.001'). Read those leaves as --configfile would
-    (YAML scalars: numbers, booleans, null), where the merged config still holds the string."""
-    import yaml
-
-    def walk(over, cur):
-        items = over.items() if isinstance(over, dict) else enumerate(over)
-        for key, leaf in items:
-            if isinstance(cur, dict) and key not in cur or isinstance(cur, list) and key >= len(cur):
-                continue
-            if not isinstance(cur, (dict, list)):
-                return
-            if isinstance(leaf, (dict, list)):
-                walk(leaf, cur[key])
-            elif isinstance(leaf, str) and cur[key] == leaf:
-                try:
-                    cur[key] = yaml.safe_load(leaf) if leaf.strip() else leaf
-                except yaml.YAMLError:
-                    pass
-
-    for key, value in overrides.items():
-        if isinstance(value, (dict, list)) and key in cfg:
-            walk(value, cfg[key])
-
-
-typed_config_overrides(workflow.config_settings.config, config)
+dmc.retype_overrides(workflow.config_settings.config, config)  # nested --config values
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
@@ -131,8 +104,8 @@ def memorization_path(value, size):
     return RESULTS / layout.memorization(value.run_id, size, value.sample_id, value.score_id)
 
 
-def emm_dir(value):
-    return RESULTS / "emm" / value.experiment / value.label
+def emm_result_path(value):
+    return RESULTS / layout.emm_result(value.experiment, value.label)
 
 
 def get_emm_round_inputs(wildcards):
@@ -167,7 +140,7 @@ def get_table_inputs(wildcards):
     for exp in fig["experiments"]:
         for value in PLAN[exp]:
             if value.mode == "emm":
-                inputs.append(emm_dir(value) / "emm.json")
+                inputs.append(emm_result_path(value))
                 final = read_json(final_round_of(value.experiment, value.label, value))
                 inputs += [memorization_path(value, e["size"]) for e in final["evaluated"]]
             else:
@@ -192,10 +165,112 @@ def get_final_outputs():
     for vals in PLAN.values():
         for value in vals:
             if value.mode == "emm":
-                outs.append(emm_dir(value) / "emm.json")
+                outs.append(emm_result_path(value))
             else:
                 outs += [memorization_path(value, s) for s in value.sizes]
     outs += index_outputs()  # results/<name>/index.csv and the report's items (workflow/rules/index.smk)
+    return list(dict.fromkeys(outs))
+
+
+# Resources of the heavy jobs come from the throughput model of diffmem.resources, capped by the site
+# maximum (compute.max_runtime); a training longer than that runs as a chain of jobs: every attempt works
+# until shortly before its walltime, saves its state and stops, and Snakemake's retry resumes it.
+def capped(minutes):
+    """A light job's run time, never above the site maximum."""
+    return min(int(minutes), dmr.max_runtime(config))
+
+
+def train_gpus(wildcards):
+    """GPUs of a training job (all of them go to one data-parallel run)."""
+    return int(config["gpus_per_run"]) if config["gpu"] else 0
+
+
+def job_gpus(wildcards):
+    """GPUs of a sampling or scoring job."""
+    return 1 if config["gpu"] else 0
+
+
+def train_threads(wildcards):
+    return dmr.job_threads(config, train_gpus(wildcards))
+
+
+def job_threads(wildcards):
+    return dmr.job_threads(config, job_gpus(wildcards))
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes for a training job: what is left of the run (by its measured speed once a link of the
+    chain has run), x safety, doubled per retry, at most the site maximum."""
+    s = run_settings_of(wildcards)
+    left = dmr.train_estimate_s(s, config, max(1, train_gpus(wildcards)))
+    done = RESULTS / layout.train_progress(wildcards.run_id, wildcards.size)
+    if done.exists():
+        left = dmr.remaining_s(json.loads(done.read_text()), left)
+        attempt = 1  # a chain link, not a failure: ask for what is left
+    return dmr.budget_min(left, config, attempt)
+
+
+def train_mem_mb(wildcards, attempt):
+    return dmr.train_mem_mb(run_settings_of(wildcards), config, attempt)
+
+
+def _sized(wildcards):
+    """A sample or score job's settings (its own sampler's) and the snapshots it handles."""
+    s = run_settings_of(wildcards)
+    s["sample"] = {**s["sample"], **SAMPLES[wildcards.sample_id]}
+    return s, dmr.snapshot_count(s)
+
+
+def sample_runtime(wildcards, attempt):
+    """Minutes for a sampling job (a chain link too: it goes on from the snapshots already sampled)."""
+    s, snaps = _sized(wildcards)
+    samples = RESULTS / layout.sample_files(wildcards.run_id, wildcards.size, wildcards.sample_id)["samples"]
+    done = len(list(Path(layout.sample_parts(samples)).glob("*.npz")))
+    if done:
+        attempt = 1  # a chain link: ask for what is left
+    return dmr.budget_min(dmr.sample_estimate_s(s, config, max(1, snaps - done)), config, attempt)
+
+
+def sample_mem_mb(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.sample_mem_mb(s, config, snaps, attempt)
+
+
+def score_runtime(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.budget_min(dmr.score_estimate_s(s, config, snaps), config, attempt)
+
+
+def score_mem_mb(wildcards, attempt):
+    s, snaps = _sized(wildcards)
+    return dmr.score_mem_mb(s, config, snaps, attempt)
+
+
+# Retries of `train` and `sample` cover the longest chain of jobs the plan can need (+1 for a failure).
+# Only the main Snakemake process retries: the Snakemake inside a cluster job must not restart a paused
+# link within the same walltime (a rule's `retries` would win over the `--retries 0` it is given).
+TRAIN_RETRIES = dmr.chain_retries(PLAN, config, "train") if workflow.is_main_process else 0
+SAMPLE_RETRIES = dmr.chain_retries(PLAN, config, "sample") if workflow.is_main_process else 0
+
+
+def get_subset_spec(wildcards):
+    """The subset's identity (where the files lie is not part of it: the job looks that up in the config)."""
+    return identity.canonical({**identity.data_identity(DATA[wildcards.data_id]), "size": int(wildcards.size)})
+
+
+def get_emm_search(wildcards):
+    """What an EMM round needs besides files: the search settings, and the subset's data id (the round
+    looks up which sizes the data can make; where its files lie is not part of the params)."""
+    value = value_of(wildcards)
+    search = {"experiment": value.experiment, "value": value.label, "display": value.display}
+    return identity.canonical({**search, "run_id": value.run_id, "data_id": value.data_id, **value.emm})
+
+
+def get_figure_spec(wildcards):
+    """A figure's config entry plus, per experiment value, where its results live (diffmem.config)."""
+    return identity.canonical(dmc.figure_spec(config, PLAN, wildcards.figure, RESULTS))
+
+    # results/<name>/index.csv and the report's items (workflow/rules/index.smk)
     return list(dict.fromkeys(outs))
 
 
@@ -308,7 +383,7 @@ def get_figure_spec(wildcards):
             "seed": value.settings["data"]["seed"],
             "mode": value.mode,
             "run_id": value.run_id,
-            "emm": str(emm_dir(value) / "emm.json") if value.mode == "emm" else None,
+            "emm": str(emm_result_path(value)) if value.mode == "emm" else None,
             "scores": {str(s): str(memorization_path(value, s)) for s in value.sizes},
             # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
             "grids": {
@@ -360,7 +435,7 @@ def index_values():
             "run_id": v.run_id,
             "sample_id": v.sample_id,
             "score_id": v.score_id,
-            "emm": str(emm_dir(v) / "emm.json") if v.mode == "emm" else None,
+            "emm": str(emm_result_path(v)) if v.mode == "emm" else None,
             "sizes": list(v.sizes),
             "emm_threshold": v.emm.get("threshold", config["emm"]["threshold"]),
         }
@@ -375,7 +450,7 @@ def get_index_inputs(wildcards):
     outs = [RESULTS / "tables" / f"{fig}.csv" for fig in config["figures"]]
     for vals in PLAN.values():
         for v in vals:
-            outs += [emm_dir(v) / "emm.json"] if v.mode == "emm" else [memorization_path(v, s) for s in v.sizes]
+            outs += [emm_result_path(v)] if v.mode == "emm" else [memorization_path(v, s) for s in v.sizes]
     return list(dict.fromkeys(outs))
 
 
@@ -394,7 +469,7 @@ def get_emm_grid_inputs(wildcards):
             RESULTS / layout.score_files(value.run_id, size, value.sample_id, value.score_id)["nearest"]
         )
         grids[f"scores_{size}"] = memorization_path(value, size)
-    return {"emm": emm_dir(value) / "emm.json", **grids}
+    return {"emm": emm_result_path(value), **grids}
 
 
 def get_emm_grid_about(wildcards):

@@ -11,7 +11,7 @@ checkpoint emm_round:
     input:
         unpack(get_emm_round_inputs),
     output:
-        RESULTS / "emm" / "{experiment}" / "{value}" / "round{k}.json",
+        RESULTS / layout.emm_round("{experiment}", "{value}", "{k}"),
     log:
         RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "round{k}.log",
     conda:
@@ -30,7 +30,7 @@ rule emm_result:
     input:
         get_emm_final_round,
     output:
-        RESULTS / "emm" / "{experiment}" / "{value}" / "emm.json",
+        RESULTS / layout.emm_result("{experiment}", "{value}"),
     log:
         RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "result.log",
     conda:
