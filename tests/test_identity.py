@@ -98,3 +98,17 @@ def test_verified_cifar10_is_pinned_by_its_md5(tmp_path):
     blend = copy.deepcopy(data)
     blend["blend"] = {"source": "folder", "path": str(tmp_path), "alpha": 0.5, "class": 5}
     assert identity.data_id({"data": blend}) != identity.data_id({"data": data})
+
+
+def test_defaults_inside_a_value_are_filled_so_two_spellings_are_one_run():
+    cfg = smoke()
+    blend = {"source": "fonts", "alpha": 0.5, "class": 0}
+    cfg["experiments"]["blend"] = {
+        "set": {"data.classes": 1},
+        "factor": "data.blend",
+        "values": [blend, {**blend, "rounding": "round"}],  # "round" is the schema's default
+        "labels": ["short", "spelled"],
+    }
+    short, spelled = dmc.expand(cfg)["blend"]
+    assert short.settings["data"]["blend"]["rounding"] == "round"
+    assert short.run_id == spelled.run_id and short.data_id == spelled.data_id

@@ -269,6 +269,9 @@ def expand(config: dict) -> dict[str, list[Value]]:
                 [(k, f"{where}.set.{k}", fixed) for k, fixed in (exp.get("set") or {}).items()]
                 + [(k, f"{where}.values[{i}] (factor {k}{named})", x) for k, x in zip(keys, parts, strict=True)],
             )
+            # defaults inside what a value or set: gave (e.g. a blend block), so that two spellings of one
+            # setting are one run
+            _fill_defaults(s, validate.load_schema()["properties"]["base"])
             try:
                 s = resolve_settings(s)
             except ConfigError as e:
@@ -505,8 +508,14 @@ def check_data(plan: dict[str, list[Value]]) -> None:
 
 
 def _fill_defaults(node: Any, schema: dict) -> None:
-    """Set the schema's defaults of missing keys, recursively (as Snakemake's validate does)."""
-    if not isinstance(node, dict) or schema.get("type") != "object":
+    """Set the schema's defaults of missing keys, recursively (as Snakemake's validate does), also inside
+    a mapping that a ``oneOf`` allows (e.g. ``data.blend``: null or a block)."""
+    if not isinstance(node, dict):
+        return
+    if schema.get("type") != "object":
+        for branch in schema.get("oneOf") or schema.get("anyOf") or []:
+            if branch.get("type") == "object":
+                _fill_defaults(node, branch)
         return
     for key, sub in (schema.get("properties") or {}).items():
         if key not in node and "default" in sub:
