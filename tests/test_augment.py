@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from runs import EDM_CIFAR10, assert_same, final_weights, make_settings, make_subset
 
 from diffmem import augment as A
 
-EDM_CIFAR10 = {
-    "p": 0.12,
-    "xflip": 1e8,
-    "yflip": 1,
-    "rotate_int": 0,
-    "translate_int": 0,
-    "scale": 1,
-    "rotate_frac": 1,
-    "aniso": 1,
-    "translate_frac": 1,
-}
 ALL_ON = {"p": 1.0, **{k: 1.0 for k in A.KINDS}}
 
 
@@ -171,49 +161,11 @@ def test_net_takes_augment_labels_and_none_means_zeros():
 
 
 def _train_settings(augment, steps=10):
-    return {
-        "data": {"source": "test", "size": 32, "labels": "none", "seed": 0},
-        "model": {
-            "arch": "ddpmpp",
-            "resolution": 8,
-            "img_channels": 1,
-            "model_channels": 8,
-            "channel_mult": [1, 2],
-            "num_blocks": 1,
-            "attn_resolutions": [],
-            "dropout": 0.1,
-            "label_dim": 0,
-            "augment_dim": A.augment_dim(augment),
-        },
-        "diffusion": {"precond": "vp"},
-        "train": {
-            "optimizer": "adam",
-            "lr": 2e-3,
-            "batch": 16,
-            "duration": {"unit": "steps", "value": steps},
-            "warmup": {"unit": "images", "value": 64, "mode": "linear"},
-            "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
-            "order": "reshuffle",
-            "snapshots": 1,
-            "checkpoint_every": 5,
-            "seed": 0,
-            "grad_clip": None,
-            "augment": augment,
-        },
-        "sample": {"n": 10},
-    }
-
-
-def _subset():
-    g = torch.Generator().manual_seed(0)
-    images = (torch.rand((32, 1, 8, 8), generator=g) * 255).round().to(torch.uint8).numpy()
-    return {"images": images, "cond_labels": torch.full((32,), -1).numpy(), "label_dim": 0}
-
-
-def _final(out):
-    from diffmem.io import read_json, torch_load
-
-    return torch_load(out / read_json(out / "train.json")["snapshots"][-1]["file"])
+    """The shared tiny run with VP preconditioning, one snapshot and ``augment`` (net sized to its labels)."""
+    s = make_settings(steps, snapshots=1, augment=augment)
+    s["model"]["augment_dim"] = A.augment_dim(augment)
+    s["diffusion"]["precond"] = "vp"
+    return s
 
 
 def test_training_with_augmentation_is_deterministic_and_resumes_bit_identically(tmp_path):
@@ -222,16 +174,16 @@ def test_training_with_augmentation_is_deterministic_and_resumes_bit_identically
     torch.set_num_threads(1)
     quiet = {"log": lambda s: None}
     aug = {**ALL_ON, "p": 0.5}
-    s, subset = _train_settings(aug), _subset()
+    s, subset = _train_settings(aug), make_subset()
     tr.train(s, subset, tmp_path / "a", **quiet)
     tr.train(s, subset, tmp_path / "b", max_steps=7, **quiet)  # stop after step 7, resume from state.pt
     assert tr.train(s, subset, tmp_path / "b", **quiet)["resumed_from"] == [7]
-    a, b = _final(tmp_path / "a"), _final(tmp_path / "b")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    assert_same(a, b)
     assert "map_augment.weight" in a and a["map_augment.weight"].shape == (8, 13)
     # augmentation changes the run; p = 0 trains the plain net (no augmentation weights)
     tr.train(_train_settings({**aug, "p": 0.0}), subset, tmp_path / "off", **quiet)
-    off = _final(tmp_path / "off")
+    off = final_weights(tmp_path / "off")
     assert "map_augment.weight" not in off
     assert any(not torch.equal(a[k], off[k]) for k in off)
     with pytest.raises(ValueError, match="model.augment_dim is 0"):

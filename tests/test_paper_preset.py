@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from runs import EDM_CIFAR10
 from snakemake.utils import validate
 
 from diffmem import config as dmc
@@ -229,17 +230,7 @@ def test_paper_fig1ab_model_is_the_edm_recipe(paper):
     m, t = s["model"], s["train"]
     assert (m["arch"], m["num_blocks"], m["model_channels"], m["channel_mult"]) == ("ddpmpp", 4, 128, [2, 2, 2])
     assert m["dropout"] == 0.13 and m["augment_dim"] == 9 and s["diffusion"]["precond"] == "vp"
-    assert t["augment"] == {
-        "p": 0.12,
-        "xflip": 1e8,
-        "yflip": 1,
-        "rotate_int": 0,
-        "translate_int": 0,
-        "scale": 1,
-        "rotate_frac": 1,
-        "aniso": 1,
-        "translate_frac": 1,
-    }
+    assert t["augment"] == EDM_CIFAR10
     assert t["lr"] == 1e-3 and t["batch"] == 512 and t["duration"] == {"unit": "images", "value": 200_000_000}
     assert n_params(s) == 55_732_739 + 9 * 128  # EDM's 55.7M-parameter DDPM++ plus the augment projection
     rows = {r["step"]: r for r in schedule.schedule_rows(t, 50000, [0, 9765, 19_532, 390_624])}

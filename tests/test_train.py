@@ -9,80 +9,17 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from runs import N_IMAGES, assert_same, final_weights, make_settings, make_subset
 
 from diffmem import diffusion, nets, pipeline
 from diffmem import train as tr
 from diffmem.io import read_json, torch_load
 
 torch.set_num_threads(1)
-
-N_IMAGES = 32
-
-
-def make_subset(n: int = N_IMAGES, label_dim: int = 0, seed: int = 0) -> dict:
-    """Smooth random 1x8x8 images (blobs), optionally with labels."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:8, 0:8]
-    cy, cx = rng.uniform(1, 6, (2, n, 1, 1))
-    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0)
-    images = np.round(img * 255).astype(np.uint8)[:, None]
-    cond = rng.integers(0, label_dim, n) if label_dim else np.full(n, -1)
-    return {"images": images, "cond_labels": cond.astype(np.int64), "label_dim": label_dim}
-
-
-def make_settings(steps: int = 20, **train_overrides) -> dict:
-    t = {
-        "optimizer": "adam",
-        "lr": 2e-3,
-        "betas": [0.9, 0.999],
-        "eps": 1e-8,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "batch": 16,
-        "duration": {"unit": "steps", "value": steps},
-        "warmup": {"unit": "images", "value": 64, "mode": "linear"},
-        "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
-        "truncate_kimg": True,
-        "order": "reshuffle",
-        "snapshots": 2,
-        "checkpoint_every": 5,
-        "seed": 0,
-        "grad_clip": None,
-    }
-    t.update(train_overrides)
-    return {
-        "data": {"source": "test", "size": N_IMAGES, "labels": "none", "seed": 0},
-        "model": {
-            "arch": "ddpmpp",
-            "resolution": 8,
-            "img_channels": 1,
-            "model_channels": 8,
-            "channel_mult": [1, 2],
-            "num_blocks": 1,
-            "attn_resolutions": [],
-            "dropout": 0.1,
-            "label_dim": 0,
-        },
-        "diffusion": {"precond": "edm"},
-        "train": t,
-        "sample": {"n": 10},
-    }
-
-
-def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
-    summary = read_json(out_dir / "train.json")
-    return torch_load(out_dir / summary["snapshots"][-1]["file"])
-
-
-def assert_same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def max_diff(a: dict, b: dict) -> float:
