@@ -105,12 +105,19 @@ def _factor_keys(exp: dict) -> list[str]:
 
 
 def resolve_settings(base: dict) -> dict:
-    """Fill the settings that follow from others (net resolution and channels from the data)."""
+    """Fill the settings that follow from others (net resolution, unless set, and channels from the data)."""
     s = copy.deepcopy(base)
     data, model = s["data"], s["model"]
     if data.get("labels") is True:  # YAML reads an unquoted `true` as a boolean
         data["labels"] = "true"
-    model["resolution"] = int(data["resolution"])
+    side = int(data["resolution"])
+    net_side = model.get("resolution")
+    if net_side is not None and (int(net_side) < side or int(net_side) % side):
+        raise ConfigError(
+            f"model.resolution {net_side} must be a multiple of data.resolution {side} (the net trains on the "
+            f"data enlarged by pixel repetition), or null for the data's side"
+        )
+    model["resolution"] = side if net_side is None else int(net_side)
     model["img_channels"] = source_facts(data["source"]).channels
     if data["labels"] == "none":
         model["label_dim"] = 0
@@ -174,8 +181,10 @@ def run_record(settings: dict) -> dict:
         )
     )
     size = f"{d['size']} " if "size" in d else ""
+    side = m.get("resolution", d["resolution"])
+    enlarged = f"enlarged to {side}x{side} by pixel repetition " if side != d["resolution"] else ""
     rec["about"] = (
-        f"{net}; trained on {size}{d['resolution']}x{d['resolution']} images of {d['source']} "
+        f"{net}; trained on {size}{d['resolution']}x{d['resolution']} images of {d['source']} {enlarged}"
         f"({d['classes']} classes, labels {d['labels']}, subset seed {d['seed']})"
     )
     return rec

@@ -46,6 +46,14 @@ def _snapshot_list(train_summary: Path) -> list[dict]:
     return snaps
 
 
+def net_images(settings: dict, subset: dict):
+    """The training images as the run's net sees them: at ``model.resolution`` (pixel repetition of the
+    data when the net is larger, :func:`diffmem.data.images.to_net_resolution`)."""
+    from diffmem.data.images import to_net_resolution
+
+    return to_net_resolution(subset["images"], settings["model"]["resolution"])
+
+
 class SamplingPaused(RuntimeError):
     """Sampling stopped between snapshots before its job's walltime; the next attempt goes on."""
 
@@ -57,7 +65,7 @@ def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None,
     from diffmem.io import torch_load
 
     if settings["model"]["arch"] == "optimum":
-        return dms.OptimalDenoiser(subset["images"], device=device)
+        return dms.OptimalDenoiser(net_images(settings, subset), device=device)
     net = nets.build_net(settings["model"])
     state = torch_load(Path(train_dir) / snapshot["file"], map_location="cpu")
     net.load_state_dict(state)
@@ -103,7 +111,7 @@ def sample_run(
     t_call = time.time()
     device = default_device(device)
     sp = settings["sample"]
-    shape = tuple(subset["images"].shape[1:])
+    shape = tuple(net_images(settings, subset).shape[1:])
     optimum = settings["model"]["arch"] == "optimum"
     snaps = [{"k": 0, "step": 0, "images_seen": 0, "epochs": 0.0}] if optimum else _snapshot_list(Path(train_summary))
     train_dir = None if optimum else Path(train_summary).parent
@@ -175,6 +183,12 @@ def score_run(
     z = read_npz(samples_path)  # a damaged file is named, with the way out
     samples, meta = z["samples"], json.loads(str(z["snapshots"]))
     train = subset["images"]
+    if samples.shape[-1] != train.shape[-1]:  # a net larger than the data: samples back to the data's side
+        from diffmem.data.images import to_data_resolution
+
+        samples = np.stack([to_data_resolution(s, train.shape[-1]) for s in samples])
+        log.info("samples of side %d scored at the data's side %d (k x k block means)", z["samples"].shape[-1],
+                 train.shape[-1])  # fmt: skip
     threshold = float(settings["score"]["threshold"])
     per_snap, arrays = [], {"d1": [], "d2": [], "nn1": [], "nn2": []}
     for snap, images in zip(meta, samples, strict=True):

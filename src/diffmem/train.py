@@ -311,7 +311,8 @@ def _mismatch(path: Path, what: Mapping[str, Any], shash: str, dhash: str) -> Se
 
 
 def _check_subset(settings: Mapping[str, Any], subset: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(images uint8 NCHW, conditioning labels, label count) of a subset, checked against the net."""
+    """(images uint8 NCHW at the net's side, conditioning labels, label count) of a subset, checked against
+    the net."""
     images = np.asarray(subset["images"])
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"subset images: expected uint8 NCHW, got {images.dtype} {images.shape}")
@@ -323,7 +324,9 @@ def _check_subset(settings: Mapping[str, Any], subset: Mapping[str, Any]) -> tup
     cond = np.asarray(subset.get("cond_labels", np.full(n, -1)), dtype=np.int64)
     if label_dim and (cond.shape != (n,) or cond.max(initial=-1) >= label_dim):
         raise ValueError(f"subset cond_labels: expected {n} labels in -1..{label_dim - 1}")
-    return images, cond, label_dim
+    from diffmem.data.images import to_net_resolution  # a net larger than the data: pixel repetition
+
+    return to_net_resolution(images, settings["model"]["resolution"]), cond, label_dim
 
 
 class _Run:

@@ -6,7 +6,8 @@ Modules, by concern:
   classes, images per class); no numpy, no torch, so building the workflow's DAG stays light;
 - :mod:`~diffmem.data.load`: :func:`load_source` (digits, and dispatch to the loaders below);
 - :mod:`~diffmem.data.cifar10`, :mod:`~diffmem.data.folder`, :mod:`~diffmem.data.fonts`: readers;
-- :mod:`~diffmem.data.images`: resizing and grayscale/RGB conversion;
+- :mod:`~diffmem.data.images`: resizing, grayscale/RGB conversion, and the data at a net's side
+  (``model.resolution``: pixel repetition up, block means back);
 - :mod:`~diffmem.data.patches`: textured patches of scikit-learn's two bundled photographs;
 - :mod:`~diffmem.data.subsets`: :func:`make_subset`, :func:`allowed_sizes`, save and load;
 - :mod:`~diffmem.data.geometry`: :func:`data_geometry`, how crowded a subset is (nearest-neighbour and
@@ -27,7 +28,7 @@ _EXPORTS = {
     "patches": ("PATCH_IMAGES", "load_patches"),
     "geometry": ("data_geometry",),
     "load": ("load_source",),
-    "images": ("resize", "match_channels"),
+    "images": ("resize", "match_channels", "to_net_resolution", "to_data_resolution"),
     "cifar10": ("CIFAR10_TGZ", "CIFAR10_TGZ_MD5", "CIFAR10_URL", "CIFAR10_DIR", "CIFAR10_TRAIN_MD5",
                 "restricted_loads"),
     "folder": ("IMAGE_SUFFIXES",),

@@ -48,6 +48,30 @@ def resize(images_u8: np.ndarray, resolution: int, method: str, chunk: int = 409
     return out
 
 
+def to_net_resolution(images_u8: np.ndarray, resolution: int) -> np.ndarray:
+    """The images a net of side ``resolution`` (``model.resolution``) trains on: the data enlarged by pixel
+    repetition, each pixel a k x k block (k = net side / data side, an integer). The same side returns the
+    input. Nothing is interpolated, so the data's information and its pairwise distances (times k) stay."""
+    images = np.asarray(images_u8)
+    h, r = images.shape[-1], int(resolution)
+    if r == h:
+        return images_u8
+    if r % h:
+        raise ValueError(f"model.resolution {r} is not a multiple of the data's side {h}")
+    k = r // h
+    return np.ascontiguousarray(images.repeat(k, axis=-2).repeat(k, axis=-1))
+
+
+def to_data_resolution(images_u8: np.ndarray, resolution: int) -> np.ndarray:
+    """Samples of a net working at a multiple k of the data's side ``resolution``, brought back to it: the
+    mean of each k x k block, rounded (``resize(..., "area")``), so that a sample which is a pixel-repeated
+    training image becomes that image exactly. The same side returns the input."""
+    images = np.asarray(images_u8)
+    if images.shape[-1] % int(resolution):
+        raise ValueError(f"samples of side {images.shape[-1]} cannot be reduced to side {resolution} by blocks")
+    return resize(images, int(resolution), "area")
+
+
 def _resize_lanczos(images: np.ndarray, r: int) -> np.ndarray:
     from PIL import Image
 
