@@ -211,13 +211,19 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _update_ema(ema: nn.Module, net: nn.Module, beta: float) -> None:
-    for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
-        if beta == 0.0:
-            p_ema.copy_(p.detach())
-        else:
-            p_ema.lerp_(p.detach(), 1.0 - beta)
-    for b_ema, b in zip(ema.buffers(), net.buffers(), strict=True):
+def _update_ema(ema: Sequence[torch.Tensor], net: Sequence[torch.Tensor], beta: float) -> None:
+    """``ema <- lerp(ema, net, 1 - beta)`` over the parameter lists (``beta`` 0: a copy), in one multi-tensor
+    call: on the CPU the same per-tensor kernel as a loop of ``lerp_`` (bit for bit), without walking the
+    modules every step (~0.4 ms a step for the default's 130 tensors). Buffers go by :func:`_copy_buffers`."""
+    if beta == 0.0:
+        torch._foreach_copy_(ema, net)
+    else:
+        torch._foreach_lerp_(ema, net, 1.0 - beta)
+
+
+@torch.no_grad()
+def _copy_buffers(ema: Sequence[torch.Tensor], net: Sequence[torch.Tensor]) -> None:
+    for b_ema, b in zip(ema, net, strict=True):
         b_ema.copy_(b)
 
 
@@ -373,6 +379,10 @@ class _Run:
         else:
             self.denoise = D
         self.params = list(self.net.parameters())
+        self.ema_params = list(self.ema.parameters())  # the same tensors for the whole run (resume copies into them)
+        self.buffers, self.ema_buffers = list(self.net.buffers()), list(self.ema.buffers())
+        if len(self.ema_params) != len(self.params) or len(self.ema_buffers) != len(self.buffers):
+            raise RuntimeError("the EMA net's parameters or buffers do not match the net's")
         self.opt = _make_optimizer(self.params, t_cfg, self.dev)
         self.noise_gen = torch.Generator(device=self.dev)
         self.noise_gen.manual_seed(_derive_seed(self.seed, _STREAM_NOISE))
@@ -434,7 +444,7 @@ class _Run:
         loss.backward()
         loss_all = self.ctx.all_mean(loss.detach())
         grads = [p.grad for p in self.params if p.grad is not None]
-        gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        gnorm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # = a loop of vector_norm
         loss_v, gnorm_v = (float(v) for v in torch.stack([loss_all, gnorm]).tolist())
         if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
             last = f"state.pt keeps step {self.last_saved()}"
@@ -446,7 +456,8 @@ class _Run:
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.params, float(grad_clip))
         self.opt.step()
-        _update_ema(self.ema, self.net, ema_beta(self.rates, step))
+        _update_ema(self.ema_params, self.params, ema_beta(self.rates, step))
+        _copy_buffers(self.ema_buffers, self.buffers)
         self.step += 1
         old = self.loss_ema
         self.loss_ema = loss_v if old is None else LOSS_EMA_BETA * old + (1 - LOSS_EMA_BETA) * loss_v
