@@ -206,6 +206,13 @@ def test_table_and_figure_carry_convergence_geometry_and_seed(tmp_path):
     other = [{**v, "factor": "model.model_channels"} for v in vals]
     fig = plotting.build_figure({**spec, "values": other}, table)
     assert not [a for a in fig.get_axes() if a.get_ylabel() == plotting.GEOMETRY_LABEL]
+    # over training (kind epochs): one legend entry per value and size, replicates share its style
+    fig = plotting.build_figure({**spec, "kind": "epochs"}, table)
+    (ax,) = [a for a in fig.get_axes() if a.get_ylabel().startswith("memorization ratio")]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1 and not ln.get_label().startswith("EMM")]
+    assert [ln.get_label() for ln in lines] == ["8, |D| = 20", "_replicate"]  # 8_seed0, 8_seed1 (4: 1 snapshot)
+    assert len({(ln.get_linestyle(), ln.get_marker()) for ln in lines}) == 1
+    assert "Replicates" in " ".join(t.get_text() for t in fig.texts)
 
 
 # ---------------------------------------------------------------------------------------- replicates

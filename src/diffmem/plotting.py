@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -434,8 +435,8 @@ def _draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         _sweep_strip(strip, exp, emms)
         flags |= _sweep_emm_panel(ax_emm, exp, emms, thr)
         prefix = f"{exp.title}: " if len(exps) == 1 else ""
-        strip.set_title(f"{prefix}memorization ratio vs |D|")
-        ax_emm.set_title(f"{prefix}EMM per value")
+        strip.set_title(textwrap.fill(f"{prefix}memorization ratio vs |D|", 52))  # long titles: two lines
+        ax_emm.set_title(textwrap.fill(f"{prefix}EMM per value", 40))
     notes = [
         f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
         f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."
@@ -730,7 +731,11 @@ def _draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     ringed = False
     for ax, exp in zip(axes, exps, strict=False):  # axes: a full grid, maybe one more
         ringed |= _epochs_panel(ax, exp, thr)
-    return ["Shaded: 95% Wilson interval of the ratio at each snapshot."] + ([NOT_LEVELLED_NOTE] if ringed else [])
+    notes = ["Shaded: 95% Wilson interval of the ratio at each snapshot."] + ([NOT_LEVELLED_NOTE] if ringed else [])
+    if any(e.replicated for e in exps):
+        notes.append("Replicates (subset seeds, data.seed) of a value share its line style and marker, one "
+                     "legend entry: their spread shows the seed noise.")  # fmt: skip
+    return notes
 
 
 def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
@@ -754,12 +759,14 @@ def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
             r = r[r["images_seen"] > 0]
         x = r["images_seen"].to_numpy(float)
         color = size_colors[size] if not multi_value or len(sizes) > 1 else v.color
-        vi = exp.values.index(v)
+        vi = exp.groups.index(v.group)  # replicates of a value share its line style and marker
         ls = styles[vi % len(styles)] if multi_value else "-"
         _ci_band(ax, x, r, color)
         ep = r["epochs"].dropna()
         ep_txt = f" ({_eng(ep.max())} epochs)" if len(ep) else ""
         label = f"{v.display}, |D| = {size}" if multi_value else f"|D| = {size}{ep_txt}"
+        if not v.first:
+            label = "_replicate"  # one legend entry per value and size
         ax.plot(
             x,
             r["ratio"].to_numpy(float),
@@ -786,7 +793,7 @@ def _epochs_panel(ax, exp: _Exp, thr: _Thresholds) -> bool:
     if not lines:
         _no_data(ax, "no snapshots")
     _add_epoch_axis(ax, [r for *_, r in lines])
-    _legend(ax, len(lines) + 1)
+    _legend(ax, sum(v.first for v, *_ in lines) + 1)
     return ringed
 
 
