@@ -22,7 +22,7 @@ def load(name: str) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "extended.yaml"])
 def test_configs_validate_and_expand(name):
     cfg = load(name)
     plan = dmc.expand(cfg)
