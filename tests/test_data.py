@@ -89,6 +89,12 @@ def test_digits_known_answers():
     assert set(np.unique(images)) <= {int(np.floor(v * 255 / 16 + 0.5)) for v in range(17)}
     assert not images.flags.writeable  # shared by the cache
     assert data.load_source("digits")[0] is images
+    # read from scikit-learn's file without importing it: the same images and classes as load_digits()
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    np.testing.assert_array_equal(images[:, 0], np.floor(d.images * 255 / 16 + 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(labels, d.target)
 
 
 def test_fonts_source():

@@ -11,14 +11,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from diffmem import config as dmc
 from diffmem import layout
 from diffmem.io import atomic_path, read_json, read_npz, write_json, write_npz
+
+if TYPE_CHECKING:  # pandas costs a job ~0.3 s to import: only the table steps load it
+    import pandas as pd
 
 _log = logging.getLogger("diffmem")
 
@@ -373,6 +375,8 @@ def figure_table(fig: dict) -> pd.DataFrame:
                         "memorized": emm.passes(snap["ratio"], v["emm_threshold"]),
                     }
                 )
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

@@ -92,8 +92,11 @@ def _load_native(name, path, download, verify_md5):
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    """scikit-learn's digits (``load_digits``: 1797 8x8 images, values 0..16) scaled to uint8. Read from the
+    file ``load_digits`` reads (rows of 64 pixel values and the class), without importing scikit-learn."""
+    from diffmem.data.sources import sklearn_file
 
-    d = load_digits()
-    images = np.floor(d.images * (255.0 / 16.0) + 0.5).astype(np.uint8)[:, None]  # round half up
-    return images, d.target.astype(np.int64)
+    rows = np.loadtxt(sklearn_file("datasets", "data", "digits.csv.gz"), delimiter=",")
+    pixels, target = rows[:, :-1].reshape(-1, 8, 8), rows[:, -1]
+    images = np.floor(pixels * (255.0 / 16.0) + 0.5).astype(np.uint8)[:, None]  # round half up
+    return images, target.astype(np.int64)

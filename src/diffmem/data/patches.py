@@ -22,7 +22,6 @@ Imports neither numpy nor torch at import time; :func:`load_patches` imports num
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 #: The photographs, in class order.
@@ -31,15 +30,9 @@ PATCH_IMAGES = ("china.jpg", "flower.jpg")
 
 def sample_image_paths() -> list[Path]:
     """Paths of scikit-learn's bundled photographs (found without importing scikit-learn)."""
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("data.source=patches needs scikit-learn installed (its bundled sample images)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images"
-    paths = [folder / name for name in PATCH_IMAGES]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ValueError(f"data.source=patches: scikit-learn's sample images are missing: {', '.join(missing)}")
-    return paths
+    from diffmem.data.sources import sklearn_file
+
+    return [sklearn_file("datasets", "images", name) for name in PATCH_IMAGES]
 
 
 def check_patch_settings(patches: object) -> tuple[int, float]:

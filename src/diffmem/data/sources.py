@@ -10,6 +10,7 @@ Imports neither numpy nor torch: parsing the workflow (building the DAG) reads i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 SOURCES = ("digits", "cifar10", "folder", "fonts", "patches")
 LABEL_MODES = ("none", "true", "random", "unique")
@@ -153,3 +154,17 @@ def known_sizes(data: dict, compute: bool = True) -> list[int] | None:
     if other_cls is None or other_cls >= len(other):
         return None
     return blend_sizes(counts[cls], other[other_cls], float(blend["alpha"]), blend.get("rounding", "round"))
+
+
+def sklearn_file(*parts: str) -> Path:
+    """A data file bundled with scikit-learn (``sklearn/<parts>``), found without importing scikit-learn
+    (whose import costs a job about a second); ValueError naming what is missing otherwise."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("data.source digits/patches needs scikit-learn installed (its bundled data files)")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.is_file():
+        raise ValueError(f"scikit-learn's bundled file is missing: {path}")
+    return path
