@@ -91,3 +91,8 @@ def test_train_run_data_parallel_equals_one_process(tmp_path):
     b = torch_load(tmp_path / "two" / two["snapshots"][-1]["file"])
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=5e-4)  # equal up to float rounding (< lr/4)
+    # both write train/stats.jsonl, one record per progress line, from the main process only
+    from diffmem.metrics import read_stats
+
+    s1, s2 = read_stats(tmp_path / "one"), read_stats(tmp_path / "two")
+    assert [r["step"] for r in s2] == [r["step"] for r in s1] and s2[-1]["step"] == 8

@@ -57,6 +57,23 @@ def tensorboard(train_dir: str | Path, log: logging.Logger = _log) -> Iterator[C
         writer.close()
 
 
+@contextlib.contextmanager
+def recorder(train_dir: str | Path, log: logging.Logger = _log) -> Iterator[Callable[[dict], None]]:
+    """The progress hook of a training (``train.train(progress=...)``): each record as one line of
+    ``<train_dir>/stats.jsonl`` (appended, so every link of a chain adds to it) and as TensorBoard scalars."""
+    import json
+
+    Path(train_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(train_dir) / STATS_FILE, "a") as stats, tensorboard(train_dir, log) as board:
+
+        def record(rec: dict) -> None:
+            stats.write(json.dumps(rec) + "\n")
+            stats.flush()
+            board(rec)
+
+        yield record
+
+
 def read_stats(path: str | Path) -> list[dict[str, Any]]:
     """The records of a stats.jsonl; ``path`` may be the file, the run's train/ folder or its run folder.
     A torn last line (a job killed mid-write) is skipped; records are sorted by images seen."""

@@ -429,13 +429,7 @@ def train_run(
     log.addHandler(history)
     try:
         if processes <= 1:
-            with open(Path(out_dir) / metrics.STATS_FILE, "a") as stats, metrics.tensorboard(out_dir, log) as board:
-
-                def record(rec: dict) -> None:  # train/stats.jsonl: one line per progress line, every link
-                    stats.write(json.dumps(rec) + "\n")
-                    stats.flush()
-                    board(rec)  # and TensorBoard events when it is installed
-
+            with metrics.recorder(out_dir, log) as record:  # train/stats.jsonl (+ TensorBoard), every link
                 result = train.train(
                     settings, data.load_subset(subset_path), out_dir, log=log,
                     time_budget_s=time_budget_s, checkpoint_every=checkpoint_every, progress=record,

@@ -760,23 +760,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    from diffmem import data
+    from diffmem import data, metrics
 
     settings = read_json(args.settings)
     subset = data.load_subset(args.subset)
+    # train/stats.jsonl (+ TensorBoard) from the main process, as a one-process training writes them
+    records = metrics.recorder(args.out) if rank == 0 else contextlib.nullcontext(None)
     try:
-        train(
-            settings,
-            subset,
-            args.out,
-            device=args.device,
-            max_steps=args.max_steps,
-            time_budget_s=args.time_budget,
-            checkpoint_every=args.checkpoint_every,
-            keep_state=args.keep_state,
-            log_every=args.log_every,
-            deterministic=args.deterministic,
-        )
+        with records as record:
+            train(
+                settings,
+                subset,
+                args.out,
+                device=args.device,
+                max_steps=args.max_steps,
+                time_budget_s=args.time_budget,
+                checkpoint_every=args.checkpoint_every,
+                keep_state=args.keep_state,
+                log_every=args.log_every,
+                deterministic=args.deterministic,
+                progress=record,
+            )
     finally:
         distributed.teardown()
     return 0
