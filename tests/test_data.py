@@ -188,6 +188,28 @@ def test_folder_source(image_folder):
         data.load_source("folder", path=image_folder / "missing")
 
 
+def test_flat_folder_is_one_class_and_a_mixed_folder_is_refused(image_folder, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted((image_folder / "b_cat").glob("*.png")):
+        (flat / f.name).write_bytes(f.read_bytes())
+    (flat / "readme.txt").write_text("not an image")
+    images, labels = data.load_source("folder", path=flat)
+    nested, nested_labels = data.load_source("folder", path=image_folder)
+    assert labels.tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(images, nested[nested_labels == 1])  # the same pixels as the class folder
+    (image_folder / "loose.png").write_bytes((image_folder / "b_cat" / "0.png").read_bytes())
+    from diffmem.data.load import _load_cached
+
+    _load_cached.cache_clear()  # loads are memoized per process by path
+    with pytest.raises(ValueError, match="both class subfolders .* and images of its own"):
+        data.load_source("folder", path=image_folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="neither class subfolders nor images"):
+        data.load_source("folder", path=empty)
+
+
 def test_grayscale_folder_loads_the_declared_channels(tmp_path):
     """A folder of grayscale (and palette) images loads as the channels the net is built for."""
     from diffmem import config as dmc

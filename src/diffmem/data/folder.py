@@ -1,4 +1,5 @@
-"""Image folders: ``path/<class_name>/*.png|jpg|jpeg``, one sub-folder per class.
+"""Image folders: ``path/<class_name>/*.png|jpg|jpeg``, one sub-folder per class, or a flat
+``path/*.png|jpg|jpeg`` as one class (label 0).
 
 Classes are sorted by folder name (label = rank), files by name; each image is center-cropped
 to a square, resized, and converted to the channels the source declares
@@ -17,6 +18,13 @@ from diffmem.data.sources import channels as source_channels
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name (hidden files skipped)."""
+    return sorted(
+        f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+    )
+
+
 def load_folder(path: str | None, resolution: int | None, method: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The images of a folder at ``resolution`` (None: the smallest center-crop side), resized by ``method``
     (``data.resize``): ``area`` = PIL's BOX for integer factors, else BILINEAR; ``lanczos`` = LANCZOS (as the
@@ -24,19 +32,28 @@ def load_folder(path: str | None, resolution: int | None, method: str | None) ->
     from PIL import Image
 
     if path is None:
-        raise ValueError("data.path is required for source 'folder': a folder of <class_name>/ subfolders")
+        raise ValueError("data.path is required for source 'folder': a folder of <class_name>/ subfolders or of images")
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class_name>/*.png)")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files: list[tuple[Path, int]] = []
+    loose = _images_in(root)
+    if classes and loose:
+        raise ValueError(
+            f"image folder {root} holds both class subfolders ({', '.join(classes[:3])}...) and images of its own "
+            f"({loose[0].name}...): move those into a class folder, or keep a flat folder (one class) only"
+        )
+    files: list[tuple[Path, int]] = [(f, 0) for f in loose]  # a flat folder: one class
     for label, cls in enumerate(classes):
-        found = sorted(f for f in (root / cls).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        found = _images_in(root / cls)
         if not found:
             raise ValueError(f"class folder {root / cls} has no {'/'.join(IMAGE_SUFFIXES)} images")
         files.extend((f, label) for f in found)
     if not files:
-        raise ValueError(f"image folder {root} has no class subfolders (expected {root}/<class_name>/*.png)")
+        raise ValueError(
+            f"image folder {root} has neither class subfolders nor images (expected {root}/<class_name>/*.png, "
+            f"or {root}/*.png as one class)"
+        )
 
     sides = []
     for f, _ in files:
