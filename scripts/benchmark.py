@@ -4,17 +4,17 @@
 A thin command line over the library: every number comes from diffmem's own functions on synthetic
 data of the right shape (random uint8 images; speed does not depend on their content):
 
-- ``train``: :func:`diffmem.train.train` on a random subset, images/s over ``--steps`` optimizer steps
+- ``train``: :func:`diffmem.training.loop.train` on a random subset, images/s over ``--steps`` optimizer steps
   after ``--warmup`` steps (timed from train's per-step progress lines, so start-up, cuDNN autotuning
   and the final snapshot write are left out), for the net presets ``tiny`` (digits 1x8x8, 16 channels,
   [1, 2], 1 block), ``small`` (32 channels) and ``paper`` (DDPM++ 3x32x32, 128 channels, [2, 2, 2],
   2 blocks, attention at 16, dropout 0.13); VP preconditioning, Adam, EMA as in the paper;
-- ``sample``: samples/s of :func:`diffmem.sample.generate` (EDM Heun, 18 steps = 35 network
+- ``sample``: samples/s of :func:`diffmem.science.sampler.generate` (EDM Heun, 18 steps = 35 network
   evaluations) with randomly initialised nets of the same presets, after a short warm-up call; the
   JSON also gives ``network_evals_per_s``, to compare with train's ``forward_equiv_per_s`` (3 x img/s);
-- ``optimum``: the same sampler on :class:`diffmem.sample.OptimalDenoiser` at |D| = 256 and 1024
+- ``optimum``: the same sampler on :class:`diffmem.science.sampler.OptimalDenoiser` at |D| = 256 and 1024
   (1x8x8) and, with ``--large``, |D| = 50000 (3x32x32);
-- ``score``: :func:`diffmem.memorization.knn_top2` for 1000 queries x 1024 training images (1x8x8),
+- ``score``: :func:`diffmem.science.memorization.knn_top2` for 1000 queries x 1024 training images (1x8x8),
   without ``--quick`` 1024 x 20000 (3x32x32) and, with ``--large``, 10000 x 50000 (3x32x32); the JSON
   also gives ``gemm32_s``, one float32 GEMM of the same shape, and ``gemm32_share`` = gemm32_s / seconds.
 
@@ -62,10 +62,11 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src or an install
     sys.path.insert(0, str(REPO / "src"))
 
-from diffmem import memorization, nets, sample  # noqa: E402
-from diffmem import precision as dmprec  # noqa: E402
-from diffmem import train as dmtrain  # noqa: E402
 from diffmem.io import write_json  # noqa: E402
+from diffmem.science import memorization, nets  # noqa: E402
+from diffmem.science import precision as dmprec  # noqa: E402
+from diffmem.science import sampler as sample  # noqa: E402
+from diffmem.training import loop as dmtrain  # noqa: E402
 
 BENCHES = ("train", "sample", "optimum", "score")
 
@@ -293,7 +294,7 @@ def bench_train(
 
 
 def random_denoiser(preset: str, dev: torch.device):
-    from diffmem import diffusion
+    from diffmem.science import diffusion
 
     torch.manual_seed(0)
     net = nets.build_net(PRESETS[preset]["net"])
@@ -322,7 +323,7 @@ def bench_sample(
         "network_evals": 2 * num_steps - 1,
         "n_params": nets.describe_net(PRESETS[preset]["net"])["n_params"],
     }
-    with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.pipeline.sample_run
+    with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.steps.pipeline.sample_run
         denoise, _ = random_denoiser(preset, dev)
         if precision == "bf16":
             net_call = denoise
@@ -463,7 +464,7 @@ def plan_cases(args: argparse.Namespace) -> list[tuple[str, str, Any]]:
     """(bench, case name, thunk) in run order: smaller cases first within each bench."""
     dev, cases = args.dev, []
     both = {"off": [False], "on": [True], "both": [False, True]}
-    # case names: "<preset>[ +tf32| +bf16][ +compile][ +cl]" (diffmem.resources files records by these tags)
+    # case names: "<preset>[ +tf32| +bf16][ +compile][ +cl]" (diffmem.plan.resources files records by these tags)
     if "train" in args.only:
         for p in args.presets:
             for prec in args.precision:
@@ -582,7 +583,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--precision",
         default=None,
-        help="comma-separated train/sample precisions from fp32,tf32,bf16 (diffmem.precision; default fp32)",
+        help="comma-separated train/sample precisions from fp32,tf32,bf16 (diffmem.science.precision; default fp32)",
     )
     ap.add_argument(
         "--tf32",

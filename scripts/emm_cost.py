@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The EMM search's cost against a fixed log-spaced grid of the same resolution (diffmem.emm_cost).
+"""The EMM search's cost against a fixed log-spaced grid of the same resolution (diffmem.plan.search_cost).
 
 For the base value of a config's first experiment (its allowed sizes, lo, hi, tolerance, threshold,
 max_rounds and images per run), over synthetic curves (monotone steps, and a logistic fall in log |D|
@@ -27,8 +27,10 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH=src or an install
     sys.path.insert(0, str(REPO / "src"))
 
-from diffmem import config as dmc  # noqa: E402
-from diffmem import cost, emm_cost, schedule  # noqa: E402
+from diffmem.plan import config as dmc  # noqa: E402
+from diffmem.plan import cost  # noqa: E402
+from diffmem.plan import search_cost as emm_cost  # noqa: E402
+from diffmem.science import schedule  # noqa: E402
 
 
 def _fmt(x: float) -> str:

@@ -1,4 +1,4 @@
-"""diffmem.augment: the EDM recipe's geometric augmentation with labels, known answers."""
+"""diffmem.science.augment: the EDM recipe's geometric augmentation with labels, known answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from runs import EDM_CIFAR10, assert_same, final_weights, make_settings, make_subset
 
-from diffmem import augment as A
+from diffmem.science import augment as A
 
 ALL_ON = {"p": 1.0, **{k: 1.0 for k in A.KINDS}}
 
@@ -137,7 +137,7 @@ def test_bad_settings_are_named(cfg, match):
 
 
 def test_net_takes_augment_labels_and_none_means_zeros():
-    from diffmem import nets
+    from diffmem.science import nets
 
     cfg = {
         "resolution": 8,
@@ -169,7 +169,7 @@ def _train_settings(augment, steps=10):
 
 
 def test_training_with_augmentation_is_deterministic_and_resumes_bit_identically(tmp_path):
-    from diffmem import train as tr
+    from diffmem.training import loop as tr
 
     torch.set_num_threads(1)
     quiet = {"log": lambda s: None}
@@ -191,7 +191,7 @@ def test_training_with_augmentation_is_deterministic_and_resumes_bit_identically
 
 
 def test_workflow_resolves_augment_dim_from_the_setting():
-    from diffmem import config as dmc
+    from diffmem.plan import config as dmc
 
     s = _train_settings(EDM_CIFAR10)
     s["model"].pop("augment_dim")

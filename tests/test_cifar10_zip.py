@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffmem import data, identity
+from diffmem import data
 from diffmem.data import cifar10
+from diffmem.plan import identity
 
 N = 24
 

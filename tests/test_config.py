@@ -9,8 +9,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from diffmem import config as dmc
-from diffmem import identity, schedule
+from diffmem.plan import config as dmc
+from diffmem.plan import identity
+from diffmem.science import schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")

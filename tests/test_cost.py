@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from diffmem import config as dmc
-from diffmem import cost, emm
+from diffmem.plan import config as dmc
+from diffmem.plan import cost
+from diffmem.science import emm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -143,7 +143,7 @@ for name in ("torch", "numpy"):
     sys.modules[name] = None  # any import of them now raises ImportError
 import yaml
 from snakemake.utils import validate
-from diffmem import config as dmc
+from diffmem.plan import config as dmc
 for path in sys.argv[1:]:
     cfg = yaml.safe_load(open(path))
     validate(cfg, "workflow/schemas/config.schema.yaml")

@@ -212,7 +212,7 @@ def test_flat_folder_is_one_class_and_a_mixed_folder_is_refused(image_folder, tm
 
 def test_grayscale_folder_loads_the_declared_channels(tmp_path):
     """A folder of grayscale (and palette) images loads as the channels the net is built for."""
-    from diffmem import config as dmc
+    from diffmem.plan import config as dmc
 
     root = tmp_path / "gray"
     for cls, value in (("a", 50), ("b", 180)):
@@ -517,7 +517,7 @@ def test_blend_official_rounding_subsets_nest():
 
 
 def test_blend_rounding_default_is_the_schemas():
-    from diffmem import validate
+    from diffmem.plan import schema as validate
 
     blend = validate.load_schema()["properties"]["base"]["properties"]["data"]["properties"]["blend"]
     obj = [b for b in blend["oneOf"] if b.get("type") == "object"][0]

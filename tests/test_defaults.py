@@ -7,7 +7,9 @@ import inspect
 
 import pytest
 
-from diffmem import data, emm, validate
+from diffmem import data
+from diffmem.plan import schema as validate
+from diffmem.science import emm
 
 SCHEMA = validate.load_schema()["properties"]
 

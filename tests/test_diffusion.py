@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmem.diffusion import (
+from diffmem.science.diffusion import (
     EDMLoss,
     Precond,
     VELoss,
@@ -17,7 +17,7 @@ from diffmem.diffusion import (
     vp_sigma,
     vp_sigma_inv,
 )
-from diffmem.sample import OptimalDenoiser
+from diffmem.science.sampler import OptimalDenoiser
 
 torch.set_num_threads(1)
 

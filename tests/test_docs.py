@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from diffmem.__main__ import main
-from diffmem.docs import README_FIGURES, docs_figures
+from diffmem.results.readme_pictures import README_FIGURES, docs_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 

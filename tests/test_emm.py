@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from diffmem import emm
-from diffmem.emm import emm_step
+from diffmem.science import emm
+from diffmem.science.emm import emm_step
 
 ALLOWED = list(range(10, 1800, 10))  # multiples of 10 from 10 to 1790
 

@@ -1,4 +1,4 @@
-"""diffmem.emm_cost and scripts/emm_cost.py: the EMM search's runs and images against a grid."""
+"""diffmem.plan.search_cost and scripts/emm_cost.py: the EMM search's runs and images against a grid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from diffmem import config as dmc
-from diffmem import cost, emm_cost
+from diffmem.plan import config as dmc
+from diffmem.plan import cost
+from diffmem.plan import search_cost as emm_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def default_value():
 
 
 def test_replay_of_steps_trains_what_cost_replays():
-    """One policy: replaying emm_step on a step curve trains the sizes diffmem.cost counts."""
+    """One policy: replaying emm_step on a step curve trains the sizes diffmem.plan.cost counts."""
     value, allowed = default_value()
     e = value.emm
     for true_emm in cost.outcomes(allowed, k=16):

@@ -1,4 +1,4 @@
-"""GPU jobs on a workstation take different free devices (diffmem.gpus), with fake device ids."""
+"""GPU jobs on a workstation take different free devices (diffmem.training.gpu_locks), with fake device ids."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from diffmem import gpus
+from diffmem.training import gpu_locks as gpus
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 HOLDER = textwrap.dedent(
     """
     import os, sys
-    from diffmem import gpus
+    from diffmem.training import gpu_locks as gpus
     gpus.claim(sys.argv[1], 1, timeout_s=0)
     print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
     sys.stdin.read()

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from diffmem import config as dmc
-from diffmem import identity
+from diffmem.plan import config as dmc
+from diffmem.plan import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")

@@ -1,5 +1,5 @@
-"""results/<name>/index.csv and the by-experiment/ links (diffmem.index), and the report's table and EMM
-grid items (diffmem.report), on a small hand-made results tree."""
+"""results/<name>/index.csv and the by-experiment/ links (diffmem.results.index), and the report's table and EMM
+grid items (diffmem.results.report_items), on a small hand-made results tree."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffmem import index, layout, report
 from diffmem.io import write_json
+from diffmem.plan import layout
+from diffmem.results import index
+from diffmem.results import report_items as report
 
 IDS = {"sample_id": "s000000000", "score_id": "c000000000"}
 

@@ -66,7 +66,7 @@ def truncate(path, keep: float = 0.5) -> None:
 
 
 def results_tree(tmp_path):
-    """A run folder laid out as the workflow writes it (diffmem.layout)."""
+    """A run folder laid out as the workflow writes it (diffmem.plan.layout)."""
     train = tmp_path / "runs" / "abc" / "n10" / "train"
     score = tmp_path / "runs" / "abc" / "n10" / "samples" / "s1" / "scores" / "t1"
     return train, score

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffmem import config as dmc
-from diffmem import data, pipeline, plotting
-from diffmem.convergence import levelled_off
+from diffmem import data
 from diffmem.data import geometry, sources
 from diffmem.data.patches import class_counts, kept_positions
+from diffmem.plan import config as dmc
+from diffmem.results import figures as plotting
+from diffmem.science.convergence import levelled_off
+from diffmem.steps import pipeline
 
 PATCHES = {"source": "patches", "patches": {"side": 16, "min_std": 30}, "classes": 2, "resolution": 16,
            "pick": "random", "resize": "area"}  # fmt: skip
@@ -94,7 +96,7 @@ def test_other_sources_keep_their_settings_and_ids():
 def test_sources_and_config_import_without_numpy():
     patches = "{'source': 'patches', 'patches': {'side': 16, 'min_std': 30}, 'classes': 2}"
     code = (
-        "import sys, diffmem.data.sources as s, diffmem.config as c; "
+        "import sys, diffmem.data.sources as s, diffmem.plan.config as c; "
         f"print(s.known_sizes({patches})[-1], s.known_sizes({{'source': 'digits', 'classes': 10}})[-1], "
         "'numpy' in sys.modules, 'torch' in sys.modules)"
     )
@@ -141,7 +143,7 @@ def test_subset_carries_its_geometry_through_save_and_load(tmp_path):
 
 # -------------------------------------------------------------------------------------- convergence
 def _snap(k, ratio, n=500):
-    from diffmem.memorization import binomial_ci
+    from diffmem.science.memorization import binomial_ci
 
     lo, hi = binomial_ci(round(ratio * n), n)
     return {"k": k, "ratio": ratio, "ci_low": lo, "ci_high": hi, "n": n}
@@ -278,7 +280,7 @@ def _resolved(**model):
 
 
 def test_net_resolution_is_a_run_setting_not_a_data_setting():
-    from diffmem import identity
+    from diffmem.plan import identity
 
     native, same, big = _resolved(), _resolved(resolution=4), _resolved(resolution=8)
     assert native["model"]["resolution"] == 4 and big["model"]["resolution"] == 8
@@ -318,7 +320,7 @@ def test_optimum_on_a_larger_net_memorizes_everything_at_the_datas_side(tmp_path
 def test_a_net_twice_the_datas_side_trains_on_repeated_pixels(tmp_path, monkeypatch):
     from runs import make_settings, make_subset
 
-    from diffmem import train as tr
+    from diffmem.training import loop as tr
 
     settings = make_settings(steps=3)
     settings["model"]["resolution"] = 16  # the subset is 1x8x8

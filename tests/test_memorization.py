@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffmem.memorization import (
+from diffmem.science.memorization import (
     best_snapshot,
     binomial_ci,
     knn_top2,

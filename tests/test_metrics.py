@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from diffmem import metrics
+from diffmem.results import loss_curve
+from diffmem.training import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = [
@@ -58,10 +59,10 @@ def test_plot_loss_command(tmp_path, suffix):
 def test_plot_loss_refuses_other_formats_and_empty_files(tmp_path):
     path = _stats(tmp_path)
     with pytest.raises(ValueError, match="png or .pdf"):
-        metrics.plot_loss(path, tmp_path / "loss.svgz")
+        loss_curve.plot_loss(path, tmp_path / "loss.svgz")
     path.write_text("\n")
     with pytest.raises(ValueError, match="no records"):
-        metrics.plot_loss(path, tmp_path / "loss.png")
+        loss_curve.plot_loss(path, tmp_path / "loss.png")
 
 
 class _FakeWriter:

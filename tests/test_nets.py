@@ -1,4 +1,4 @@
-"""Tests of diffmem.nets (DDPM++ / NCSN++ U-Nets) and the describe-net CLI."""
+"""Tests of diffmem.science.nets (DDPM++ / NCSN++ U-Nets) and the describe-net CLI."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffmem.__main__ import main
-from diffmem.nets import (
+from diffmem.science.nets import (
     NET_DEFAULTS,
     build_net,
     count_params,

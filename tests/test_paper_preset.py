@@ -9,8 +9,8 @@ import yaml
 from runs import EDM_CIFAR10
 from snakemake.utils import validate
 
-from diffmem import config as dmc
-from diffmem import nets, schedule
+from diffmem.plan import config as dmc
+from diffmem.science import nets, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,9 @@ def test_paper_preset_runs_the_released_codes_protocol(paper):
 
 def test_paper_schedule_at_1000_images(paper):
     """The schedule the paper preset trains with, at |D| = 1,000: warm-up over 200 kimg from lr 0, EMA
-    half-life 0.05 n x 50 until 200 epochs, then 500k images (diffmem.schedule; tests/test_schedule.py holds
+    half-life 0.05 n x 50 until 200 epochs, then 500k images (diffmem.science.schedule; tests/test_schedule.py holds
     it against the released code's formulas)."""
-    from diffmem import schedule
+    from diffmem.science import schedule
 
     _, plan = paper
     s = dmc.run_settings(plan["basic"][0].settings, 1000)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffmem import config as dmc
-from diffmem import pipeline
 from diffmem.data import save_subset
 from diffmem.io import read_json, torch_load, write_json
+from diffmem.plan import config as dmc
+from diffmem.steps import pipeline
 
 EMM = 137  # the synthetic curve memorizes up to here
 
@@ -92,7 +92,7 @@ def test_train_run_data_parallel_equals_one_process(tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=5e-4)  # equal up to float rounding (< lr/4)
     # both write train/stats.jsonl, one record per progress line, from the main process only
-    from diffmem.metrics import read_stats
+    from diffmem.training.metrics import read_stats
 
     s1, s2 = read_stats(tmp_path / "one"), read_stats(tmp_path / "two")
     assert [r["step"] for r in s2] == [r["step"] for r in s1] and s2[-1]["step"] == 8

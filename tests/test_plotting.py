@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffmem import plotting
-from diffmem.pipeline import TABLE_COLUMNS
+from diffmem.results import figures as plotting
+from diffmem.steps.pipeline import TABLE_COLUMNS
 
 
 def _value(exp, title, label, display, factor=None, sizes=None, grids=None):
@@ -326,7 +326,7 @@ def test_labels_survive_csv_roundtrip():
 
 
 def test_caption_names_the_thresholds_it_was_given():
-    from diffmem.config import figure_caption
+    from diffmem.plan.config import figure_caption
 
     fig = {"kind": "sweep", "experiments": ["basic"], "title": "Basic"}
     text = figure_caption("basic", fig, {"basic": {}}, ratio_threshold=1 / 3, emm_threshold=0.9)

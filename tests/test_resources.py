@@ -1,4 +1,4 @@
-"""The throughput model (diffmem.resources) and what the paper preset asks a cluster for."""
+"""The throughput model (diffmem.plan.resources) and what the paper preset asks a cluster for."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from diffmem import config as dmc
-from diffmem import resources as dmr
+from diffmem.plan import config as dmc
+from diffmem.plan import resources as dmr
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -1,4 +1,4 @@
-"""diffmem.runtime: a workflow script's log, and the garbage collection it skips at exit."""
+"""diffmem.steps.job_env: a workflow script's log, and the garbage collection it skips at exit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def test_script_logging_logs_and_freezes_gc_at_exit(tmp_path):
         f"""
         import atexit, gc
         atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0))  # runs last (atexit is LIFO)
-        from diffmem.runtime import script_logging
+        from diffmem.steps.job_env import script_logging
         script_logging({str(log)!r})
         script_logging({str(log)!r}).info("written before exit")
         print("frozen before exit", gc.get_freeze_count() > 0)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from diffmem.memorization import score
-from diffmem.sample import (
+from diffmem.science.memorization import score
+from diffmem.science.sampler import (
     OptimalDenoiser,
     edm_sampler,
     edm_time_steps,
@@ -71,7 +71,7 @@ def test_heun_counts_and_exact_on_linear_denoiser():
 
 def test_sampler_respects_denoiser_sigma_range():
     """Like EDM, the sampler narrows [sigma_min, sigma_max] to what the denoiser supports (VE: >= 0.02)."""
-    from diffmem.diffusion import Precond
+    from diffmem.science.diffusion import Precond
 
     calls = []
 
@@ -214,7 +214,7 @@ def _reference_generate(
 ):
     import math
 
-    from diffmem.sample import sample_generator
+    from diffmem.science.sampler import sample_generator
 
     sigma_min = max(sigma_min, float(getattr(denoise, "sigma_min", 0.0)))
     sigma_max = min(sigma_max, float(getattr(denoise, "sigma_max", math.inf)))
@@ -248,8 +248,8 @@ def _reference_generate(
 
 
 def _small_denoiser(kind, label_dim):
-    from diffmem.diffusion import make_precond
-    from diffmem.nets import build_net
+    from diffmem.science.diffusion import make_precond
+    from diffmem.science.nets import build_net
 
     torch.manual_seed(3)
     net = build_net(
@@ -270,7 +270,7 @@ def _small_denoiser(kind, label_dim):
 @pytest.mark.parametrize("kind,label_dim,batch", [("vp", 0, 5), ("edm", 3, 4), ("ve", 0, 16)])
 def test_generate_output_bits_pinned(kind, label_dim, batch):
     """Same uint8 images, labels and float64 final states as the reference, bit for bit (num_steps=5)."""
-    from diffmem.sample import edm_sampler as sampler
+    from diffmem.science.sampler import edm_sampler as sampler
 
     net = _small_denoiser(kind, label_dim)
     seen = []  # every state the denoiser is called on (float64), in call order
@@ -298,7 +298,7 @@ def test_generate_output_bits_pinned(kind, label_dim, batch):
 
 
 def test_cudnn_autotune_touches_only_cuda_and_restores():
-    from diffmem.sample import cudnn_autotune
+    from diffmem.science.sampler import cudnn_autotune
 
     saved = torch.backends.cudnn.benchmark
     with cudnn_autotune("cpu"):

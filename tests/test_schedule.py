@@ -1,4 +1,4 @@
-"""The training schedule (diffmem.schedule): steps, snapshots, warm-up and EMA per step."""
+"""The training schedule (diffmem.science.schedule): steps, snapshots, warm-up and EMA per step."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from diffmem import schedule as sch
+from diffmem.science import schedule as sch
 
 TRAIN = {
     "batch": 16,

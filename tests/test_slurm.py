@@ -280,7 +280,7 @@ def test_rehearsal_chains_training_across_walltimes(tmp_path, cluster):
     """config/rehearsal.yaml through profiles/slurm: every heavy job is a Slurm job with the resources the
     throughput model gave it (a GPU each, never above the 1-minute site maximum); the largest training
     does not fit one job and runs as a chain; the scores equal those of an uninterrupted local run."""
-    from diffmem import resources as dmr
+    from diffmem.plan import resources as dmr
 
     local = copy_project(tmp_path / "local")
     (local / "site.yaml").write_text("compute: {max_runtime: 600}\n")  # room for every job: no chain

@@ -2,7 +2,7 @@
 
 from diffmem.__main__ import main
 from diffmem.io import write_json
-from diffmem.summary import summarize
+from diffmem.results.summary import summarize
 
 
 def _emm(tmp_path, exp, value, **res):

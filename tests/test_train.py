@@ -1,4 +1,4 @@
-"""Tests of diffmem.train: determinism, resume, refusal, NaN guard, snapshots, EMA, data parallel."""
+"""Tests of diffmem.training.loop: determinism, resume, refusal, NaN guard, snapshots, EMA, data parallel."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 import torch
 from runs import N_IMAGES, assert_same, final_weights, make_settings, make_subset
 
-from diffmem import diffusion, nets, pipeline
-from diffmem import train as tr
 from diffmem.io import read_json, torch_load
+from diffmem.science import diffusion, nets
+from diffmem.steps import pipeline
+from diffmem.training import loop as tr
 
 torch.set_num_threads(1)
 
@@ -288,7 +289,7 @@ def test_loss_decreases_on_tiny_overfit(tmp_path):
 
 
 def test_batch_must_split_over_processes(tmp_path, monkeypatch):
-    from diffmem import distributed
+    from diffmem.training import data_parallel as distributed
 
     monkeypatch.setattr(distributed, "setup", lambda device=None: distributed.Context(3, 0, torch.device("cpu")))
     with pytest.raises(ValueError, match="multiple of 3"):
@@ -339,7 +340,7 @@ def test_cli_single_process(tmp_path):
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
-    """``torchrun --nproc_per_node=2 -m diffmem.train`` (gloo, loopback) equals one process."""
+    """``torchrun --nproc_per_node=2 -m diffmem.training.loop`` (gloo, loopback) equals one process."""
     from diffmem import data
 
     subset = digits_subset()
@@ -361,7 +362,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
         "--master_port",
         str(_free_port()),
         "-m",
-        "diffmem.train",
+        "diffmem.training.loop",
         "--settings",
         str(tmp_path / "run.json"),
         "--subset",
@@ -385,7 +386,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# Precision and kernels (diffmem.precision; issue 13).
+# Precision and kernels (diffmem.science.precision; issue 13).
 
 
 def test_bf16_autocast_tracks_fp32_and_keeps_float32_state(tmp_path):

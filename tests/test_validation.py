@@ -13,7 +13,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from diffmem import config as dmc
+from diffmem.plan import config as dmc
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -127,7 +127,7 @@ def test_validation_does_not_import_torch_or_numpy():
     """The per-value check runs while the DAG is built, which must not pay for importing torch."""
     code = (
         "import sys\n"
-        "from diffmem import validate as v\n"
+        "from diffmem.plan import schema as v\n"
         "for call in (lambda: v.check_settings({'train': {'lr': 'x'}}, 'e'), lambda: v.check_emm({'hii': 1}, 'e'),\n"
         "             lambda: v.check_safe_name('..', 'e')):\n"
         "    try:\n        call()\n    except ValueError:\n        pass\n"

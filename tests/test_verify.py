@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from diffmem import io, verify
+from diffmem import io
 from diffmem.__main__ import main
+from diffmem.results import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Path("runs/aaaaaaaaaa/n4")
@@ -121,7 +122,7 @@ def test_fix_reruns_the_emm_search_that_read_a_removed_run(tmp_path):
 
 
 def test_a_bad_subset_removes_the_runs_trained_on_it(tmp_path):
-    from diffmem import identity
+    from diffmem.plan import identity
 
     files = make_tree(tmp_path)
     data = {"source": "digits", "fingerprint": "x", "size": 4}
@@ -187,7 +188,7 @@ def test_a_folder_that_is_not_a_results_folder_is_refused(tmp_path, capsys):
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 # Files that hold times and so differ between two runs of the same config (everything else is compared):
 # train.json (wall_s, images_per_s), progress.json (steps_per_s); logs/, benchmarks/, history.log and
-# stats.jsonl are neither recorded nor compared (see diffmem.verify).
+# stats.jsonl are neither recorded nor compared (see diffmem.results.verify).
 TIMED = ("train.json", "progress.json")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffmem import identity
+from diffmem.plan import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")

@@ -11,6 +11,13 @@ import json
 import sys
 from collections.abc import Callable
 
+from diffmem.plan import config as dmc
+from diffmem.plan import cost, resources
+from diffmem.results.readme_pictures import README_FIGURES, docs_figures
+from diffmem.results.summary import summarize
+from diffmem.results.verify import verify
+from diffmem.science import schedule
+
 # ---------------------------------------------------------------------------------------------------
 # describe-net
 
@@ -67,7 +74,7 @@ def _describe_net_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe_net(args: argparse.Namespace) -> int:
-    from diffmem.nets import describe_net
+    from diffmem.science.nets import describe_net
 
     overrides = _parse_assignments(args.parser, args.assignments, _NET_KEYS)
     try:
@@ -83,8 +90,6 @@ def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from diffmem.summary import summarize
-
     try:
         print(summarize(args.results))
     except FileNotFoundError as err:
@@ -97,8 +102,6 @@ def _summarize(args: argparse.Namespace) -> int:
 
 
 def _docs_figures_arguments(parser: argparse.ArgumentParser) -> None:
-    from diffmem.docs import README_FIGURES
-
     parser.add_argument("results", help="a finished results/<name> folder (the README uses results/default)")
     parser.add_argument("out", help="folder to write the PNGs to (the README uses docs/)")
     parser.add_argument(
@@ -108,8 +111,6 @@ def _docs_figures_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _docs_figures(args: argparse.Namespace) -> int:
-    from diffmem.docs import docs_figures
-
     names = [n for n in args.figures.split(",") if n]
     try:
         for path in docs_figures(args.results, args.out, names, max_width=args.max_width):
@@ -135,8 +136,6 @@ def _cost_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from diffmem import config as dmc
-    from diffmem import cost, resources
 
     try:
         cfg = dmc.load_config(args.configfile)
@@ -174,9 +173,7 @@ def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _schedule(args: argparse.Namespace) -> int:
     """One JSON object per requested step: step, images seen before it, lr, ema_beta, ema_halflife_images,
-    as diffmem.schedule computes them for the training loop."""
-    from diffmem import config as dmc
-    from diffmem import schedule
+    as diffmem.science.schedule computes them for the training loop."""
 
     try:
         cfg = dmc.load_config(args.configfile)
@@ -208,8 +205,6 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from diffmem.verify import verify
-
     try:
         return verify(args.results, do_fix=args.fix)
     except FileNotFoundError as err:
@@ -228,7 +223,7 @@ def _plot_loss_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plot_loss(args: argparse.Namespace) -> int:
-    from diffmem.metrics import plot_loss
+    from diffmem.results.loss_curve import plot_loss
 
     try:
         out = plot_loss(args.stats, args.out)

@@ -12,7 +12,7 @@ rebuilds it (:func:`way_out`).
 The manifest: every file written under a results folder (``results/<name>/``: the folder holding ``runs/``,
 ``subsets/`` or ``emm/``) gets a record of its size and SHA-256, taken from the bytes just before the
 rename, in a hidden sidecar beside it (``.<file name>.sha256``, :func:`record_path`), which
-``python -m diffmem verify`` (:mod:`diffmem.verify`) checks. One sidecar per file rather than one shared
+``python -m diffmem verify`` (:mod:`diffmem.results.verify`) checks. One sidecar per file rather than one shared
 ``manifest.jsonl``: each file has exactly one writer (the job that owns it), so a sidecar is written by
 that job alone, atomically (temporary file + rename, atomic on NFS and Lustre too), with no lock and no
 shared file: concurrent jobs on different nodes cannot interleave, lose or tear records (``O_APPEND`` is
@@ -49,7 +49,7 @@ class CorruptFileError(ValueError):
 
 def way_out(path: str | os.PathLike) -> str:
     """What to delete so that the next ``snakemake`` run rebuilds a damaged file (from its name and the
-    results layout, see :mod:`diffmem.layout`)."""
+    results layout, see :mod:`diffmem.plan.layout`)."""
     path = Path(path)
     rerun = "then run snakemake again"
     if path.name == "state.pt":
@@ -90,7 +90,7 @@ def _temp_beside(path: Path, suffix: str) -> Path:
 
 
 RECORD_SUFFIX = ".sha256"
-# Folders that make their parent a results folder (``results/<name>/``, see diffmem.layout), and the ones
+# Folders that make their parent a results folder (``results/<name>/``, see diffmem.plan.layout), and the ones
 # in it whose files are written by Snakemake itself or hold times (never recorded, never verified).
 RESULTS_MARKERS = ("runs", "subsets", "emm")
 UNRECORDED_FOLDERS = ("logs", "benchmarks", ".snakemake", ".gpu-locks")

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from diffmem import config as dmc
+from diffmem.plan import config as dmc
 from diffmem.io import read_json
-from diffmem import identity, layout
-from diffmem import resources as dmr
-from diffmem import index as dmi
-
+from diffmem.plan import identity
+from diffmem.plan import layout
+from diffmem.plan import resources as dmr
+from diffmem.results import index as dmi
 dmc.retype_overrides(workflow.config_settings.config, config)  # nested --config values
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -46,7 +46,7 @@ wildcard_constraints:
     figure=r"[A-Za-z0-9_.-]+",
 
 
-# Output patterns of the rules: one file name, one place (diffmem.layout), here with wildcards.
+# Output patterns of the rules: one file name, one place (diffmem.plan.layout), here with wildcards.
 W = "{run_id}", "{size}"
 RUN_JSON = RESULTS / layout.run_json(*W)
 TRAIN_JSON = RESULTS / layout.train_summary(*W)
@@ -68,7 +68,7 @@ def value_of(wildcards):
 
 
 def run_settings_of(wildcards):
-    """Everything a run's numbers depend on, at its size (identities only, see diffmem.identity)."""
+    """Everything a run's numbers depend on, at its size (identities only, see diffmem.plan.identity)."""
     return dmc.run_settings(RUNS[wildcards.run_id], int(wildcards.size))
 
 
@@ -172,7 +172,7 @@ def get_final_outputs():
     return list(dict.fromkeys(outs))
 
 
-# Resources of the heavy jobs come from the throughput model of diffmem.resources, capped by the site
+# Resources of the heavy jobs come from the throughput model of diffmem.plan.resources, capped by the site
 # maximum (compute.max_runtime); a training longer than that runs as a chain of jobs: every attempt works
 # until shortly before its walltime, saves its state and stops, and Snakemake's retry resumes it.
 def capped(minutes):
@@ -267,7 +267,7 @@ def get_emm_search(wildcards):
 
 
 def get_figure_spec(wildcards):
-    """A figure's config entry plus, per experiment value, where its results live (diffmem.config)."""
+    """A figure's config entry plus, per experiment value, where its results live (diffmem.plan.config)."""
     return identity.canonical(dmc.figure_spec(config, PLAN, wildcards.figure, RESULTS))
 
 
@@ -285,7 +285,7 @@ def index_outputs():
 
 
 def index_values():
-    """Per experiment value, what diffmem.index needs to list its runs (sorted: the index is a map, and
+    """Per experiment value, what diffmem.results.index needs to list its runs (sorted: the index is a map, and
     its params must not change when a config only lists its experiments in another order)."""
     values = [
         {
@@ -317,8 +317,7 @@ def get_index_inputs(wildcards):
 def get_emm_grid_inputs(wildcards):
     """The EMM result and the sample and nearest-neighbour grids of the sizes at its bracket's ends (known
     once the search is done: read from its final round)."""
-    from diffmem import emm
-
+    from diffmem.science import emm
     value = value_of(wildcards)
     final = read_json(get_emm_final_round(wildcards))
     ends = [s for s in emm.bounds(final) if s is not None] if final["evaluated"] else []
@@ -344,7 +343,7 @@ def get_emm_grid_about(wildcards):
             "value": value.label,
             "display": value.display,
             "run_id": value.run_id,
-            # what the run computes (diffmem.identity), not where its files lie or how it is batched
+            # what the run computes (diffmem.plan.identity), not where its files lie or how it is batched
             "settings": dmi.flat_settings(
                 {
                     **dmc.run_record(value.settings),

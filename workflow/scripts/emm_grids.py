@@ -1,7 +1,7 @@
 """The sample and nearest-neighbour grids of the two runs that bracket one EMM search's result."""
 
-from diffmem import report
-from diffmem.runtime import script_logging
+from diffmem.results import report_items as report
+from diffmem.steps.job_env import script_logging
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

@@ -1,7 +1,8 @@
 """One EMM search round: merge the new scores into the previous round and ask the policy what next."""
 
-from diffmem import config, pipeline
-from diffmem.runtime import script_logging
+from diffmem.plan import config
+from diffmem.steps import pipeline
+from diffmem.steps.job_env import script_logging
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from diffmem import plotting
-from diffmem.runtime import script_logging
+from diffmem.results import figures as plotting
+from diffmem.steps.job_env import script_logging
 
 log = script_logging(snakemake.log[0])  # noqa: F821
 spec = snakemake.params.figure  # noqa: F821

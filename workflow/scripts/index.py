@@ -1,9 +1,9 @@
-"""results/<name>/index.csv and the by-experiment/ links to the run folders (diffmem.index)."""
+"""results/<name>/index.csv and the by-experiment/ links to the run folders (diffmem.results.index)."""
 
 from pathlib import Path
 
-from diffmem import index
-from diffmem.runtime import script_logging
+from diffmem.results import index
+from diffmem.steps.job_env import script_logging
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

@@ -1,9 +1,12 @@
 """Sample every snapshot of one run with one sampler setting; save the uint8 samples, a grid of the last
 snapshot, and sample.json (the sampler's identity). Resumable per snapshot across attempts."""
 
-from diffmem import config, data, gpus, pipeline, resources
+from diffmem import data
 from diffmem.io import read_json, write_json
-from diffmem.runtime import script_logging, set_threads
+from diffmem.plan import config, resources
+from diffmem.steps import pipeline
+from diffmem.steps.job_env import script_logging, set_threads
+from diffmem.training import gpu_locks as gpus
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

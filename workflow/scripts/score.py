@@ -1,7 +1,9 @@
 """Score memorization of every snapshot's samples of one run and keep the max over snapshots."""
 
-from diffmem import data, gpus, pipeline
-from diffmem.runtime import script_logging, set_threads
+from diffmem import data
+from diffmem.steps import pipeline
+from diffmem.steps.job_env import script_logging, set_threads
+from diffmem.training import gpu_locks as gpus
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

@@ -1,7 +1,8 @@
 """Make one class-balanced nested subset and save it as .npz."""
 
-from diffmem import config, data
-from diffmem.runtime import script_logging
+from diffmem import data
+from diffmem.plan import config
+from diffmem.steps.job_env import script_logging
 
 log = script_logging(snakemake.log[0])  # noqa: F821
 wc = snakemake.wildcards  # noqa: F821

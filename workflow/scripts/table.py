@@ -1,7 +1,7 @@
 """One figure's table: a row per experiment value and size (ratio, CI, verdict) and EMM bracket rows."""
 
-from diffmem import pipeline
-from diffmem.runtime import script_logging
+from diffmem.steps import pipeline
+from diffmem.steps.job_env import script_logging
 
 log = script_logging(snakemake.log[0])  # noqa: F821
 table = pipeline.figure_table(snakemake.params.figure)  # noqa: F821

@@ -1,7 +1,7 @@
 """One figure's table rendered as HTML for the report (the CSV stays the table)."""
 
-from diffmem import report
-from diffmem.runtime import script_logging
+from diffmem.results import report_items as report
+from diffmem.steps.job_env import script_logging
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

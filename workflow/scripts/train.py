@@ -4,8 +4,10 @@ before the job's walltime, which ends the job with an error so that Snakemake's 
 
 from pathlib import Path
 
-from diffmem import config, gpus, pipeline, resources
-from diffmem.runtime import script_logging, set_threads
+from diffmem.plan import config, resources
+from diffmem.steps import pipeline
+from diffmem.steps.job_env import script_logging, set_threads
+from diffmem.training import gpu_locks as gpus
 
 sm = snakemake  # noqa: F821
 log = script_logging(sm.log[0])

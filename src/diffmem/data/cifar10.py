@@ -12,7 +12,7 @@ that folder when ``download=True``.
 (``cifar10-32x32.zip``), or a folder holding it (when it holds no tarball): 32x32 RGB PNG files, one per
 image (``00000/img00000000.png``, ...), and ``dataset.json`` = ``{"labels": [[file name, label], ...]}``.
 Images are read in file-name order, which is the tarball's order. There is no official checksum of such a
-zip: its data id is a hash of its bytes (:mod:`diffmem.identity`), and with ``verify_md5`` on (the
+zip: its data id is a hash of its bytes (:mod:`diffmem.plan.identity`), and with ``verify_md5`` on (the
 default) it must hold the train split's 50,000 images, 5,000 per class.
 """
 
@@ -151,7 +151,7 @@ def _find_cifar10(path: str | None, download: bool) -> tuple[str, Path]:
 
 def find_zip(path: str | None) -> Path | None:
     """The dataset zip that ``path`` names (the file, or a folder holding it and no tarball), else None.
-    Cheap and numpy-free: :mod:`diffmem.identity` asks it while the DAG is built."""
+    Cheap and numpy-free: :mod:`diffmem.plan.identity` asks it while the DAG is built."""
     if not path:
         return None
     try:

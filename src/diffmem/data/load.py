@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffmem.data.bundled import sklearn_file
 from diffmem.data.cifar10 import load_cifar10
 from diffmem.data.folder import load_folder
 from diffmem.data.fonts import render_fonts
@@ -94,7 +95,6 @@ def _load_native(name, path, download, verify_md5):
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits (``load_digits``: 1797 8x8 images, values 0..16) scaled to uint8. Read from the
     file ``load_digits`` reads (rows of 64 pixel values and the class), without importing scikit-learn."""
-    from diffmem.data.sources import sklearn_file
 
     rows = np.loadtxt(sklearn_file("datasets", "data", "digits.csv.gz"), delimiter=",")
     pixels, target = rows[:, :-1].reshape(-1, 8, 8), rows[:, -1]

@@ -24,13 +24,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from diffmem.data.bundled import sklearn_file
+
 #: The photographs, in class order.
 PATCH_IMAGES = ("china.jpg", "flower.jpg")
 
 
 def sample_image_paths() -> list[Path]:
     """Paths of scikit-learn's bundled photographs (found without importing scikit-learn)."""
-    from diffmem.data.sources import sklearn_file
 
     return [sklearn_file("datasets", "images", name) for name in PATCH_IMAGES]
 

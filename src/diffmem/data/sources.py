@@ -1,7 +1,7 @@
 """What each image source is, known without loading it: channels, classes, images per class.
 
 This is the one table of per-source facts. The loaders produce images with these channels
-(the ``folder`` loader converts every image to them), and :mod:`diffmem.config` builds the net
+(the ``folder`` loader converts every image to them), and :mod:`diffmem.plan.config` builds the net
 for them and answers the training-set sizes a source can make without reading a file.
 
 Imports neither numpy nor torch: parsing the workflow (building the DAG) reads it.
@@ -10,7 +10,9 @@ Imports neither numpy nor torch: parsing the workflow (building the DAG) reads i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from diffmem.data.patches import check_patch_settings
+from diffmem.data.patches import class_counts as count_patches
 
 SOURCES = ("digits", "cifar10", "folder", "fonts", "patches")
 LABEL_MODES = ("none", "true", "random", "unique")
@@ -82,14 +84,11 @@ def class_counts(data: dict, compute: bool = True) -> list[int] | None:
     if f.per_class is not None and f.classes is not None:
         return [f.per_class] * f.classes
     if data["source"] == "patches":
-        from diffmem.data.patches import check_patch_settings
-
         side, min_std = check_patch_settings(data.get("patches"))
         if (side, min_std) in PATCH_COUNTS:
             return list(PATCH_COUNTS[(side, min_std)])
         if not compute:
             return None
-        from diffmem.data.patches import class_counts as count_patches
 
         return count_patches(side, min_std)
     return None
@@ -154,17 +153,3 @@ def known_sizes(data: dict, compute: bool = True) -> list[int] | None:
     if other_cls is None or other_cls >= len(other):
         return None
     return blend_sizes(counts[cls], other[other_cls], float(blend["alpha"]), blend.get("rounding", "round"))
-
-
-def sklearn_file(*parts: str) -> Path:
-    """A data file bundled with scikit-learn (``sklearn/<parts>``), found without importing scikit-learn
-    (whose import costs a job about a second); ValueError naming what is missing otherwise."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("data.source digits/patches needs scikit-learn installed (its bundled data files)")
-    path = Path(next(iter(spec.submodule_search_locations)), *parts)
-    if not path.is_file():
-        raise ValueError(f"scikit-learn's bundled file is missing: {path}")
-    return path

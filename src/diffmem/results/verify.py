@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffmem import io
+from diffmem.plan import identity
 
 BAD = ("corrupt", "missing")
 
@@ -154,7 +155,7 @@ def _check_file(root: Path, path: Path, rel: Path) -> list[Finding]:
 
 def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
     """What to remove (relative to the results folder) so that a bad file and everything made from it in
-    its own branch is rebuilt by the next ``snakemake`` run (see :mod:`diffmem.layout` for the names):
+    its own branch is rebuilt by the next ``snakemake`` run (see :mod:`diffmem.plan.layout` for the names):
 
     - a subset: the subset and the ``train/`` and ``samples/`` of every run trained on it (by run.json);
     - run.json, or a file of a training folder (snapshot, its .json, state.pt, train.json, ...): the
@@ -203,9 +204,7 @@ def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
 
 def _runs_on(root: Path, data_id: str, size: int) -> list[Path]:
     """The run folders (``runs/<run_id>/n<size>``) trained on subset ``data_id`` of that size, by their
-    run.json (which holds the data identity, see diffmem.identity.data_id)."""
-    from diffmem import identity
-
+    run.json (which holds the data identity, see diffmem.plan.identity.data_id)."""
     out = []
     for run_json in sorted(root.glob(f"runs/*/n{size}/run.json")):
         try:

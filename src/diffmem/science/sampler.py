@@ -70,7 +70,7 @@ def edm_sampler(
     """Deterministic Heun sampler (EDM Algorithm 1): returns x_N (float64) from latents ~ N(0, I).
 
     As in EDM, [sigma_min, sigma_max] is narrowed to the noise levels the denoiser supports when it
-    says so (attributes ``sigma_min``/``sigma_max`` of :class:`diffmem.diffusion.Precond`; this
+    says so (attributes ``sigma_min``/``sigma_max`` of :class:`diffmem.science.diffusion.Precond`; this
     matters for VE, trained on sigma >= 0.02).
     """
     sigma_min = max(sigma_min, float(getattr(denoise, "sigma_min", 0.0)))

@@ -31,8 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter, PercentFormatter
 
-from diffmem import emm
-from diffmem.config import threshold_text
+from diffmem.science import emm
+from diffmem.plan.config import threshold_text
 from diffmem.io import atomic_path
 
 #: Okabe & Ito's colour-blind-safe palette (yellow last: it reads poorly on white).
@@ -98,7 +98,7 @@ _NUMERIC = (
     "pair_distance",
     "nn_pair_ratio",
 )
-#: Drawn where a run's ratio had not levelled off (diffmem.convergence): an open ring around the point.
+#: Drawn where a run's ratio had not levelled off (diffmem.science.convergence): an open ring around the point.
 NOT_LEVELLED_NOTE = (
     "○ ring: the ratio had not levelled off over the run's last two snapshots (outside each "
     "other's 95% interval): a budget-bound result, more training would change it."
@@ -383,8 +383,8 @@ class _Emm:
 
 def _emm_of(v: _Val, thr: _Thresholds) -> _Emm:
     """What is known about a value's EMM: the bounds its search wrote to the table
-    (:func:`diffmem.emm.bounds`), or, for a value evaluated at listed sizes only, what those sizes
-    say (:func:`diffmem.emm.from_ratios`)."""
+    (:func:`diffmem.science.emm.bounds`), or, for a value evaluated at listed sizes only, what those sizes
+    say (:func:`diffmem.science.emm.from_ratios`)."""
     er = v.rows[v.rows["kind"] == "emm"]
     if len(er):
         r = er.iloc[-1]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from diffmem.io import atomic_path, read_json
+from diffmem.science import emm
 
 _CSS = (
     "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse}"
@@ -34,8 +35,6 @@ def table_html(csv_path: str | Path, out_path: str | Path, title: str = "") -> N
 
 def bracket_ends(result: dict) -> list[tuple[str, int]]:
     """[("lower", |D|), ("upper", |D|)] of an EMM result, leaving out an end the search did not find."""
-    from diffmem import emm
-
     if not result.get("evaluated"):
         return []
     lower, upper = emm.bounds(result)
@@ -50,8 +49,7 @@ def emm_grids(emm_path: str | Path, files: dict[str, Any], out_path: str | Path,
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from diffmem import emm
-    from diffmem.plotting import STYLE
+    from diffmem.results.figures import STYLE
 
     result = read_json(emm_path)
     ends = bracket_ends(result)

@@ -1,6 +1,6 @@
 """A map of ``results/<name>/``: ``index.csv`` and readable links to the run folders.
 
-Run folders are named by hashes (:mod:`diffmem.identity`); the index says which experiment, value and
+Run folders are named by hashes (:mod:`diffmem.plan.identity`); the index says which experiment, value and
 training-set size each one is, how far it got, its memorization ratio and what it says about the EMM::
 
     index.csv                                         one row per experiment value and size
@@ -18,8 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from diffmem import layout
+from diffmem.plan import layout
 from diffmem.io import read_json
+from diffmem.io import atomic_path
+from diffmem.science import emm
 
 LINKS = "by-experiment"
 COLUMNS = [
@@ -70,8 +72,6 @@ def index_rows(values: list[dict], results: str | Path) -> list[dict[str, Any]]:
     """One row per experiment value and size. ``values``: per experiment value its ``experiment``,
     ``value`` (label), ``display``, ``run_id``, ``sample_id``, ``score_id``, ``emm_threshold``, and
     ``emm`` (its emm.json, emm mode) or ``sizes`` (sizes mode). A missing emm.json lists no size."""
-    from diffmem import emm
-
     results = Path(results)
     rows = []
     for v in values:
@@ -127,8 +127,6 @@ def index_rows(values: list[dict], results: str | Path) -> list[dict[str, Any]]:
 
 def write_index(rows: list[dict], path: str | Path) -> None:
     """index.csv (written atomically: a reader never sees half a file)."""
-    from diffmem.io import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from diffmem import schedule
+from diffmem import CHECKOUT
+from diffmem.plan.config import run_settings
+from diffmem.science import schedule
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+BENCHMARKS = CHECKOUT / "benchmarks"
 STARTUP_MIN = 3.0  # job start-up: Snakemake parses the workflow, Python imports torch, data loads
 SAFETY = 1.5  # budget / estimate before doubling per retry
 
@@ -266,8 +267,6 @@ def chain_retries(plan: dict, config: dict, stage: str) -> int:
     """Retries of the ``train`` or ``sample`` rule: twice the links of the longest chain any run of the
     plan can need (its largest size: the EMM bracket's ``hi`` or the largest listed size; twice, as a
     device may be slower than the model says), plus one for a real failure."""
-    from diffmem.config import run_settings
-
     gpus = int(config["gpus_per_run"]) if config["gpu"] else 1
     links = 1
     for vals in plan.values():

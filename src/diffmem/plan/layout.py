@@ -12,7 +12,7 @@ Each function takes ids and sizes as strings or ints; the workflow passes Snakem
     emm/<experiment>/<value>/round<k>.json, emm.json                 the EMM search, round by round
 
 ``run_id`` is the training identity, ``sample_id`` the sampler's and ``score_id`` the scorer's
-(:mod:`diffmem.identity`): a new sampler setting adds a folder under ``samples/`` next to the old one.
+(:mod:`diffmem.plan.identity`): a new sampler setting adds a folder under ``samples/`` next to the old one.
 """
 
 from __future__ import annotations

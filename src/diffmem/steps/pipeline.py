@@ -15,9 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diffmem import config as dmc
-from diffmem import layout
-from diffmem.io import atomic_path, read_json, read_npz, write_json, write_npz
+import diffmem
+from diffmem import data
+from diffmem.data import subset_geometry
+from diffmem.io import atomic_path, read_json, read_npz, torch_load, write_json, write_npz
+from diffmem.plan import config as dmc
+from diffmem.plan import layout
+from diffmem.science import emm
+from diffmem.science.convergence import levelled_off
+from diffmem.training import metrics
 
 if TYPE_CHECKING:  # pandas costs a job ~0.3 s to import: only the table steps load it
     import pandas as pd
@@ -32,10 +38,10 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 """Columns of a figure's table. ``ratio_threshold``: score.threshold (a sample is memorized when
 d1/d2 < it); ``emm_threshold``: emm.threshold (a size is ``memorized`` when its ratio >= it);
-``emm_lower``/``emm_upper``: the EMM bounds of a search (lower <= EMM < upper, :func:`diffmem.emm.bounds`);
+``emm_lower``/``emm_upper``: the EMM bounds of a search (lower <= EMM < upper, :func:`diffmem.science.emm.bounds`);
 ``search_lo``/``search_hi``: the size range it searched (emm.lo/hi). ``group``: the value a replicate
 repeats (its own label without ``replicates``), ``seed``: data.seed. Per size: ``levelled_off`` (yes | no |
-unknown, :func:`diffmem.convergence.levelled_off`) and the subset's geometry ``nn_distance``,
+unknown, :func:`diffmem.science.convergence.levelled_off`) and the subset's geometry ``nn_distance``,
 ``pair_distance``, ``nn_pair_ratio`` (:func:`diffmem.data.geometry.data_geometry`); empty for a
 memorization.json written before they were recorded."""
 
@@ -62,9 +68,8 @@ class SamplingPaused(RuntimeError):
 
 def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None, subset: dict, device: str):
     """The denoiser D(x; sigma, labels) of one snapshot (or the closed-form optimum of the subset)."""
-    from diffmem import diffusion, nets
-    from diffmem import sample as dms
-    from diffmem.io import torch_load
+    from diffmem.science import diffusion, nets
+    from diffmem.science import sampler as dms
 
     if settings["model"]["arch"] == "optimum":
         return dms.OptimalDenoiser(net_images(settings, subset), device=device)
@@ -77,7 +82,7 @@ def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None,
 
 def _autocast(denoise, device):
     """``denoise`` with its calls under bfloat16 autocast (``sample.precision: bf16``)."""
-    from diffmem import precision as dmprec
+    from diffmem.science import precision as dmprec
 
     def call(*args, **kwargs):
         with dmprec.autocast(device, "bf16"):
@@ -106,9 +111,9 @@ def sample_run(
 
     import torch
 
-    from diffmem import precision as dmprec
-    from diffmem import sample as dms
-    from diffmem.distributed import default_device
+    from diffmem.science import precision as dmprec
+    from diffmem.science import sampler as dms
+    from diffmem.training.data_parallel import default_device
 
     t_call = time.time()
     device = default_device(device)
@@ -176,11 +181,11 @@ def score_run(
     """Memorization ratio of every snapshot's samples against the training subset; max over snapshots.
     ``run_id``: the workflow's id of the run (its folder name), recorded in the result. ``device``: where
     the exact nearest-neighbour search runs (default: CUDA when available)."""
-    from diffmem.distributed import default_device
+    from diffmem.training.data_parallel import default_device
 
     device = default_device(device)
-    from diffmem import memorization as mem
-    from diffmem import sample as dms
+    from diffmem.science import memorization as mem
+    from diffmem.science import sampler as dms
 
     z = read_npz(samples_path)  # a damaged file is named, with the way out
     samples, meta = z["samples"], json.loads(str(z["snapshots"]))
@@ -208,8 +213,6 @@ def score_run(
             time.time() - t0,
         )
     best = mem.best_snapshot([s["ratio"] for s in per_snap])
-    from diffmem.convergence import levelled_off
-    from diffmem.data import subset_geometry
 
     result = {
         "size": int(settings["data"]["size"]),
@@ -239,8 +242,6 @@ def emm_round(
     log: logging.Logger = _log,
 ) -> dict:
     """Merge the scores of the sizes the previous round asked for and decide the next sizes (or done)."""
-    from diffmem import emm
-
     prev = read_json(previous) if previous else None
     k = prev["round"] + 1 if prev else 0
     evaluated = {int(e["size"]): e for e in prev["evaluated"]} if prev else {}
@@ -313,9 +314,7 @@ def emm_result(search: dict, final_round: str | Path, out_path: str | Path, log:
 # ---------------------------------------------------------------------------------------------- tables
 def figure_table(fig: dict) -> pd.DataFrame:
     """Rows for one figure: per value and size its ratio (``kind=size``), per snapshot (``kind=snapshot``)
-    and per EMM search its bounds (``kind=emm``, from :func:`diffmem.emm.bounds`)."""
-    from diffmem import emm
-
+    and per EMM search its bounds (``kind=emm``, from :func:`diffmem.science.emm.bounds`)."""
     rows: list[dict[str, Any]] = []
     for v in fig["values"]:
         common = {
@@ -415,11 +414,11 @@ def train_run(
     log: logging.Logger = _log,
 ) -> dict:
     """Train one run: in this process, or data parallel over ``processes`` GPUs (or CPU processes with
-    gloo) through ``torchrun -m diffmem.train``; the result is the same training up to rounding.
+    gloo) through ``torchrun -m diffmem.training.loop``; the result is the same training up to rounding.
 
     With ``time_budget_s`` the training stops (resumably) before that many seconds have passed; then
     :class:`TrainingPaused` is raised, so that the workflow's next attempt of the job resumes it."""
-    from diffmem import data, metrics, train
+    from diffmem.training import loop as train
 
     settings = read_json(settings_path)
     # The job's log is replaced on every attempt; the run's own history.log keeps every link of a chain.
@@ -453,7 +452,7 @@ def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
     import subprocess
     import sys
 
-    from diffmem import train
+    from diffmem.training import loop as train
 
     with socket.socket() as sock:  # a free loopback port for the rendezvous
         sock.bind(("127.0.0.1", 0))
@@ -461,7 +460,7 @@ def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
         "--master_addr=127.0.0.1", f"--master_port={port}",
-        "-m", "diffmem.train", "--settings", str(settings_path), "--subset", str(subset_path),
+        "-m", "diffmem.training.loop", "--settings", str(settings_path), "--subset", str(subset_path),
         "--out", str(out_dir), "--threads", str(max(1, threads // processes)),
     ]  # fmt: skip
     if time_budget_s is not None:
@@ -471,8 +470,6 @@ def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
     log.info("data parallel over %d processes: %s", processes, " ".join(cmd))
     # the workers import the diffmem this process runs (a conda job strips PYTHONPATH; see the Snakefile)
     import os
-
-    import diffmem
 
     src = str(Path(diffmem.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}

@@ -11,7 +11,7 @@ order the encoder produces them. A disabled skip feeds zeros of the same shape i
 parameter count does not change: the ablation removes the path, not the capacity.
 
 The network maps ``(x, noise_labels, class_labels)`` to F(x); the preconditioning that turns F into a
-denoiser D(x; sigma) lives in ``diffmem.diffusion``.
+denoiser D(x; sigma) lives in ``diffmem.science.diffusion``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The settings (defaults, validation, canonical form) are torch-free and live in diffmem.netconfig, so
+# The settings (defaults, validation, canonical form) are torch-free and live in diffmem.science.netconfig, so
 # that the workflow can resolve them without torch; they are re-exported here for existing callers.
-from diffmem.netconfig import (
+from diffmem.science.netconfig import (
     ARCH_DEFAULTS,
     NET_DEFAULTS,
     group_count,
@@ -240,7 +240,7 @@ class SongUNet(nn.Module):
         else:
             self.map_noise = FourierEmbedding(noise_c)
         self.map_label = _linear(self.label_dim, noise_c) if self.label_dim else None
-        # augmentation labels (diffmem.augment): a bias-free projection, so zero labels add nothing
+        # augmentation labels (diffmem.science.augment): a bias-free projection, so zero labels add nothing
         self.augment_dim = cfg["augment_dim"]
         self.map_augment = _xavier(nn.Linear(self.augment_dim, noise_c, bias=False)) if self.augment_dim else None
         self.map_layer0 = _linear(noise_c, emb_c)

@@ -1,10 +1,10 @@
-"""Training metrics besides the log: TensorBoard event files, and the loss curve of a run.
+"""Training metrics besides the log: stats.jsonl and TensorBoard event files.
 
 ``train/stats.jsonl`` (one JSON record per progress line: step, images, loss, loss_avg, grad_norm, lr,
-ema_beta, images_per_s, elapsed_s, time) is written by :func:`diffmem.pipeline.train_run` through the
-``progress`` hook of :func:`diffmem.train.train`. The same hook feeds :func:`tensorboard`, which writes
+ema_beta, images_per_s, elapsed_s, time) is written by :func:`diffmem.steps.pipeline.train_run` through the
+``progress`` hook of :func:`diffmem.training.loop.train`. The same hook feeds :func:`tensorboard`, which writes
 ``train/tensorboard/`` event files when TensorBoard is installed (``pip install -e '.[tensorboard]'``) and
-does nothing otherwise. :func:`plot_loss` draws stats.jsonl (``python -m diffmem plot-loss RUN``).
+does nothing otherwise. :func:`diffmem.results.loss_curve.plot_loss` draws stats.jsonl.
 """
 
 from __future__ import annotations
@@ -95,44 +95,3 @@ def read_stats(path: str | Path) -> list[dict[str, Any]]:
     if not recs:
         raise ValueError(f"{p} holds no records")
     return sorted(recs, key=lambda r: (r.get("images", 0), r.get("step", 0)))
-
-
-def plot_loss(stats: str | Path, out: str | Path) -> Path:
-    """Loss (and its running average) and the learning rate against training images seen, as PNG or PDF
-    (by ``out``'s suffix), in the project's figure style."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from diffmem.io import atomic_path
-    from diffmem.plotting import PALETTE, STYLE
-
-    out = Path(out)
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in ("png", "pdf"):
-        raise ValueError(f"{out}: write .png or .pdf")
-    recs = read_stats(stats)
-    x = [r.get("images", r.get("step")) for r in recs]
-
-    def col(key):
-        return [r.get(key) for r in recs]
-
-    with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(6.5, 4.6), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-        ax.plot(x, col("loss"), color=PALETTE[0], alpha=0.45, lw=1, label="loss")
-        if any(v is not None for v in col("loss_avg")):
-            ax.plot(x, col("loss_avg"), color=PALETTE[0], lw=1.8, label="loss (running average)")
-        if all(v is not None and v > 0 for v in col("loss")):
-            ax.set_yscale("log")
-        ax.set_ylabel("training loss")
-        ax.legend(loc="upper right")
-        ax.set_title(f"{Path(stats)}: {len(recs)} records, step {recs[-1].get('step')}", fontsize=9)
-        ax_lr.plot(x, col("lr"), color=PALETTE[1], lw=1.5)
-        ax_lr.set_ylabel("learning rate")
-        ax_lr.set_xlabel("training images seen")
-        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-    return out

@@ -28,6 +28,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from diffmem.data.cifar10 import find_zip
+
 #: Settings that change no number, per section: where files lie, whether to download or verify them,
 #: how often a resumable state is written, how many samples go through the net at once.
 OPERATIONAL: dict[str, tuple[str, ...]] = {
@@ -97,8 +99,6 @@ def content_fingerprint(path: str | os.PathLike) -> str | None:
 
 
 def _cifar10_zip(path):
-    from diffmem.data.cifar10 import find_zip  # numpy-free
-
     return find_zip(path)
 
 

@@ -2,7 +2,7 @@
 that measures the model from one that measures the training budget.
 
 A run is scored at each of its snapshots (``train.snapshots``). Its ratio has *levelled off* when the last
-two snapshots' ratios lie inside each other's 95% Wilson intervals (:func:`diffmem.memorization.binomial_ci`,
+two snapshots' ratios lie inside each other's 95% Wilson intervals (:func:`diffmem.science.memorization.binomial_ci`,
 as every ratio's interval): more training would not move it by more than the sampling noise shows. It has
 *not* when either lies outside the other's interval (the ratio was still rising, or falling); with one
 snapshot it is *unknown*.
@@ -19,7 +19,7 @@ LEVELLED, NOT_LEVELLED, UNKNOWN = "yes", "no", "unknown"
 def _interval(snap: dict) -> tuple[float, float]:
     if "ci_low" in snap and "ci_high" in snap:
         return float(snap["ci_low"]), float(snap["ci_high"])
-    from diffmem.memorization import binomial_ci
+    from diffmem.science.memorization import binomial_ci
 
     return binomial_ci(int(snap["n_memorized"]), int(snap["n"]))
 

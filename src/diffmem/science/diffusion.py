@@ -225,7 +225,7 @@ class _Loss:
         s = sigma.reshape(shape)
         if augment_labels is None:
             D_yn = D(y + noise * s, sigma, class_labels)
-        else:  # images augmented by diffmem.augment: the net is told what was done (EDM's recipe)
+        else:  # images augmented by diffmem.science.augment: the net is told what was done (EDM's recipe)
             D_yn = D(y + noise * s, sigma, class_labels, augment_labels=augment_labels)
         per_elem = self.weight(s) * (D_yn - y) ** 2
         return per_elem.reshape(n, -1).sum(dim=1)

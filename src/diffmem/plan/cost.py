@@ -1,10 +1,10 @@
 """What a config will cost before anyone spends it: runs, images to train, samples to draw, GPU-hours.
 
 An EMM search's runs depend on what it finds, so each search is replayed with the search policy itself
-(:func:`diffmem.emm.emm_step`) against step-shaped outcomes: the model memorizes every size up to a true
+(:func:`diffmem.science.emm.emm_step`) against step-shaped outcomes: the model memorizes every size up to a true
 EMM and none above, for the EMM below ``lo``, above ``hi`` and at every allowed size in between. The
 fewest and most sizes any of those outcomes trains give the range (``max_rounds`` is honoured). Times
-come from the throughput model of :mod:`diffmem.resources`; a run shared by several experiments (the base
+come from the throughput model of :mod:`diffmem.plan.resources`; a run shared by several experiments (the base
 value of every sweep) is counted once, as the workflow trains it once.
 """
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from diffmem import config as dmc
-from diffmem import emm_cost, resources
+from diffmem.plan import config as dmc
+from diffmem.plan import resources
+from diffmem.plan import search_cost as emm_cost
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Network settings without torch: the defaults, their validation and normalization.
 
 ``resolve_net_config`` turns a partial net config into the full, canonical one (or raises ValueError
-naming the key). It lives here, apart from the layers in ``diffmem.nets`` (which re-exports it), so that
+naming the key). It lives here, apart from the layers in ``diffmem.science.nets`` (which re-exports it), so that
 building the workflow's DAG (run ids are hashes of canonical settings) needs neither torch nor numpy.
 """
 
@@ -31,7 +31,7 @@ NET_DEFAULTS: dict[str, Any] = {
     "attn_resolutions": [16],  # Resolutions (pixels) whose blocks end with self-attention.
     "dropout": 0.13,  # Dropout probability inside the residual blocks.
     "label_dim": 0,  # Number of classes for one-hot conditioning, 0 = unconditional.
-    "augment_dim": 0,  # Width of the augmentation labels (diffmem.augment), 0 = none.
+    "augment_dim": 0,  # Width of the augmentation labels (diffmem.science.augment), 0 = none.
     "label_dropout": 0.0,  # Probability of zeroing a sample's label in training (CFG), 0 = off.
     "embedding": None,  # Noise embedding: "positional" or "fourier"; None = arch default.
     "channel_mult_noise": None,  # Noise embedding size = model_channels * this; None = arch default.

@@ -1,13 +1,13 @@
 """What the EMM search spends against a fixed grid that reaches the same resolution.
 
-The k-ary search (:func:`diffmem.emm.emm_step`) trains a few sizes per round and stops when its bracket
+The k-ary search (:func:`diffmem.science.emm.emm_step`) trains a few sizes per round and stops when its bracket
 [a, b) has b / a <= 1 + tolerance (or no allowed size lies between a and b). A grid gets the same
 resolution without rounds: every allowed size in [lo, hi] on a log-spaced ladder whose neighbours are at
 most a factor 1 + tolerance apart (:func:`log_grid`), all trained at once. The search costs rounds
 (latency: each waits for the previous one), the grid costs runs and images.
 
 :func:`replay` runs the search policy itself against a memorization curve ``ratio_of(size)`` (synthetic or
-measured); :func:`grid_outcome` reads the grid's verdicts with :func:`diffmem.emm.from_ratios`, so both
+measured); :func:`grid_outcome` reads the grid's verdicts with :func:`diffmem.science.emm.from_ratios`, so both
 bracket by the same rule. :func:`compare` summarises both over many curves: runs, sum of |D| (the images
 trained are proportional to it under the paper's fixed-epoch protocol), rounds, and how often the stated
 bracket holds the curve's true EMM (the largest size whose ratio, before noise, passes).
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from diffmem import emm
+from diffmem.science import emm
 
 Curve = Callable[[int], float]  # size -> memorization ratio
 
@@ -86,7 +86,7 @@ def holds(result: dict[str, Any], true_emm: int | None, slack: float = 1.0) -> b
 
 
 def step_curve(emm_size: float) -> Curve:
-    """Ratio 1 up to ``emm_size``, 0 above (the outcomes :mod:`diffmem.cost` replays)."""
+    """Ratio 1 up to ``emm_size``, 0 above (the outcomes :mod:`diffmem.plan.cost` replays)."""
     return lambda s: 1.0 if s <= emm_size else 0.0
 
 

@@ -25,7 +25,7 @@ Schedules (``images`` = images trained on; an epoch is ``|D|`` images):
 - length ``duration = {unit: steps|epochs|images, value}`` -> ``ceil(images / batch)`` optimizer steps;
 - learning rate: linear warm-up (``train.warmup.mode``), and
 - EMA of the weights (``train.ema.mode``: a per-step decay with EDM's ramp-up, or the paper's code's
-  ramp): both per step from :mod:`diffmem.schedule` (``lr_at``, ``ema_beta``), which has the formulas.
+  ramp): both per step from :mod:`diffmem.science.schedule` (``lr_at``, ``ema_beta``), which has the formulas.
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) each process trains on one slice of every global batch and
 DistributedDataParallel averages the gradients. Every rank draws the whole global batch's indices, noise
@@ -33,7 +33,7 @@ levels and noise from the same generators and evaluates the network on its slice
 the single-process run up to floating-point rounding (dropout masks excepted: with dropout > 0 each rank
 draws masks for its slice, which is the same distribution but not the same draws). Only rank 0 writes.
 
-Numerics: ``settings["train"]["precision"]`` (:mod:`diffmem.precision`): ``fp32`` (the paper's; TF32 off on
+Numerics: ``settings["train"]["precision"]`` (:mod:`diffmem.science.precision`): ``fp32`` (the paper's; TF32 off on
 CUDA), ``tf32`` (TF32 matmuls and convolutions on CUDA), or ``bf16`` (bfloat16 autocast around the loss's
 forward pass; weights, gradients, optimizer state, EMA and the loss's mean stay float32). On CUDA cuDNN
 autotunes its kernels, so CUDA reruns differ at the ~1e-5 level; ``deterministic=True`` (``--deterministic``)
@@ -47,9 +47,9 @@ compilation, then faster steps on a GPU; not worth it for the CPU default's shor
 rounding only (outputs equal the eager net within float tolerance, tests/test_nets.py) and are part of
 the run's identity like every train key. Snapshots hold plain contiguous float32 state dicts either way.
 
-Command line (also for ``torchrun --nproc_per_node=N -m diffmem.train ...``)::
+Command line (also for ``torchrun --nproc_per_node=N -m diffmem.training.loop ...``)::
 
-    python -m diffmem.train --settings run.json --subset subset.npz --out DIR [--device cuda] [--threads 1]
+    python -m diffmem.training.loop --settings run.json --subset subset.npz --out DIR [--device cuda] [--threads 1]
 """
 
 from __future__ import annotations
@@ -73,10 +73,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffmem import augment, diffusion, distributed, identity, nets
-from diffmem import precision as dmprec
+from diffmem import data
 from diffmem.io import read_json, record_path, torch_load, torch_save, write_json
-from diffmem.schedule import ema_beta, lr_at, rate_plan, training_plan
+from diffmem.plan import identity
+from diffmem.science import augment, diffusion, nets
+from diffmem.science import precision as dmprec
+from diffmem.science.schedule import ema_beta, lr_at, rate_plan, training_plan
+from diffmem.training import data_parallel as distributed
+from diffmem.training import metrics
 
 __all__ = ["SettingsMismatchError", "main", "subset_fingerprint", "train"]
 
@@ -94,7 +98,7 @@ LOSS_EMA_BETA = 0.98  # Smoothing of the running loss reported in logs and snaps
 
 # Independent random streams derived from the seed.
 _STREAM_INIT, _STREAM_ORDER, _STREAM_NOISE, _STREAM_DROPOUT = 1, 2, 3, 4
-_STREAM_AUGMENT = 5  # train.augment: the step's augmentations (diffmem.augment), seeded by (seed, step)
+_STREAM_AUGMENT = 5  # train.augment: the step's augmentations (diffmem.science.augment), seeded by (seed, step)
 
 
 class SettingsMismatchError(RuntimeError):
@@ -102,7 +106,7 @@ class SettingsMismatchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Identity of a run's inputs (the settings' identity is diffmem.identity.train_digest).
+# Identity of a run's inputs (the settings' identity is diffmem.plan.identity.train_digest).
 
 
 def subset_fingerprint(subset: Mapping[str, Any]) -> str:
@@ -267,7 +271,7 @@ def _backend_flags(device: torch.device, precision: str, deterministic: bool):
     """Numerics of the run, restored afterwards.
 
     CUDA: TF32 matmuls and convolutions exactly when ``precision`` is ``tf32`` (~2.75x faster for the
-    paper's DDPM++ on an H200, at reduced mantissa precision; :mod:`diffmem.precision`); cuDNN autotuning
+    paper's DDPM++ on an H200, at reduced mantissa precision; :mod:`diffmem.science.precision`); cuDNN autotuning
     unless ``deterministic``. ``deterministic`` also asks torch for deterministic kernels (bit-identical
     reruns on CUDA, slower).
     """
@@ -591,7 +595,7 @@ def train(
     with the numbers of every progress line as a dict (step, images, loss, loss_avg, grad_norm, lr,
     ema_beta, images_per_s, elapsed_s, time). ``deterministic`` selects deterministic kernels (CUDA reruns
     and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["precision"]`` (fp32,
-    tf32 or bf16; see :mod:`diffmem.precision`) sets the arithmetic of the network.
+    tf32 or bf16; see :mod:`diffmem.science.precision`) sets the arithmetic of the network.
     """
     t_call = time.perf_counter()  # the time budget counts from here (set-up included)
     say = _log_function(log)
@@ -737,7 +741,7 @@ def _last_saved(step: int, every: int, snaps: Sequence[int], start: int) -> int 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m diffmem.train", description="Train one run (also under torchrun for data parallel)."
+        prog="python -m diffmem.training.loop", description="Train one run (also under torchrun for data parallel)."
     )
     parser.add_argument("--settings", required=True, help="run.json: the resolved run settings")
     parser.add_argument("--subset", required=True, help="subset.npz written by diffmem.data.save_subset")
@@ -760,7 +764,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    from diffmem import data, metrics
 
     settings = read_json(args.settings)
     subset = data.load_subset(args.subset)

@@ -4,7 +4,7 @@ Snakemake validates the config file once (``workflow/schemas/config.schema.yaml`
 ``set:`` overrides, its factor ``values:`` and its ``emm:`` overrides are free-form there. This module
 checks what each experiment value actually resolves to, against the *same* schema (its ``base`` part for
 the settings, its ``emm`` part for the merged search settings), so the schema is the one place that says
-which keys exist and which types and ranges they take. Errors are :class:`diffmem.config.ConfigError`
+which keys exist and which types and ranges they take. Errors are :class:`diffmem.errors.ConfigError`
 naming ``experiments.<name>...`` and what was expected, raised while the DAG is built, before any job.
 
 Names that become folders (experiment, figure, value label) must match the schema's ``safe_name``
@@ -21,19 +21,20 @@ import re
 from pathlib import Path
 from typing import Any
 
+from diffmem import CHECKOUT
+from diffmem.errors import ConfigError
+
 #: Where the schema lives in the checkout (the package is installed editable, see envs/diffmem.yaml).
 SCHEMA_RELPATH = Path("workflow") / "schemas" / "config.schema.yaml"
 
 
 def _config_error(msg: str) -> Exception:
-    from diffmem.config import ConfigError  # late: config imports this module
-
     return ConfigError(msg)
 
 
 def schema_path() -> Path:
     """The workflow's config schema: beside this package in the checkout, or under ``$DIFFMEM_ROOT``."""
-    candidates = [Path(__file__).resolve().parents[2] / SCHEMA_RELPATH]
+    candidates = [CHECKOUT / SCHEMA_RELPATH]
     if os.environ.get("DIFFMEM_ROOT"):
         candidates.insert(0, Path(os.environ["DIFFMEM_ROOT"]) / SCHEMA_RELPATH)
     for path in candidates:
@@ -70,7 +71,7 @@ def _validator(part: str):
 
 def safe_name_pattern(kind: str = "safe_name") -> str:
     """The pattern of names that become folders, from the schema's ``$defs``: ``safe_name`` (experiment
-    and figure names) or ``safe_label`` (value labels, after :func:`diffmem.config.slug`)."""
+    and figure names) or ``safe_label`` (value labels, after :func:`diffmem.plan.config.slug`)."""
     return load_schema()["$defs"][kind]["pattern"]
 
 

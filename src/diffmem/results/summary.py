@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffmem import emm
+from diffmem.science import emm
 from diffmem.io import read_json
 
 
 def _bracket(res: dict) -> str:
-    """The EMM bounds of a search (:func:`diffmem.emm.bounds`) as text: [a, b), < b, >= a or n/a."""
+    """The EMM bounds of a search (:func:`diffmem.science.emm.bounds`) as text: [a, b), < b, >= a or n/a."""
     lower, upper = emm.bounds(res)
     if lower is None and upper is None:
         return "n/a"

@@ -9,9 +9,9 @@ The config has three parts (see ``config/config.yaml`` and ``workflow/schemas/co
   ``set:`` overrides, either with an EMM search (``mode: emm``) or at listed sizes (``mode: sizes``).
 
 A *run* is one training run: the fully resolved settings plus the training-set size ``|D|``. Runs are
-identified by what they compute (:mod:`diffmem.identity`), not by the experiment that asked for them,
+identified by what they compute (:mod:`diffmem.plan.identity`), not by the experiment that asked for them,
 so the base value that appears in every sweep trains once, and a new sample count or threshold reuses
-the trained models. Folders: :mod:`diffmem.layout`.
+the trained models. Folders: :mod:`diffmem.plan.layout`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffmem import identity, validate
+from diffmem import data as dmdata
+from diffmem.data.cifar10 import check_path
 from diffmem.data.sources import facts as source_facts
-
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the key and what was expected."""
+from diffmem.data.sources import known_sizes
+from diffmem.errors import ConfigError
+from diffmem.plan import identity, layout
+from diffmem.plan import schema as validate
+from diffmem.science.augment import augment_dim
+from diffmem.science.netconfig import resolve_net_config
 
 
 def set_key(d: dict, dotted: str, value: Any) -> None:
@@ -43,7 +46,7 @@ def set_key(d: dict, dotted: str, value: Any) -> None:
         raise ConfigError(f"unknown config key {dotted!r}; known keys there: {known}")
     if isinstance(value, dict) and isinstance(cur[parts[-1]], dict):
         # a mapping over a block changes only the keys it gives (set: {train: {lr: 0.1}} keeps the rest
-        # of train); unknown keys it brings are refused by diffmem.validate
+        # of train); unknown keys it brings are refused by diffmem.plan.schema
         cur[parts[-1]] = merge(cur[parts[-1]], value)
     else:
         cur[parts[-1]] = copy.deepcopy(value)
@@ -83,7 +86,7 @@ class Value:
     display: str  # human-readable, for legends
     value: Any
     settings: dict  # resolved settings without data.size
-    run_id: str  # the training run's folder under runs/ (diffmem.identity.train_id)
+    run_id: str  # the training run's folder under runs/ (diffmem.plan.identity.train_id)
     data_id: str
     sample_id: str
     score_id: str
@@ -132,8 +135,6 @@ def resolve_settings(base: dict) -> dict:
     else:
         raise ConfigError(f"data.labels must be none|true|random|unique, got {data['labels']!r}")
     if model["arch"] != "optimum":
-        from diffmem.augment import augment_dim  # torch-free at import
-
         try:
             model["augment_dim"] = augment_dim(s.get("train", {}).get("augment"))
         except ValueError as e:
@@ -145,8 +146,6 @@ def resolve_settings(base: dict) -> dict:
 def canonical_model(model: dict) -> dict:
     """The network settings with every default filled in (embedding, skip mask, ...), so that two
     spellings of the same net (``embedding: null`` and ``positional``) give the same run id."""
-    from diffmem.netconfig import resolve_net_config  # torch-free: the DAG is built without torch
-
     unique = model.get("label_dim") is None
     probe = {**model, "label_dim": 1 if unique else model["label_dim"]}
     try:
@@ -202,7 +201,7 @@ def sample_record(sample: dict) -> dict:
 
 
 def job_options(config: dict) -> dict:
-    """Settings that change no number (diffmem.identity.OPERATIONAL), which jobs read from the config at
+    """Settings that change no number (diffmem.plan.identity.OPERATIONAL), which jobs read from the config at
     run time rather than from their inputs, so changing them reruns nothing."""
     base = config["base"]
     return {
@@ -362,12 +361,9 @@ def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
     answered (:func:`diffmem.data.sources.known_sizes`; None otherwise), so that parsing the workflow never
     loads data.
     """
-    from diffmem.data.sources import known_sizes  # numpy-free: the class counts of diffmem.data.sources
-
     known = known_sizes(data_settings(settings))
     if known is not None or not load:
         return known
-    from diffmem import data as dmdata
 
     return list(dmdata.allowed_sizes(data_settings(settings)))
 
@@ -508,8 +504,6 @@ def check_data(plan: dict[str, list[Value]]) -> None:
                         "of images per class"
                     )
                 if source == "cifar10":  # cheap: found where the loader looks, gzip tar of cifar-10-batches-py/
-                    from diffmem.data.cifar10 import check_path
-
                     try:
                         check_path(path)
                     except (ValueError, OSError) as e:
@@ -580,10 +574,8 @@ def retype_overrides(overrides: dict, cfg: dict) -> None:
 
 def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) -> dict:
     """A figure's config entry plus, per experiment value, where its results lie under ``results``
-    (the ``results/<name>`` folder; file names from :mod:`diffmem.layout`) and its caption."""
+    (the ``results/<name>`` folder; file names from :mod:`diffmem.plan.layout`) and its caption."""
     from pathlib import Path
-
-    from diffmem import layout
 
     results = Path(results)
     fig = dict(config["figures"][name])

@@ -1,0 +1,13 @@
+"""The plan: from the workflow's YAML config to the runs, files and jobs it asks for. Torch- and numpy-free
+at import, so Snakemake builds the DAG without paying for them.
+
+- :mod:`~diffmem.plan.schema`: the workflow's JSON schema, loaded once; per-value checks against it;
+- :mod:`~diffmem.plan.config`: config loading, expansion of experiments into values, run records, checks;
+- :mod:`~diffmem.plan.identity`: the ids that name subsets, trainings, samples and scores;
+- :mod:`~diffmem.plan.layout`: where every result lies under ``results/<name>/`` (the one place for paths);
+- :mod:`~diffmem.plan.resources`: what a job asks the cluster for (run time, memory, retries);
+- :mod:`~diffmem.plan.cost`: what a config will cost in GPU-hours (``python -m diffmem cost``);
+- :mod:`~diffmem.plan.search_cost`: what the EMM search spends against a fixed grid of sizes.
+
+Imports from :mod:`diffmem.science` and :mod:`diffmem.data`, never from the wings above.
+"""
