@@ -165,3 +165,44 @@ def test_from_ratios_reads_listed_sizes_like_the_search():
     assert emm.bounds(res) == (10, 20) and res["non_monotone"]
     with pytest.raises(ValueError):
         emm.from_ratios({}, 0.9)
+
+
+def test_start_measures_the_fixed_grid_first_then_refines_its_bracket():
+    """``start``: round 0 is exactly the grid (the paper's panel sizes); later rounds search only inside the
+    bracket the grid leaves, and end at the same EMM as a search without it."""
+    allowed = list(range(100, 20001, 100))
+    grid = [500, 1000, 2000, 4000, 8000]
+
+    def ratio(s):
+        return 1.0 if s <= 1700 else 0.2
+
+    ev: dict[int, float] = {}
+    rounds = []
+    while True:
+        st = emm_step(ev, allowed, 500, 8000, threshold=0.9, tolerance=0.1, per_round=3, start=grid)
+        if st["done"]:
+            break
+        rounds.append(st["next"])
+        ev.update({s: ratio(s) for s in st["next"]})
+    assert rounds[0] == grid
+    assert all(1000 < s < 2000 for r in rounds[1:] for s in r)  # inside the grid's bracket [1000, 2000)
+    assert st["status"] == "found" and st["emm"] == 1700 and st["bracket"] == [1700, 1800]
+    plain = {}
+    while not (p := emm_step(plain, allowed, 500, 8000, threshold=0.9, tolerance=0.1, per_round=3))["done"]:
+        plain.update({s: ratio(s) for s in p["next"]})
+    assert p["emm"] == st["emm"]
+
+
+def test_start_that_decides_at_an_end_stops_at_once():
+    grid = [10, 20, 40]
+    st = emm_step({10: 0.5, 20: 0.1, 40: 0.0}, [10, 20, 30, 40], 10, 40, start=grid)
+    assert st["done"] and st["status"] == "below_lo"
+    st = emm_step({10: 1.0, 20: 1.0}, [10, 20, 30, 40], 10, 40, start=grid)
+    assert not st["done"] and st["next"] == [40]  # the grid's missing size, nothing else
+
+
+def test_start_refuses_sizes_outside_or_without_the_ends():
+    with pytest.raises(ValueError, match=r"emm.start: sizes \[50\]"):
+        emm_step({}, [10, 20, 40], 10, 40, start=[10, 40, 50])
+    with pytest.raises(ValueError, match="must hold the bracket's ends"):
+        emm_step({}, [10, 20, 40], 10, 40, start=[10, 20])

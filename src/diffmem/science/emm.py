@@ -99,6 +99,80 @@ def _log_spaced(candidates: Sequence[int], a: float, b: float, k: int) -> list[i
     return sorted(chosen)
 
 
+def _checked(threshold: float, tolerance: float, per_round: int, allowed: Sequence[int], lo: int, hi: int) -> list[int]:
+    """The allowed sizes inside [lo, hi] (sorted), after checking the search settings; ValueError naming the key."""
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"emm.threshold: must lie in [0, 1], got {threshold}")
+    if not tolerance > 0:
+        raise ValueError(f"emm.tolerance: must be > 0, got {tolerance}")
+    if int(per_round) < 1:
+        raise ValueError(f"emm.per_round: must be >= 1, got {per_round}")
+    sizes = sorted({int(s) for s in allowed})
+    if not sizes or sizes[0] < 1:
+        raise ValueError("emm: allowed sizes must be a non-empty list of positive integers")
+    inside = [s for s in sizes if lo <= s <= hi]
+    if not inside:
+        raise ValueError(
+            f"emm.lo/hi: no allowed size lies in [{lo}, {hi}] (allowed sizes run from {sizes[0]} to {sizes[-1]})"
+        )
+    return inside
+
+
+def _ratios(evaluated: Mapping[int, float]) -> dict[int, float]:
+    """{size: ratio} with int sizes (JSON keys are strings) and float ratios; ValueError on NaN."""
+    ev: dict[int, float] = {}
+    for s, r in evaluated.items():
+        r = float(r)
+        if math.isnan(r):
+            raise ValueError(f"emm: ratio of size {s} is NaN")
+        ev[int(s)] = r
+    return ev
+
+
+def _endpoints_decide(result: dict[str, Any], ev_in: dict[int, bool], lo_s: int, hi_s: int) -> bool:
+    """Endpoint verdicts first: they decide whether the EMM lies inside [lo, hi] at all. Updates ``result``
+    (done, below_lo / above_hi) and returns True when they decide the search."""
+    threshold, notes = result["threshold"], result["notes"]
+    lo_fails = lo_s in ev_in and not ev_in[lo_s]
+    hi_passes = hi_s in ev_in and ev_in[hi_s]
+    if not (lo_fails or hi_passes):
+        return False
+    if lo_fails and hi_passes:
+        result["non_monotone"] = True
+        notes.append(f"non-monotone: lo={lo_s} fails but hi={hi_s} passes; reporting below_lo")
+    if lo_fails:
+        late = sorted(s for s, p in ev_in.items() if p and s > lo_s)
+        if late and not hi_passes:
+            result["non_monotone"] = True
+            notes.append(f"non-monotone: lo={lo_s} fails but larger sizes pass: {late}")
+        result.update(done=True, status="below_lo", upper=lo_s)
+        notes.append(f"memorization ratio < {threshold} already at lo={lo_s}: EMM < {lo_s}")
+    else:
+        result.update(done=True, status="above_hi", lower=hi_s)
+        notes.append(f"memorization ratio >= {threshold} still at hi={hi_s}: EMM >= {hi_s}")
+    return True
+
+
+def _bracket(result: dict[str, Any], ev_in: dict[int, bool], interior) -> None:
+    """lo passes and hi fails (so lo < hi): the bracket [a, b), and either done (found) or the next sizes."""
+    notes = result["notes"]
+    b = min(s for s, p in ev_in.items() if not p)
+    a = max(s for s, p in ev_in.items() if p and s < b)
+    above = sorted(s for s, p in ev_in.items() if p and s > b)
+    if above:
+        result["non_monotone"] = True
+        notes.append(f"non-monotone: sizes {above} pass above the smallest failing size {b}; ignored")
+    result.update(bracket=[a, b], lower=a, upper=b)
+    between = interior(a, b, result["per_round"])
+    if b / a <= 1 + result["tolerance"] or not between:
+        close = b / a <= 1 + result["tolerance"]
+        why = f"b/a = {b / a:.4g} <= 1 + tolerance" if close else "no allowed size strictly between a and b"
+        result.update(done=True, status="found", emm=a)
+        notes.append(f"EMM in [{a}, {b}): {why}")
+        return
+    result["next"] = between
+
+
 def emm_step(
     evaluated: Mapping[int, float],
     allowed: Sequence[int],
@@ -108,6 +182,7 @@ def emm_step(
     threshold: float = 0.9,
     tolerance: float = 0.3,
     per_round: int = 3,
+    start: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """One round of the EMM search: what is known, and which sizes to evaluate next.
 
@@ -116,38 +191,21 @@ def emm_step(
     ``lo``, ``hi``: the search range (snapped inwards to allowed sizes; ValueError when no allowed
     size lies in [lo, hi]). ``threshold``: a size passes when its ratio >= threshold.
     ``tolerance``: stop when b / a <= 1 + tolerance. ``per_round``: sizes proposed per round.
+    ``start``: the sizes of the first round instead of lo, hi and log-spaced ones between (a search that
+    refines a fixed grid: the grid's sizes are measured first, then the bracket they leave is searched);
+    each must be an allowed size in [lo, hi], and lo and hi must be among them.
     See the module docstring for the policy and the returned dict.
     """
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"emm.threshold: must lie in [0, 1], got {threshold}")
-    if not tolerance > 0:
-        raise ValueError(f"emm.tolerance: must be > 0, got {tolerance}")
-    if int(per_round) < 1:
-        raise ValueError(f"emm.per_round: must be >= 1, got {per_round}")
-    per_round = int(per_round)
+    inside = _checked(threshold, tolerance, per_round, allowed, lo, hi)
     sizes = sorted({int(s) for s in allowed})
-    if not sizes or sizes[0] < 1:
-        raise ValueError("emm: allowed sizes must be a non-empty list of positive integers")
-    inside = [s for s in sizes if lo <= s <= hi]
-    if not inside:
-        raise ValueError(
-            f"emm.lo/hi: no allowed size lies in [{lo}, {hi}] (allowed sizes run from {sizes[0]} to {sizes[-1]})"
-        )
     lo_s, hi_s = inside[0], inside[-1]
-
-    ev: dict[int, float] = {}
-    for s, r in evaluated.items():
-        r = float(r)
-        if math.isnan(r):
-            raise ValueError(f"emm: ratio of size {s} is NaN")
-        ev[int(s)] = r
+    ev = _ratios(evaluated)
     passed = {s: passes(r, threshold) for s, r in ev.items()}
     notes: list[str] = []
     outside = sorted(s for s in ev if not lo_s <= s <= hi_s)
     if outside:
         notes.append(f"sizes outside [{lo_s}, {hi_s}] ignored: {outside}")
     ev_in = {s: passed[s] for s in ev if lo_s <= s <= hi_s}
-
     result: dict[str, Any] = {
         "done": False,
         "status": "searching",
@@ -163,58 +221,35 @@ def emm_step(
         "hi": hi_s,
         "threshold": float(threshold),
         "tolerance": float(tolerance),
-        "per_round": per_round,
+        "per_round": int(per_round),
     }
 
     def interior(a: int, b: int, k: int) -> list[int]:
         i, j = bisect.bisect_right(sizes, a), bisect.bisect_left(sizes, b)
         return _log_spaced([s for s in sizes[i:j] if s not in ev], a, b, k)
 
-    # Endpoint verdicts first: they decide whether the EMM lies inside [lo, hi] at all.
-    lo_fails = lo_s in ev_in and not ev_in[lo_s]
-    hi_passes = hi_s in ev_in and ev_in[hi_s]
-    if lo_fails or hi_passes:
-        if lo_fails and hi_passes:
-            result["non_monotone"] = True
-            notes.append(f"non-monotone: lo={lo_s} fails but hi={hi_s} passes; reporting below_lo")
-        if lo_fails:
-            late = sorted(s for s, p in ev_in.items() if p and s > lo_s)
-            if late and not hi_passes:
-                result["non_monotone"] = True
-                notes.append(f"non-monotone: lo={lo_s} fails but larger sizes pass: {late}")
-            result.update(done=True, status="below_lo", upper=lo_s)
-            notes.append(f"memorization ratio < {threshold} already at lo={lo_s}: EMM < {lo_s}")
-        else:
-            result.update(done=True, status="above_hi", lower=hi_s)
-            notes.append(f"memorization ratio >= {threshold} still at hi={hi_s}: EMM >= {hi_s}")
+    if _endpoints_decide(result, ev_in, lo_s, hi_s):
         return result
-
-    missing = [s for s in (lo_s, hi_s) if s not in ev_in]
+    first = _start_sizes(start, inside, lo_s, hi_s)
+    missing = sorted({s for s in (first or [lo_s, hi_s]) if s not in ev_in})
     if missing:
-        missing = sorted(set(missing))
-        result["next"] = missing + [s for s in interior(lo_s, hi_s, per_round - len(missing)) if s not in missing]
-        result["next"] = sorted(result["next"])
+        extra = [] if first else [s for s in interior(lo_s, hi_s, int(per_round) - len(missing)) if s not in missing]
+        result["next"] = sorted(missing + extra)
         if lo_s == hi_s:
             notes.append(f"only one allowed size in range: {lo_s}")
         return result
-
-    # Here lo passes and hi fails (so lo < hi): bracket [a, b).
-    b = min(s for s, p in ev_in.items() if not p)
-    a = max(s for s, p in ev_in.items() if p and s < b)
-    above = sorted(s for s, p in ev_in.items() if p and s > b)
-    if above:
-        result["non_monotone"] = True
-        notes.append(f"non-monotone: sizes {above} pass above the smallest failing size {b}; ignored")
-    result.update(bracket=[a, b], lower=a, upper=b)
-    between = interior(a, b, per_round)
-    if b / a <= 1 + tolerance or not between:
-        why = (
-            f"b/a = {b / a:.4g} <= 1 + tolerance"
-            if b / a <= 1 + tolerance
-            else "no allowed size strictly between a and b"
-        )
-        result.update(done=True, status="found", emm=a)
-        notes.append(f"EMM in [{a}, {b}): {why}")
-        return result
-    result["next"] = between
+    _bracket(result, ev_in, interior)
     return result
+
+
+def _start_sizes(start: Sequence[int] | None, inside: list[int], lo_s: int, hi_s: int) -> list[int] | None:
+    """The first round's sizes when ``start`` is given (checked: allowed, inside [lo, hi], holding both ends)."""
+    if start is None:
+        return None
+    first = sorted({int(s) for s in start})
+    bad = [s for s in first if s not in inside]
+    if bad:
+        raise ValueError(f"emm.start: sizes {bad} are not allowed sizes in [{lo_s}, {hi_s}]")
+    if lo_s not in first or hi_s not in first:
+        raise ValueError(f"emm.start: must hold the bracket's ends lo={lo_s} and hi={hi_s}, got {first}")
+    return first
