@@ -264,3 +264,15 @@ def test_config_option_with_a_nested_non_number_is_still_refused(tmp_path):
     proc = dry_run_with_config(tmp_path, "base={train: {lr: abc}}")
     assert proc.returncode != 0
     assert "'abc' is not of type 'number'" in proc.stderr + proc.stdout
+
+
+def test_emm_start_is_checked_against_the_bracket_before_any_job():
+    """An opt-in fixed grid (emm.start) must run from the experiment's emm.lo to emm.hi."""
+    ok = with_experiment({"emm": {"lo": 2, "hi": 8, "start": [2, 4, 8]}})
+    (value,) = dmc.expand(ok)["bad"]
+    assert value.emm["start"] == [2, 4, 8]
+    bad = with_experiment({"emm": {"lo": 2, "hi": 16, "start": [2, 4, 8]}})
+    with pytest.raises(dmc.ConfigError, match=r"experiments\.bad\.emm\.start: must run from emm\.lo=2 to emm\.hi=16"):
+        dmc.expand(bad)
+    plain = with_experiment({})
+    assert "start" not in dmc.expand(plain)["bad"][0].emm  # no default: searches without it keep their params

@@ -202,9 +202,22 @@ def check_emm(emm: dict, where: str) -> None:
     """Validate a merged ``emm`` block (the config's ``emm`` with an experiment's ``emm:`` on top)."""
     errors = list(_validator("emm").iter_errors(emm))
     if not errors:
+        _check_emm_start(emm, where)
         return
     lines = []
     for e in errors:
         key, msg = _explain(e)
         lines.append(f"{where}.emm.{key}: {msg}" if key else f"{where}.emm: {msg}")
     raise _config_error("\n  ".join(lines))
+
+
+def _check_emm_start(emm: dict, where: str) -> None:
+    """``emm.start`` (a fixed grid the search measures first) holds the bracket's ends and nothing outside it."""
+    if emm.get("start") is None:
+        return
+    start, lo, hi = sorted(set(emm["start"])), emm["lo"], emm["hi"]
+    if start[0] != lo or start[-1] != hi:
+        raise _config_error(
+            f"{where}.emm.start: must run from emm.lo={lo} to emm.hi={hi} (its smallest and largest sizes are the "
+            f"bracket's ends), got {start}"
+        )
