@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "backend_flags", "check"]
+__all__ = ["PRECISIONS", "AutocastDenoiser", "autocast", "backend_flags", "check"]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -56,3 +56,24 @@ def backend_flags(device: torch.device | str, precision: str | None) -> Iterator
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+class AutocastDenoiser:
+    """A denoiser whose calls run under bfloat16 autocast (``sample.precision: bf16``), its output cast back to
+    float32, that still tells the sampler the noise levels it supports: ``sigma_min`` / ``sigma_max`` (and any
+    other attribute) are the wrapped denoiser's, so a VE net samples down to its own sigma_min under every
+    precision (:func:`diffmem.science.sampler.edm_sampler` reads them)."""
+
+    def __init__(self, denoise, device: torch.device | str):
+        self.denoise = denoise  # the float32 denoiser (a Precond, or any callable)
+        self.device = device  # where it runs: the autocast's device type
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        with autocast(self.device, "bf16"):
+            out = self.denoise(*args, **kwargs)
+        return out.float()
+
+    def __getattr__(self, name: str):
+        if name in ("denoise", "device"):  # not set yet (e.g. while unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.denoise, name)
