@@ -93,12 +93,28 @@ def test_a_job_taking_two_gpus_and_none_when_too_few(tmp_path):
     two.release()
 
 
-def test_nothing_under_slurm_without_a_gpu_request_or_without_visible_gpus(tmp_path):
-    env = {"CUDA_VISIBLE_DEVICES": "2", "SLURM_JOB_ID": "7"}
-    assert gpus.claim(tmp_path, 1, env=env).ids == [] and env["CUDA_VISIBLE_DEVICES"] == "2"
+def test_inside_one_slurm_allocation_jobs_take_different_gpus(tmp_path):
+    """``salloc --gpus=2`` then Snakemake locally: every job sees the allocation's GPUs and the same job id;
+    they must not all land on the first GPU. Another allocation (other job id) locks elsewhere."""
+    alloc = {"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1"}
+    env1, env2 = dict(alloc), dict(alloc)
+    one = gpus.claim(tmp_path, 1, env=env1, timeout_s=0)
+    two = gpus.claim(tmp_path, 1, env=env2, timeout_s=0)
+    assert (env1["CUDA_VISIBLE_DEVICES"], env2["CUDA_VISIBLE_DEVICES"]) == ("0", "1")
+    assert (tmp_path / "slurm-7-n1" / "gpu-1.lock").is_file()
+    other = {"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_ID": "8", "SLURMD_NODENAME": "n1"}  # its own job's GPU
+    three = gpus.claim(tmp_path, 1, env=other, timeout_s=0)  # not blocked by allocation 7's lock on "0"
+    assert three.ids == ["0"]
+    for lease in (one, two, three):
+        lease.release()
+
+
+def test_nothing_without_a_gpu_request_or_without_visible_gpus(tmp_path):
     env = {"CUDA_VISIBLE_DEVICES": "0,1"}
     assert gpus.claim(tmp_path, 0, env=env).ids == [] and env["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert gpus.claim(tmp_path, 1, env={"CUDA_VISIBLE_DEVICES": ""}).ids == []
+    env = {"CUDA_VISIBLE_DEVICES": "", "SLURM_JOB_ID": "7"}
+    assert gpus.claim(tmp_path, 1, env=env).ids == [] and not any(tmp_path.iterdir())
 
 
 def test_claim_for_job_uses_the_results_folder(tmp_path, monkeypatch):

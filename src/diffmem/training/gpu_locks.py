@@ -8,8 +8,11 @@ exclusive ``flock`` on ``<results>/<name>/.gpu-locks/gpu-<id>.lock``, and narrow
 the open file: it is released when the job's process ends, however it ends, so a crashed job leaves no
 stale lock; the lock file itself stays and is reused.
 
-Nothing happens under Slurm (the scheduler assigns the job its GPUs and sets ``CUDA_VISIBLE_DEVICES``),
-for jobs that asked for no GPU, or where no GPU is visible.
+Under Slurm the scheduler sets ``CUDA_VISIBLE_DEVICES`` to the allocation's GPUs. A job submitted on its own
+gets exactly the GPUs it asked for; several jobs run by one Snakemake inside one allocation (``salloc
+--gpus=4``, then ``snakemake --cores ...``) share its GPUs and must still pick different ones. So the locks
+are kept per allocation (:func:`scoped_lock_dir`: a sub-folder named by the job id and host), never shared
+between allocations or nodes. Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
 """
 
 from __future__ import annotations
@@ -48,9 +51,20 @@ class Lease:
 
 
 def under_scheduler(env: Mapping[str, str] | None = None) -> bool:
-    """True inside a Slurm job: its GPUs are the scheduler's to assign."""
+    """True inside a Slurm job (or allocation): its visible GPUs are the ones the scheduler assigned."""
     env = os.environ if env is None else env
     return "SLURM_JOB_ID" in env
+
+
+def scoped_lock_dir(lock_dir: str | Path, env: Mapping[str, str] | None = None) -> Path:
+    """Where the locks of this job's devices lie: ``lock_dir`` on a workstation; under Slurm a sub-folder per
+    allocation and node (``slurm-<job id>-<host>``), so the jobs inside one allocation share locks and jobs
+    of other allocations (other nodes, or the same device ids on the same node) never wait for them."""
+    env = os.environ if env is None else env
+    if not under_scheduler(env):
+        return Path(lock_dir)
+    host = env.get("SLURMD_NODENAME") or os.uname().nodename
+    return Path(lock_dir) / re.sub(r"[^A-Za-z0-9_.-]", "_", f"slurm-{env['SLURM_JOB_ID']}-{host}")
 
 
 def visible_ids(env: Mapping[str, str] | None = None) -> list[str]:
@@ -136,11 +150,11 @@ def claim(
     lock_dir: str | Path, count: int, env: dict[str, str] | None = None, log: logging.Logger = _log, **kw: Any
 ) -> Lease:
     """:func:`acquire` and narrow ``CUDA_VISIBLE_DEVICES`` in ``env`` (default: this process's
-    environment) to the devices taken; nothing under Slurm."""
+    environment) to the devices taken; under Slurm among the allocation's GPUs (:func:`scoped_lock_dir`)."""
     env = os.environ if env is None else env
-    if count <= 0 or under_scheduler(env):
+    if count <= 0:
         return Lease([])
-    lease = acquire(lock_dir, count, env=env, log=log, **kw)
+    lease = acquire(scoped_lock_dir(lock_dir, env), count, env=env, log=log, **kw)
     if lease.ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(lease.ids)
         log.info("took GPU %s (CUDA_VISIBLE_DEVICES=%s)", ",".join(lease.ids), env["CUDA_VISIBLE_DEVICES"])
