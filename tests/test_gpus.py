@@ -102,10 +102,14 @@ def test_inside_one_slurm_allocation_jobs_take_different_gpus(tmp_path):
     two = gpus.claim(tmp_path, 1, env=env2, timeout_s=0)
     assert (env1["CUDA_VISIBLE_DEVICES"], env2["CUDA_VISIBLE_DEVICES"]) == ("0", "1")
     assert (tmp_path / "slurm-7-n1" / "gpu-1.lock").is_file()
-    other = {"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_ID": "8", "SLURMD_NODENAME": "n1"}  # its own job's GPU
-    three = gpus.claim(tmp_path, 1, env=other, timeout_s=0)  # not blocked by allocation 7's lock on "0"
-    assert three.ids == ["0"]
-    for lease in (one, two, three):
+    own = {"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_ID": "9", "SLURMD_NODENAME": "n1"}
+    three = gpus.claim(tmp_path, 1, env=own, timeout_s=0)
+    assert three.ids == []  # a submitted job sees exactly its own GPU: nothing to choose, no lock, no folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slurm-7-n1"]
+    wide = {"CUDA_VISIBLE_DEVICES": "0,1", "SLURM_JOB_ID": "8", "SLURMD_NODENAME": "n1"}
+    four = gpus.claim(tmp_path, 1, env=wide, timeout_s=0)  # another allocation: not blocked by 7's locks
+    assert four.ids == ["0"] and (tmp_path / "slurm-8-n1" / "gpu-0.lock").is_file()
+    for lease in (one, two, four):
         lease.release()
 
 

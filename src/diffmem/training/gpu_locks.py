@@ -12,7 +12,7 @@ Under Slurm the scheduler sets ``CUDA_VISIBLE_DEVICES`` to the allocation's GPUs
 gets exactly the GPUs it asked for; several jobs run by one Snakemake inside one allocation (``salloc
 --gpus=4``, then ``snakemake --cores ...``) share its GPUs and must still pick different ones. So the locks
 are kept per allocation (:func:`scoped_lock_dir`: a sub-folder named by the job id and host), never shared
-between allocations or nodes. Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
+between allocations or nodes; a Slurm job that sees no more GPUs than it needs takes no lock at all. Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def claim(
     """:func:`acquire` and narrow ``CUDA_VISIBLE_DEVICES`` in ``env`` (default: this process's
     environment) to the devices taken; under Slurm among the allocation's GPUs (:func:`scoped_lock_dir`)."""
     env = os.environ if env is None else env
-    if count <= 0:
-        return Lease([])
+    if count <= 0 or (under_scheduler(env) and len(visible_ids(env)) <= count):
+        return Lease([])  # nothing to choose: the scheduler gave this job exactly its GPUs
     lease = acquire(scoped_lock_dir(lock_dir, env), count, env=env, log=log, **kw)
     if lease.ids:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(lease.ids)
