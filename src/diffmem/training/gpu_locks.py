@@ -12,7 +12,8 @@ Under Slurm the scheduler sets ``CUDA_VISIBLE_DEVICES`` to the allocation's GPUs
 gets exactly the GPUs it asked for; several jobs run by one Snakemake inside one allocation (``salloc
 --gpus=4``, then ``snakemake --cores ...``) share its GPUs and must still pick different ones. So the locks
 are kept per allocation (:func:`scoped_lock_dir`: a sub-folder named by the job id and host), never shared
-between allocations or nodes; a Slurm job that sees no more GPUs than it needs takes no lock at all. Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
+between allocations or nodes; a Slurm job that sees no more GPUs than it needs takes no lock at all.
+Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
 """
 
 from __future__ import annotations
