@@ -2,9 +2,10 @@
 
 A generated sample x is memorized when d1 / d2 < threshold (1/3 in the paper), d1 and d2 its
 L2 distances to the nearest and second-nearest training images in uint8 pixel space (the saved
-images). Two exact copies in the training set give d1 = d2 = 0 for a copy of them, which counts as
-memorized. The memorization ratio of a set of samples is the memorized fraction, reported with a
-Wilson binomial confidence interval.
+images). Two exact copies in the training set give d1 = d2 = 0 for a copy of them: ``ties="memorized"``
+(the default) counts it as memorized; ``ties="released"`` does not, as the paper's released scoring, whose
+``d1 / d2 < 1/3`` is 0/0 = NaN there (``score.ties``). The memorization ratio of a set of samples is the
+memorized fraction, reported with a Wilson binomial confidence interval.
 """
 
 from __future__ import annotations
@@ -168,16 +169,26 @@ def knn_top2(
     return np.sqrt((best >> shift).astype(np.float64)), best & ((1 << shift) - 1)
 
 
-def memorized(dist, threshold: float = 1 / 3) -> np.ndarray:
-    """Boolean (N,): d1 / d2 < threshold, with d2 = 0 (two identical nearest images) memorized."""
+#: What a sample at distance 0 from two training images (d1 = d2 = 0) counts as (``score.ties``): the first,
+#: ``memorized``, is also what None (the setting absent) means; ``released``: not memorized (0/0 in the paper's code).
+TIE_RULES = ("memorized", "released")
+
+
+def memorized(dist, threshold: float = 1 / 3, ties: str | None = None) -> np.ndarray:
+    """Boolean (N,): d1 / d2 < threshold; d2 = 0 (two identical nearest images) is memorized unless
+    ``ties="released"`` (:data:`TIE_RULES`; None = ``memorized``)."""
+    ties = ties or TIE_RULES[0]
+    if ties not in TIE_RULES:
+        raise ValueError(f"score.ties: expected one of {', '.join(TIE_RULES)}, got {ties!r}")
     dist = np.asarray(dist, dtype=np.float64)
     d1, d2 = dist[:, 0], dist[:, 1]
-    return (d2 == 0) | (d1 < threshold * d2)
+    below = d1 < threshold * d2  # False where d1 = d2 = 0
+    return below if ties == "released" else (d2 == 0) | below
 
 
-def memorization_ratio(dist, threshold: float = 1 / 3) -> float:
+def memorization_ratio(dist, threshold: float = 1 / 3, ties: str | None = None) -> float:
     """Fraction of queries with d1 / d2 < threshold (see :func:`memorized`); NaN for no queries."""
-    m = memorized(dist, threshold)
+    m = memorized(dist, threshold, ties)
     return float(m.mean()) if len(m) else math.nan
 
 
@@ -202,15 +213,17 @@ def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lo, hi
 
 
-def score(samples_u8, train_u8, threshold: float = 1 / 3, level: float = 0.95, **chunks) -> dict[str, Any]:
-    """Memorization of ``samples_u8`` w.r.t. ``train_u8``.
+def score(
+    samples_u8, train_u8, threshold: float = 1 / 3, level: float = 0.95, ties: str | None = None, **chunks
+) -> dict[str, Any]:
+    """Memorization of ``samples_u8`` w.r.t. ``train_u8`` (``ties``: see :func:`memorized`).
 
     Returns ratio, n_memorized, n, ci_low, ci_high (Wilson, ``level``), threshold and per-sample
     numpy arrays d1, d2 (L2 distances), nn1, nn2 (training indices), memorized (bool).
     ``chunks``: chunk_q, chunk_t, device of :func:`knn_top2`.
     """
     dist, idx = knn_top2(samples_u8, train_u8, **chunks)
-    mem = memorized(dist, threshold)
+    mem = memorized(dist, threshold, ties)
     n, k = len(mem), int(mem.sum())
     lo, hi = binomial_ci(k, n, level)
     return {

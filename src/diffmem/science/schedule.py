@@ -29,6 +29,17 @@ EMA of the weights (``train.ema.mode``), ``beta`` = weight of the old EMA in a s
 
 ``ema_halflife_images`` reports ``batch ln 0.5 / ln beta`` (0 when beta is 0), what the beta of a step
 amounts to.
+
+Snapshots every so many images (``train.snapshots: {every: {unit, value}, timing}``):
+
+- ``images`` (absent = this): one every ``round(every / batch)`` steps, plus the last step;
+- ``official`` (the released loop): the loop ends a *tick* at the first step whose image count reaches the
+  tick's start + 50 kimg (its ``--tick``), so a tick is ``ceil(50000 / batch)`` steps; the very first tick is
+  the first step alone. It saves a snapshot every ``every / 50 kimg`` ticks (its ``--snap``, 50 = 2.5M images)
+  and at the last step, named by the kimg seen (a later one of the same name replaces an earlier one), and its
+  scoring tool skips the first file (the tick-0 snapshot, one step in). So the snapshots scored are the steps
+  ``1 + m * ticks * ceil(50000 / batch)`` (m >= 1) and the last: at batch 512 the first is step 4,901, not
+  4,883, and at |D| = 1,000 (40M images) there are 16 at batch 128, 512 and 896, where ``images`` has 17, 16, 17.
 """
 
 from __future__ import annotations
@@ -40,11 +51,13 @@ from typing import Any
 
 __all__ = [
     "EMA_MODES",
+    "SNAPSHOT_TIMINGS",
     "WARMUP_MODES",
     "ema_beta",
     "ema_halflife_images",
     "images_of",
     "lr_at",
+    "official_snapshot_steps",
     "rate_plan",
     "schedule_rows",
     "snapshot_steps",
@@ -53,6 +66,7 @@ __all__ = [
 
 EMA_MODES = ("decay", "official", "official_final")
 WARMUP_MODES = ("linear", "official")
+SNAPSHOT_TIMINGS = ("images", "official")  # the first is what an absent train.snapshots.timing means
 
 # Constants of the paper's released code (sail-sg/DiffMemorize train.py / training/training_loop.py),
 # facts of the official schedule, not defaults of a setting:
@@ -60,6 +74,7 @@ OFFICIAL_EMA_MIMG = 0.5  # --ema (Mimg at the reference size); the scripts never
 OFFICIAL_REFERENCE_IMAGES = 50_000  # data_ratio = 50000 / |D|
 OFFICIAL_MODE2_BATCH = 512  # mode2's exponent has a literal 512, whatever the batch
 KIMG = 1000
+OFFICIAL_TICK_IMAGES = 50 * KIMG  # --tick (kimg per tick); the scripts never change it, nor --snap (50 ticks)
 
 
 def images_of(spec: Mapping[str, Any], n_images: int, batch: int, what: str) -> float:
@@ -129,9 +144,16 @@ def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]
         raise ValueError("the subset has no images")
     steps = max(1, math.ceil(images_of(train_cfg["duration"], n_images, batch, "duration") / batch))
     spec = train_cfg.get("snapshots", 1)
-    if isinstance(spec, Mapping):  # {every: {unit, value}}: one snapshot every so many, plus the last step
-        every = max(1, round(images_of(spec["every"], n_images, batch, "snapshots.every") / batch))
-        spec = sorted(set(range(every, steps, every)) | {steps})
+    if isinstance(spec, Mapping):  # {every: {unit, value}[, timing]}: one snapshot every so many, plus the last
+        every_images = images_of(spec["every"], n_images, batch, "snapshots.every")
+        timing = spec.get("timing") or SNAPSHOT_TIMINGS[0]
+        if timing == "official":
+            spec = official_snapshot_steps(every_images, batch, steps)
+        elif timing == "images":
+            every = max(1, round(every_images / batch))
+            spec = sorted(set(range(every, steps, every)) | {steps})
+        else:
+            raise ValueError(f"train.snapshots.timing: expected one of {', '.join(SNAPSHOT_TIMINGS)}, got {timing!r}")
     snaps = snapshot_steps(spec, steps)
     return {
         "steps": steps,
@@ -140,6 +162,29 @@ def training_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]
         "epochs": steps * batch / n_images,
         "snapshot_steps": snaps,
     }
+
+
+def official_snapshot_steps(every_images: float, batch: int, total_steps: int) -> list[int]:
+    """The steps whose snapshots the released code scores, for a snapshot every ``every_images`` images (a
+    whole number of 50-kimg ticks) in a run of ``total_steps`` steps of ``batch`` (see the module's doc)."""
+    ticks = every_images / OFFICIAL_TICK_IMAGES
+    if ticks < 1 or abs(ticks - round(ticks)) > 1e-9:
+        raise ValueError(
+            f"train.snapshots.every: the official timing snapshots every so many ticks of {OFFICIAL_TICK_IMAGES:,} "
+            f"images; expected a multiple of {OFFICIAL_TICK_IMAGES} images, got {every_images:g}"
+        )
+    period = round(ticks) * math.ceil(OFFICIAL_TICK_IMAGES / batch)  # steps between snapshots after tick 0
+    saved = [1, *range(1 + period, total_steps, period), total_steps]  # tick 0 is the first step alone
+    by_name: dict[int, int] = {}
+    for step in saved:  # network-snapshot-<kimg>.pkl: the later of two equal names is the file kept
+        by_name[step * batch // KIMG] = step
+    scored = [by_name[name] for name in sorted(by_name)][1:]  # the scoring tool skips the first file
+    if not scored:
+        raise ValueError(
+            f"train.snapshots.timing: official: a run of {total_steps} steps of {batch} images leaves no snapshot "
+            "that the released scoring scores (it skips the first); use timing: images"
+        )
+    return scored
 
 
 def rate_plan(train_cfg: Mapping[str, Any], n_images: int) -> dict[str, Any]:
