@@ -58,6 +58,22 @@ def test_slurm_profile_settings():
         assert not re.search(r"--(gres|gpus)\b", str(res.get("slurm_extra", ""))), "GPU flags in slurm_extra"
 
 
+def test_slurm_profile_routes_every_gpu_rule_and_starts_one_task():
+    """Every rule that asks for a GPU has its block (partition / GPU model lines) in the profile, and a GPU job
+    starts one task however many GPUs it asks for (plugin 2.8.0: tasks_per_gpu <= 0 omits --ntasks-per-gpu)."""
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    gpu_rules = set()
+    for block in re.split(r"^(?=rule |checkpoint )", rules, flags=re.M):
+        name = re.match(r"(?:rule|checkpoint)\s+(\w+)", block)
+        if name and re.search(r"^\s+gpu=", block, re.M):
+            gpu_rules.add(name.group(1))
+    assert gpu_rules == {"train", "sample", "score"}
+    prof = load_profile("slurm")
+    assert gpu_rules <= set(prof["set-resources"]), sorted(gpu_rules - set(prof["set-resources"]))
+    assert prof["default-resources"]["tasks_per_gpu"] == 0
+    assert "tasks" not in prof["default-resources"]  # plugin 2.8.0 would read it as tasks per GPU
+
+
 def test_slurm_profile_overrides_existing_rules():
     rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     if not rules:
