@@ -11,7 +11,7 @@ that step, and nothing else. The steps nest, so each id covers its own settings 
   training keys that change the weights (``checkpoint_every`` does not);
 - **sample id** (``.../samples/<sample_id>/``): the sampler's settings (not ``batch``: every sample has its
   own seed, so the batch size changes no image);
-- **score id** (``.../scores/<score_id>/``): the scoring settings (the d1/d2 threshold).
+- **score id** (``.../scores/<score_id>/``): the scoring settings (the d1/d2 threshold, the tie rule).
 
 So a new sample count resamples without retraining, and a new threshold rescores without resampling.
 Keys that change no number (``OPERATIONAL``) are read by the jobs from the config at run time.
@@ -36,6 +36,14 @@ OPERATIONAL: dict[str, tuple[str, ...]] = {
     "data": ("path", "download", "verify_md5"),
     "train": ("checkpoint_every",),
     "sample": ("batch",),
+}
+#: Keys added after ids were first issued, per section (a path inside it), with the value that does what the
+#: code did before the key existed (what the key's absence means: the schema gives it no default, so a config
+#: that leaves it out is unchanged). Written out at that value, a key is left out of identities (ids and
+#: records) too, so both spellings share one folder; any other value is hashed.
+DEFAULT_OMITTED: dict[str, dict[tuple[str, ...], Any]] = {
+    "train": {("snapshots", "timing"): "images"},  # diffmem.science.schedule.SNAPSHOT_TIMINGS[0]
+    "score": {("ties",): "memorized"},  # diffmem.science.memorization.TIE_RULES[0]
 }
 #: The sections a training run's weights depend on.
 TRAIN_SECTIONS = ("data", "model", "diffusion", "train")
@@ -121,9 +129,16 @@ def source_fingerprint(src: dict, verify_md5: bool = True) -> str | None:
 
 # ---------------------------------------------------------------------------------------- identities
 def _without(section: dict, name: str) -> dict:
+    """``section`` without its operational keys and without the keys of :data:`DEFAULT_OMITTED` at their value."""
     out = copy.deepcopy(section)
     for key in OPERATIONAL.get(name, ()):
         out.pop(key, None)
+    for path, value in DEFAULT_OMITTED.get(name, {}).items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == value:
+            del node[path[-1]]
     return out
 
 
@@ -157,7 +172,7 @@ def sample_identity(settings: dict) -> dict:
 
 
 def score_identity(settings: dict) -> dict:
-    return copy.deepcopy(settings["score"])
+    return _without(settings["score"], "score")
 
 
 def data_id(settings: dict) -> str:
