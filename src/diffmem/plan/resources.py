@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from diffmem import CHECKOUT
-from diffmem.plan.config import run_settings
+from diffmem.plan.records import run_settings
 from diffmem.science import schedule
 
 BENCHMARKS = CHECKOUT / "benchmarks"

@@ -1,0 +1,128 @@
+"""What a figure's jobs are told: its config entry, where each of its values' results lie, and a caption.
+
+:func:`figure_spec` is the ``figure`` param of the table, figure and table_html rules; :func:`figure_caption`
+says what a figure varies and how to read it (unless the config gives a caption).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from diffmem.plan import layout
+from diffmem.plan.expand import Value
+
+_HOW_TO_READ = {
+    "sweep": (
+        "Left: memorization ratio (share of generated samples whose distance d1 to the nearest training image "
+        "is below {ratio_threshold} of the distance d2 to the second nearest, d1/d2 < {ratio_threshold}) against "
+        "the training-set size |D| on a log axis, with its 95% Wilson interval; the dashed line is the EMM "
+        "threshold ({emm_threshold}), and the strip above marks each value's EMM bracket. Right: the EMM of each "
+        "value (the largest |D| whose ratio is still >= {emm_threshold}) as a bracket; higher EMM means more "
+        "memorization."
+    ),
+    "epochs": (
+        "Memorization ratio of each snapshot against the number of training images seen, one line per "
+        "training-set size (and value), with 95% Wilson intervals; a sample is memorized when "
+        "d1/d2 < {ratio_threshold}, and the dashed line is the EMM threshold ({emm_threshold})."
+    ),
+    "optimum": (
+        "Samples (left) and the same samples above their nearest training images (middle) for each run, "
+        "and the memorization ratio of each run (right, d1/d2 < {ratio_threshold}): the closed-form optimal "
+        "denoiser copies its training set; a trained model copies it only below its EMM."
+    ),
+}
+
+
+def threshold_text(x: float) -> str:
+    """A threshold as a reader writes it: 1/3 for 0.333..., 0.25 for 0.25, 90% is the caller's choice."""
+    f = Fraction(float(x)).limit_denominator(12)
+    if f.denominator > 1 and f.numerator < 10 and abs(float(f) - float(x)) < 1e-9 and len(f"{float(x):g}") > 4:
+        return f"{f.numerator}/{f.denominator}"
+    return f"{float(x):g}"
+
+
+def figure_caption(
+    name: str, fig: dict, experiments: dict, *, ratio_threshold: float | None, emm_threshold: float | None
+) -> str:
+    """What a figure varies and how to read it (for the HTML report), unless the config gives a caption.
+
+    ``ratio_threshold`` (score.threshold, d1/d2) and ``emm_threshold`` (emm.threshold): the settings the
+    figure's runs use; None where its values differ (the caption then names the setting)."""
+    if fig.get("caption"):
+        return fig["caption"]
+    parts = [f"{fig.get('title', name)}" + (f" (paper {fig['paper']})" if fig.get("paper") else "") + "."]
+    for exp in fig["experiments"]:
+        spec = experiments[exp]
+        title = spec.get("title", exp)
+        factor = spec.get("factor")
+        fixed = ", ".join(f"{k}={v}" for k, v in (spec.get("set") or {}).items())
+        if factor:
+            keys = factor if isinstance(factor, str) else " + ".join(factor)
+            shown = spec.get("labels") or spec.get("values")
+            text = f"{title}: varies {keys} over {', '.join(str(x) for x in shown)}"
+        else:
+            text = f"{title}: the base settings"
+        if fixed:
+            text += f" (with {fixed})"
+        if spec.get("mode") == "sizes":
+            text += f" at |D| = {', '.join(str(x) for x in spec['sizes'])}"
+        parts.append(text + "; everything else as in the base config.")
+    parts.append(
+        _HOW_TO_READ[fig["kind"]].format(
+            ratio_threshold="score.threshold" if ratio_threshold is None else threshold_text(ratio_threshold),
+            emm_threshold="emm.threshold" if emm_threshold is None else f"{emm_threshold:.0%}",
+        )
+    )
+    return " ".join(parts)
+
+
+def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) -> dict:
+    """A figure's config entry plus, per experiment value, where its results lie under ``results``
+    (the ``results/<name>`` folder; file names from :mod:`diffmem.plan.layout`) and its caption."""
+    results = Path(results)
+    fig = dict(config["figures"][name])
+    fig["name"] = name
+    values = []
+    for exp in fig["experiments"]:
+        spec = config["experiments"][exp]
+        for v in plan[exp]:
+            values.append(
+                {
+                    "experiment": exp,
+                    "title": spec.get("title", exp),
+                    "factor": spec.get("factor"),
+                    "label": v.label,
+                    "display": v.display,
+                    "group": v.group,  # the value a replicate repeats (experiment key replicates)
+                    "seed": v.settings["data"]["seed"],
+                    "mode": v.mode,
+                    "run_id": v.run_id,
+                    "emm": str(results / layout.emm_result(exp, v.label)) if v.mode == "emm" else None,
+                    "scores": {
+                        str(s): str(results / layout.memorization(v.run_id, s, v.sample_id, v.score_id))
+                        for s in v.sizes
+                    },
+                    # (samples grid, nearest-neighbour grid) per size, drawn by kind optimum
+                    "grids": {
+                        str(s): [
+                            str(results / layout.sample_files(v.run_id, s, v.sample_id)["grid"]),
+                            str(results / layout.score_files(v.run_id, s, v.sample_id, v.score_id)["nearest"]),
+                        ]
+                        for s in v.sizes
+                    },
+                    "ratio_threshold": v.settings["score"]["threshold"],
+                    "emm_threshold": v.emm.get("threshold", config["emm"]["threshold"]),
+                }
+            )
+    fig["values"] = values
+    ratio_thr = {v["ratio_threshold"] for v in values}
+    emm_thr = {v["emm_threshold"] for v in values}
+    fig["caption"] = figure_caption(
+        name,
+        fig,
+        config["experiments"],
+        ratio_threshold=ratio_thr.pop() if len(ratio_thr) == 1 else None,
+        emm_threshold=emm_thr.pop() if len(emm_thr) == 1 else None,
+    )
+    return fig
