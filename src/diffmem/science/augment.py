@@ -47,6 +47,7 @@ torch); :func:`augment` imports torch when called.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -128,91 +129,157 @@ def augment(images, cfg: Mapping[str, Any] | None, seed: int):
 
     c = check(cfg)
     kinds = enabled_kinds(c)
-    n, _, h, w = images.shape
-    dev = images.device
+    n, dev = images.shape[0], images.device
     if not kinds:
         return images, torch.zeros((n, 0), dtype=torch.float32, device=dev)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed))
-    f64 = torch.float64
 
     def fires(kind: str) -> torch.Tensor:  # (N,) bool: the kind is applied to each image
-        return torch.rand(n, generator=gen, dtype=f64) < min(1.0, c[kind] * c["p"])
+        return torch.rand(n, generator=gen, dtype=torch.float64) < min(1.0, c[kind] * c["p"])
 
-    labels: list[torch.Tensor] = []
-    x = images
-
-    # Pixel blitting (exact).
-    for kind, dim in (("xflip", 3), ("yflip", 2)):
-        if kind in kinds:
-            coin = torch.randint(2, (n,), generator=gen)
-            on = fires(kind) & (coin == 1)
-            x = torch.where(on.to(dev)[:, None, None, None], x.flip(dim), x)
-            labels.append(on.to(f64)[:, None])
-    if "rotate_int" in kinds:
-        k = torch.randint(4, (n,), generator=gen)
-        k = torch.where(fires("rotate_int"), k, torch.zeros_like(k))
-        if h != w and bool((k % 2 == 1).any()):
-            raise ValueError(f"train.augment.rotate_int needs square images, got {h}x{w}")
-        rotated = [torch.rot90(x, q, dims=(2, 3)) for q in range(4)]
-        x = torch.stack(rotated)[k.to(dev), torch.arange(n, device=dev)]
-        labels.append(torch.stack([(k == 1) | (k == 2), (k == 2) | (k == 3)], dim=1).to(f64))
-    if "translate_int" in kinds:
-        u = torch.rand((2, n), generator=gen, dtype=f64) * 2 - 1
-        u = torch.where(fires("translate_int")[None], u, torch.zeros_like(u))
-        tx = torch.round(u[0] * (w * TRANSLATE_INT_MAX)).to(torch.int64)
-        ty = torch.round(u[1] * (h * TRANSLATE_INT_MAX)).to(torch.int64)
-        # output pixel (i, j) takes input (i - ty, j - tx), mirrored at the border (edge pixels not repeated)
-        cols = _mirror(torch.arange(w)[None] - tx[:, None], w).to(dev)  # (N, W)
-        rows = _mirror(torch.arange(h)[None] - ty[:, None], h).to(dev)  # (N, H)
-        x = x.gather(3, cols[:, None, None, :].expand(n, x.shape[1], h, w))
-        x = x.gather(2, rows[:, None, :, None].expand(n, x.shape[1], h, w))
-        labels.append(torch.stack([tx / (w * TRANSLATE_INT_MAX), ty / (h * TRANSLATE_INT_MAX)], dim=1))
-
-    # Fractional geometric transformations: one inverse affine map per image (output -> input pixel).
-    inv = torch.eye(3, dtype=f64).repeat(n, 1, 1)
+    # Pixel blitting (exact), then one inverse affine map per image (output -> input pixel) for the
+    # fractional kinds, resampled once. Each kind draws its parameters, then whether it fires.
+    x, labels = images, []
+    inv = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
     moved = torch.zeros(n, dtype=torch.bool)
-    if "scale" in kinds:
-        z = torch.randn(n, generator=gen, dtype=f64)
-        on = fires("scale")
-        z = torch.where(on, z, torch.zeros_like(z))
-        s = torch.exp2(z * SCALE_STD)
-        inv = inv @ _scale(1 / s, 1 / s)
-        moved |= on
-        labels.append(z[:, None])
-    if "rotate_frac" in kinds:
-        a = (torch.rand(n, generator=gen, dtype=f64) * 2 - 1) * (math.pi * ROTATE_FRAC_MAX)
-        on = fires("rotate_frac")
-        a = torch.where(on, a, torch.zeros_like(a))
-        inv = inv @ _rotate(a)  # the image turns by -a in (x right, y down) pixel coordinates
-        moved |= on
-        labels.append(torch.stack([torch.cos(a) - 1, torch.sin(a)], dim=1))
-    if "aniso" in kinds:
-        z = torch.randn(n, generator=gen, dtype=f64)
-        r = (torch.rand(n, generator=gen, dtype=f64) * 2 - 1) * math.pi
-        on = fires("aniso")
-        z = torch.where(on, z, torch.zeros_like(z))
-        r = torch.where(torch.rand(n, generator=gen, dtype=f64) < ANISO_ROTATE_PROB, r, torch.zeros_like(r))
-        s = torch.exp2(z * ANISO_STD)
-        inv = inv @ _rotate(-r) @ _scale(1 / s, s) @ _rotate(r)
-        moved |= on
-        labels.append(torch.stack([z * torch.cos(r), z * torch.sin(r)], dim=1))
-    if "translate_frac" in kinds:
-        t = torch.randn((2, n), generator=gen, dtype=f64)
-        on = fires("translate_frac")
-        t = torch.where(on[None], t, torch.zeros_like(t))
-        inv = inv @ _translate(-t[0] * (w * TRANSLATE_FRAC_STD), -t[1] * (h * TRANSLATE_FRAC_STD))
-        moved |= on
-        labels.append(torch.stack([t[0], t[1]], dim=1))
-    if bool(moved.any()):
-        idx = torch.nonzero(moved).reshape(-1)
-        out = _resample(x[idx.to(dev)], inv[idx])
-        x = x.clone()
-        x[idx.to(dev)] = out.to(x.dtype)
-
+    for kind in kinds:
+        if kind in GEOMETRIC:
+            maps, on, label = _FRACTIONAL[kind](gen, fires, x.shape)
+            for m in maps:
+                inv = inv @ m
+            moved |= on
+        else:
+            x, label = _BLITS[kind](x, gen, fires)
+        labels.append(label)
+    x = _resample_moved(x, inv, moved)
     lab = torch.cat(labels, dim=1).to(torch.float32)
     assert lab.shape == (n, augment_dim(c))
     return x, lab.to(dev)
+
+
+# Each kind: ``_BLITS[kind](x, gen, fires) -> (x, label)`` or ``_FRACTIONAL[kind](gen, fires, shape) ->
+# (inverse maps to compose in order, fired (N,) bool, label)``; labels are (N, width) float64.
+
+
+def _blit_flip(x, gen, fires, kind: str):
+    """xflip (mirror left-right) or yflip (top-bottom) on a 50/50 coin where the kind fires."""
+    import torch
+
+    coin = torch.randint(2, (x.shape[0],), generator=gen)
+    on = fires(kind) & (coin == 1)
+    x = torch.where(on.to(x.device)[:, None, None, None], x.flip(3 if kind == "xflip" else 2), x)
+    return x, on.to(torch.float64)[:, None]
+
+
+def _blit_rotate_int(x, gen, fires):
+    """k = 0..3 quarter turns counter-clockwise where rotate_int fires (square images only)."""
+    import torch
+
+    n, _, h, w = x.shape
+    dev = x.device
+    k = torch.randint(4, (n,), generator=gen)
+    k = torch.where(fires("rotate_int"), k, torch.zeros_like(k))
+    if h != w and bool((k % 2 == 1).any()):
+        raise ValueError(f"train.augment.rotate_int needs square images, got {h}x{w}")
+    rotated = [torch.rot90(x, q, dims=(2, 3)) for q in range(4)]
+    x = torch.stack(rotated)[k.to(dev), torch.arange(n, device=dev)]
+    return x, torch.stack([(k == 1) | (k == 2), (k == 2) | (k == 3)], dim=1).to(torch.float64)
+
+
+def _blit_translate_int(x, gen, fires):
+    """Whole-pixel shift within +-TRANSLATE_INT_MAX of the side, mirrored at the border."""
+    import torch
+
+    n, _, h, w = x.shape
+    dev = x.device
+    u = torch.rand((2, n), generator=gen, dtype=torch.float64) * 2 - 1
+    u = torch.where(fires("translate_int")[None], u, torch.zeros_like(u))
+    tx = torch.round(u[0] * (w * TRANSLATE_INT_MAX)).to(torch.int64)
+    ty = torch.round(u[1] * (h * TRANSLATE_INT_MAX)).to(torch.int64)
+    # output pixel (i, j) takes input (i - ty, j - tx), mirrored at the border (edge pixels not repeated)
+    cols = _mirror(torch.arange(w)[None] - tx[:, None], w).to(dev)  # (N, W)
+    rows = _mirror(torch.arange(h)[None] - ty[:, None], h).to(dev)  # (N, H)
+    x = x.gather(3, cols[:, None, None, :].expand(n, x.shape[1], h, w))
+    x = x.gather(2, rows[:, None, :, None].expand(n, x.shape[1], h, w))
+    return x, torch.stack([tx / (w * TRANSLATE_INT_MAX), ty / (h * TRANSLATE_INT_MAX)], dim=1)
+
+
+def _draw_scale(gen, fires, shape):
+    """Isotropic scale 2^(SCALE_STD w), w ~ N(0, 1)."""
+    import torch
+
+    z = torch.randn(shape[0], generator=gen, dtype=torch.float64)
+    on = fires("scale")
+    z = torch.where(on, z, torch.zeros_like(z))
+    s = torch.exp2(z * SCALE_STD)
+    return [_scale(1 / s, 1 / s)], on, z[:, None]
+
+
+def _draw_rotate_frac(gen, fires, shape):
+    """Rotation by a ~ U(-pi, pi) x ROTATE_FRAC_MAX."""
+    import torch
+
+    a = (torch.rand(shape[0], generator=gen, dtype=torch.float64) * 2 - 1) * (math.pi * ROTATE_FRAC_MAX)
+    on = fires("rotate_frac")
+    a = torch.where(on, a, torch.zeros_like(a))
+    # the image turns by -a in (x right, y down) pixel coordinates
+    return [_rotate(a)], on, torch.stack([torch.cos(a) - 1, torch.sin(a)], dim=1)
+
+
+def _draw_aniso(gen, fires, shape):
+    """Scale 2^(ANISO_STD w) along an axis at angle r (random with probability ANISO_ROTATE_PROB, else 0)
+    and its inverse across it."""
+    import torch
+
+    n = shape[0]
+    z = torch.randn(n, generator=gen, dtype=torch.float64)
+    r = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * math.pi
+    on = fires("aniso")
+    z = torch.where(on, z, torch.zeros_like(z))
+    r = torch.where(torch.rand(n, generator=gen, dtype=torch.float64) < ANISO_ROTATE_PROB, r, torch.zeros_like(r))
+    s = torch.exp2(z * ANISO_STD)
+    return [_rotate(-r), _scale(1 / s, s), _rotate(r)], on, torch.stack([z * torch.cos(r), z * torch.sin(r)], dim=1)
+
+
+def _draw_translate_frac(gen, fires, shape):
+    """Shift by (u W, v H) x TRANSLATE_FRAC_STD pixels, (u, v) ~ N(0, 1)^2."""
+    import torch
+
+    _, _, h, w = shape
+    t = torch.randn((2, shape[0]), generator=gen, dtype=torch.float64)
+    on = fires("translate_frac")
+    t = torch.where(on[None], t, torch.zeros_like(t))
+    shift = _translate(-t[0] * (w * TRANSLATE_FRAC_STD), -t[1] * (h * TRANSLATE_FRAC_STD))
+    return [shift], on, torch.stack([t[0], t[1]], dim=1)
+
+
+_BLITS = {
+    "xflip": functools.partial(_blit_flip, kind="xflip"),
+    "yflip": functools.partial(_blit_flip, kind="yflip"),
+    "rotate_int": _blit_rotate_int,
+    "translate_int": _blit_translate_int,
+}
+_FRACTIONAL = {
+    "scale": _draw_scale,
+    "rotate_frac": _draw_rotate_frac,
+    "aniso": _draw_aniso,
+    "translate_frac": _draw_translate_frac,
+}
+assert set(_BLITS) | set(_FRACTIONAL) == set(KINDS) and set(_FRACTIONAL) == set(GEOMETRIC)
+
+
+def _resample_moved(x, inv, moved):
+    """x with the images where ``moved`` resampled at their inverse maps ``inv`` (the others untouched)."""
+    import torch
+
+    if not bool(moved.any()):
+        return x
+    idx = torch.nonzero(moved).reshape(-1)
+    out = _resample(x[idx.to(x.device)], inv[idx])
+    x = x.clone()
+    x[idx.to(x.device)] = out.to(x.dtype)
+    return x
 
 
 def _mirror(i, size: int):
