@@ -11,7 +11,9 @@ Modules, by concern:
 - :mod:`~diffmem.data.patches`: textured patches of scikit-learn's two bundled photographs;
 - :mod:`~diffmem.data.subsets`: :func:`make_subset`, :func:`allowed_sizes`, save and load;
 - :mod:`~diffmem.data.geometry`: :func:`data_geometry`, how crowded a subset is (nearest-neighbour and
-  pair distances).
+  pair distances);
+- :mod:`~diffmem.data.dog_pool`: the paper's ImageNet dog pool as an image folder (``python -m diffmem
+  dog-pool``), from the classes of :mod:`~diffmem.data.imagenet_dogs`.
 
 The names below are re-exported here (``from diffmem import data; data.make_subset(...)``) and
 imported on first use, so ``import diffmem.data.sources`` pulls in neither numpy nor torch.

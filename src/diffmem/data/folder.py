@@ -25,6 +25,23 @@ def _images_in(folder: Path) -> list[Path]:
     )
 
 
+def center_square(im, side: int, method: str | None):
+    """A PIL image's centered square (the largest, ``(w - s) // 2`` from the left and ``(h - s) // 2`` from
+    the top), resized to ``side`` x ``side`` by ``method`` (``data.resize``, see :func:`load_folder`)."""
+    from PIL import Image
+
+    w, h = im.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    im = im.crop((left, top, left + s, top + s))
+    if s == side:
+        return im
+    if method == "lanczos":
+        return im.resize((side, side), Image.Resampling.LANCZOS)
+    box = side < s and s % side == 0
+    return im.resize((side, side), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
+
+
 def load_folder(path: str | None, resolution: int | None, method: str | None) -> tuple[np.ndarray, np.ndarray]:
     """The images of a folder at ``resolution`` (None: the smallest center-crop side), resized by ``method``
     (``data.resize``): ``area`` = PIL's BOX for integer factors, else BILINEAR; ``lanczos`` = LANCZOS (as the
@@ -66,17 +83,7 @@ def load_folder(path: str | None, resolution: int | None, method: str | None) ->
     for i, (f, _) in enumerate(files):
         with Image.open(f) as im:
             im = im.convert(mode)  # any mode (grayscale, palette, RGBA) to the declared channels
-            w, h = im.size
-            s = min(w, h)
-            left, top = (w - s) // 2, (h - s) // 2
-            im = im.crop((left, top, left + s, top + s))
-            if s != r:
-                if method == "lanczos":
-                    im = im.resize((r, r), Image.Resampling.LANCZOS)
-                else:
-                    box = r < s and s % r == 0
-                    im = im.resize((r, r), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+            a = np.asarray(center_square(im, r, method), dtype=np.uint8)
         images[i] = a[None] if channels == 1 else a.transpose(2, 0, 1)
     labels = np.array([label for _, label in files], dtype=np.int64)
     return images, labels
