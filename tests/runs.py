@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from diffmem.io import read_json, torch_load
+from diffmem.plan.settings_factory import run_settings
 
 #: EDM's CIFAR-10 augmentation (NVlabs/edm train.py: --augment=0.12 with its default pipe), in our keys.
 EDM_CIFAR10 = {
@@ -36,43 +37,30 @@ def make_subset(n: int = N_IMAGES, label_dim: int = 0, seed: int = 0) -> dict:
     return {"images": images, "cond_labels": cond.astype(np.int64), "label_dim": label_dim}
 
 
+#: The tiny net of the tests' runs (1x8x8 images, 8 channels, [1, 2], one block).
+TINY_NET = {"arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2],
+            "num_blocks": 1, "attn_resolutions": [], "dropout": 0.1, "label_dim": 0}  # fmt: skip
+
+
 def make_settings(steps: int = 20, **train_overrides) -> dict:
-    t = {
-        "optimizer": "adam",
-        "lr": 2e-3,
-        "betas": [0.9, 0.999],
-        "eps": 1e-8,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "batch": 16,
-        "duration": {"unit": "steps", "value": steps},
-        "warmup": {"unit": "images", "value": 64, "mode": "linear"},
-        "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
-        "truncate_kimg": True,
-        "order": "reshuffle",
-        "snapshots": 2,
-        "checkpoint_every": 5,
-        "seed": 0,
-        "grad_clip": None,
-    }
-    t.update(train_overrides)
-    return {
-        "data": {"source": "test", "size": N_IMAGES, "labels": "none", "seed": 0},
-        "model": {
-            "arch": "ddpmpp",
-            "resolution": 8,
-            "img_channels": 1,
-            "model_channels": 8,
-            "channel_mult": [1, 2],
-            "num_blocks": 1,
-            "attn_resolutions": [],
-            "dropout": 0.1,
-            "label_dim": 0,
+    """The tests' tiny run (:func:`diffmem.plan.settings_factory.run_settings`: the schema's defaults for
+    every key not given here) of ``steps`` steps, with ``train_overrides`` over its training keys."""
+    return run_settings(
+        data={"source": "test", "size": N_IMAGES, "labels": "none", "seed": 0},
+        model=TINY_NET,
+        diffusion={"precond": "edm"},
+        train={
+            "lr": 2e-3,
+            "batch": 16,
+            "duration": {"unit": "steps", "value": steps},
+            "warmup": {"unit": "images", "value": 64, "mode": "linear"},
+            "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05},
+            "snapshots": 2,
+            "checkpoint_every": 5,
+            **train_overrides,
         },
-        "diffusion": {"precond": "edm"},
-        "train": t,
-        "sample": {"n": 10},
-    }
+        sample={"n": 10},
+    )
 
 
 def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:

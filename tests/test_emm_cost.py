@@ -1,15 +1,14 @@
-"""diffmem.plan.search_cost and scripts/emm_cost.py: the EMM search's runs and images against a grid."""
+"""diffmem.plan.search_cost and ``python -m diffmem emm-cost``: the EMM search's runs and images against a grid."""
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from diffmem.__main__ import main
 from diffmem.plan import config as dmc
 from diffmem.plan import cost
 from diffmem.plan import search_cost as emm_cost
@@ -95,27 +94,36 @@ def test_measured_curve_interpolates_in_log_size():
     assert not math.isnan(curve(33))
 
 
-def test_script_prints_tables_and_writes_json(tmp_path):
+def test_emm_cost_prints_tables_and_writes_json(tmp_path, capsys, monkeypatch):
     out = tmp_path / "emm_cost.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "emm_cost.py"),
-            "--curves",
-            "6",
-            "--per-round",
-            "2,3",
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "| step (8) | 3 |" in proc.stdout and "| noisy (8) | 2 |" in proc.stdout
+    monkeypatch.chdir(ROOT)  # --configfile defaults to config/config.yaml
+    assert main(["emm-cost", "--curves", "6", "--per-round", "2,3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| step (8) | 3 |" in printed and "| noisy (8) | 2 |" in printed
     report = json.loads(out.read_text())
     assert set(report["synthetic"]) == {"step/2", "step/3", "noisy/2", "noisy/3"}
     assert report["synthetic"]["step/3"]["grid_sizes"] == [10, 20, 30, 40, 60, 80]
+
+
+def test_emm_cost_replays_a_runs_finished_searches(tmp_path, capsys):
+    """--results: each finished search's runs and rounds, and the search replayed on its own scores."""
+    search = tmp_path / "emm" / "basic" / "base"
+    search.mkdir(parents=True)
+    evaluated = [{"size": s, "ratio": 1.0 if s <= 30 else 0.0} for s in (10, 30, 40, 80)]
+    write = {"lo": 10, "hi": 80, "tolerance": 0.5, "threshold": 0.9, "status": "found", "bracket": [30, 40],
+             "evaluated": evaluated}  # fmt: skip
+    (search / "emm.json").write_text(json.dumps(write))
+    (search / "round0.json").write_text(json.dumps({"next": [10, 30, 80]}))
+    (search / "round1.json").write_text(json.dumps({"next": [40]}))
+    (search / "round2.json").write_text(json.dumps({"next": []}))
+    args = ["--configfile", str(ROOT / "config" / "config.yaml"), "--curves", "2", "--per-round", "3"]
+    assert main(["emm-cost", *args, "--results", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert f"1 finished searches in {tmp_path}" in printed
+    assert "| basic/base | found | [30, 40] | 4 | 2 | 6 | 3: " in printed
+
+
+def test_emm_cost_names_a_missing_config(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["emm-cost", "--configfile", "no/such.yaml"])
+    assert exc.value.code == 2 and "no/such.yaml" in capsys.readouterr().err

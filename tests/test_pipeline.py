@@ -6,11 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from runs import make_settings
 
 from diffmem.data import save_subset
 from diffmem.io import read_json, torch_load, write_json
 from diffmem.plan import config as dmc
 from diffmem.steps import pipeline
+from diffmem.steps.emm import emm_result, emm_round
+from diffmem.steps.table import TABLE_COLUMNS, figure_table
+from diffmem.steps.train import train_run
 
 EMM = 137  # the synthetic curve memorizes up to here
 
@@ -33,7 +37,7 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
               "hi": 1000, "tolerance": 0.2, "per_round": 3, "threshold": 0.9, "max_rounds": 8}  # fmt: skip
     previous, scores = None, []
     for k in range(9):
-        state = pipeline.emm_round(search, previous, scores, tmp_path / f"round{k}.json")
+        state = emm_round(search, previous, scores, tmp_path / f"round{k}.json")
         assert all(s % 10 == 0 for s in state["next"])  # class-balanced sizes only
         if state["done"]:
             break
@@ -46,14 +50,14 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
     lo, hi = state["bracket"]
     assert lo <= EMM < hi
     assert hi / lo <= 1.2 + 1e-9 or hi - lo == 10  # within tolerance, or no allowed size between
-    res = pipeline.emm_result(search, tmp_path / f"round{k}.json", tmp_path / "emm.json")
+    res = emm_result(search, tmp_path / f"round{k}.json", tmp_path / "emm.json")
     assert res["rounds"] == k + 1
     value = {"experiment": "e", "title": "E", "label": "v", "display": "v", "mode": "emm", "run_id": "r",
              "emm": str(tmp_path / "emm.json"), "scores": {}, "ratio_threshold": 1 / 3,
              "emm_threshold": 0.9}  # fmt: skip
     fig = {"name": "f", "values": [value]}
-    table = pipeline.figure_table(fig)
-    assert list(table.columns) == pipeline.TABLE_COLUMNS
+    table = figure_table(fig)
+    assert list(table.columns) == TABLE_COLUMNS
     emm_row = table[table["kind"] == "emm"].iloc[0]
     assert (emm_row["emm_lower"], emm_row["emm_upper"]) == (lo, hi)
     assert (emm_row["search_lo"], emm_row["search_hi"]) == (10, 1000)
@@ -61,18 +65,22 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
     assert len(table[table["kind"] == "size"]) == len(res["evaluated"])
 
 
-def _settings(tmp_path, batch=16):
-    return {
-        "data": {"source": "test", "size": 32, "labels": "none", "seed": 0},
-        "model": {"arch": "ddpmpp", "resolution": 8, "img_channels": 1, "model_channels": 8, "channel_mult": [1, 2],
-                  "num_blocks": 1, "attn_resolutions": [], "dropout": 0.0, "label_dim": 0},
-        "diffusion": {"precond": "edm"},
-        "train": {"optimizer": "adam", "lr": 2e-3, "betas": [0.9, 0.999], "eps": 1e-8, "momentum": 0.9,
-                  "weight_decay": 0.0, "batch": batch, "duration": {"unit": "steps", "value": 8},
-                  "warmup": {"unit": "images", "value": 32, "mode": "linear"},
-                  "ema": {"mode": "decay", "decay": 0.9, "rampup": 0.05}, "snapshots": 1,
-                  "checkpoint_every": 4, "seed": 0, "truncate_kimg": True, "order": "reshuffle"},
-    }  # fmt: skip
+def _settings(batch=16):
+    """The tests' tiny run (tests/runs.py), 8 steps, one snapshot, without dropout."""
+    s = make_settings(8, batch=batch, warmup={"unit": "images", "value": 32, "mode": "linear"}, snapshots=1,
+                      checkpoint_every=4)  # fmt: skip
+    s["model"]["dropout"] = 0.0
+    return s
+
+
+def test_pipeline_names_the_steps_of_their_modules():
+    """``diffmem.steps.pipeline`` re-exports the steps (the name older callers import), no copies."""
+    from diffmem.steps import sample, score
+
+    assert pipeline.sample_run is sample.sample_run and pipeline.score_run is score.score_run
+    assert pipeline.emm_round is emm_round and pipeline.train_run is train_run
+    assert pipeline.TABLE_COLUMNS is TABLE_COLUMNS and pipeline.figure_table is figure_table
+    assert all(hasattr(pipeline, name) for name in pipeline.__all__)
 
 
 @pytest.mark.slow
@@ -82,10 +90,10 @@ def test_train_run_data_parallel_equals_one_process(tmp_path):
               "cond_labels": np.full(32, -1), "label_dim": 0, "source_index": np.arange(32),
               "source_id": np.zeros(32, np.int64), "settings": {}}  # fmt: skip
     save_subset(tmp_path / "subset.npz", subset)
-    write_json(tmp_path / "run.json", _settings(tmp_path))
-    one = pipeline.train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "one")
-    two = pipeline.train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "two", processes=2,
-                             threads=2, log_path=tmp_path / "two.log")  # fmt: skip
+    write_json(tmp_path / "run.json", _settings())
+    one = train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "one")
+    two = train_run(tmp_path / "run.json", tmp_path / "subset.npz", tmp_path / "two", processes=2,
+                    threads=2, log_path=tmp_path / "two.log")  # fmt: skip
     assert read_json(tmp_path / "two" / "train.json")["world_size"] == 2
     a = torch_load(tmp_path / "one" / one["snapshots"][-1]["file"])
     b = torch_load(tmp_path / "two" / two["snapshots"][-1]["file"])

@@ -1,7 +1,8 @@
 """Command line: ``python -m diffmem SUBCOMMAND ...`` (also installed as ``diffmem``).
 
-Subcommands are registered in ``COMMANDS`` (name -> (add_arguments, run)); ``run(args)`` returns the exit
-status. Add a subcommand by writing those two functions and one dict entry.
+Each subcommand is two small functions, ``_<name>_arguments(parser)`` and ``_<name>(args)`` (which returns
+the exit status; ``args.parser.error`` ends a bad call with status 2), and one entry of :data:`COMMANDS`.
+The work is done in the wings below; nothing is computed here.
 """
 
 from __future__ import annotations
@@ -10,13 +11,34 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 from diffmem.plan import config as dmc
 from diffmem.plan import cost, resources
+from diffmem.plan.search_cost_report import emm_cost_report
 from diffmem.results.readme_pictures import README_FIGURES, docs_figures
 from diffmem.results.summary import summarize
 from diffmem.results.verify import verify
 from diffmem.science import schedule
+
+# ---------------------------------------------------------------------------------------------------
+# What several subcommands share.
+
+
+def _configfile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                        help="config file(s), later ones layered over earlier ones as Snakemake does "
+                             "(default: %(default)s)")  # fmt: skip
+
+
+def _load_config(args: argparse.Namespace) -> dict:
+    """The config of ``--configfile``; a missing or invalid one ends the call (exit 2) naming why."""
+    try:
+        return dmc.load_config(args.configfile)
+    except (OSError, dmc.ConfigError) as err:
+        args.parser.error(str(err))
+
 
 # ---------------------------------------------------------------------------------------------------
 # describe-net
@@ -85,6 +107,10 @@ def _describe_net(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------
+# summarize
+
+
 def _summarize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="a results/<name> folder of the workflow")
 
@@ -125,9 +151,7 @@ def _docs_figures(args: argparse.Namespace) -> int:
 
 
 def _cost_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
-                        help="config file(s), later ones layered over earlier ones as Snakemake does "
-                             "(default: %(default)s)")  # fmt: skip
+    _configfile_argument(parser)
     parser.add_argument("--device", default=None, help="device kind of the throughput model (a kind measured "
                         "in benchmarks/, e.g. cpu, h200; default: the config's compute.device, else h200 "
                         "when gpu is true)")  # fmt: skip
@@ -136,11 +160,7 @@ def _cost_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-
-    try:
-        cfg = dmc.load_config(args.configfile)
-    except (OSError, dmc.ConfigError) as err:
-        args.parser.error(str(err))
+    cfg = _load_config(args)
     if args.device:
         cfg["compute"]["device"] = args.device
     if args.speed:
@@ -154,16 +174,33 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# emm-cost
+
+
+def _emm_cost_arguments(parser: argparse.ArgumentParser) -> None:
+    _configfile_argument(parser)
+    parser.add_argument("--per-round", default="1,2,3,4,6", help="comma-separated per_round values to compare")
+    parser.add_argument("--curves", type=int, default=48, help="synthetic curves per kind (true EMMs over [lo, hi])")
+    parser.add_argument("--results", default=None, help="a workflow run folder (results/<name>) with emm/*/*/emm.json")
+    parser.add_argument("--json", default=None, help="also write every number to this JSON file")
+
+
+def _emm_cost(args: argparse.Namespace) -> int:
+    cfg = _load_config(args)
+    per_rounds = [int(p) for p in args.per_round.split(",") if p.strip()]
+    text, report = emm_cost_report(cfg, per_rounds, curves=args.curves, results=args.results)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # schedule
 
 
 def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        default=["config/config.yaml"],
-        help="config file(s), layered as Snakemake does (default: %(default)s)",
-    )
+    _configfile_argument(parser)
     parser.add_argument("--experiment", required=True, help="an experiment of the config")
     parser.add_argument("--value", default=None, help="the value's label (needed when the experiment has several)")
     parser.add_argument("--size", type=int, required=True, help="the training-set size |D|")
@@ -174,9 +211,8 @@ def _schedule_arguments(parser: argparse.ArgumentParser) -> None:
 def _schedule(args: argparse.Namespace) -> int:
     """One JSON object per requested step: step, images seen before it, lr, ema_beta, ema_halflife_images,
     as diffmem.science.schedule computes them for the training loop."""
-
+    cfg = _load_config(args)
     try:
-        cfg = dmc.load_config(args.configfile)
         values = dmc.expand(cfg).get(args.experiment)
         if values is None:
             args.parser.error(
@@ -234,42 +270,54 @@ def _plot_loss(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Registry and entry point.
+# Registry and entry point: one entry per subcommand, in the order ``--help`` lists them.
 
-# name -> (add_arguments(subparser), run(args) -> exit status, one-line help)
-Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]
+
+class Command(NamedTuple):
+    """A subcommand: what it adds to its parser, what it runs, its line of ``--help``."""
+
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds the subcommand's options to its parser
+    run: Callable[[argparse.Namespace], int]  # does it; returns the exit status
+    help: str  # one line for --help
+
+
 COMMANDS: dict[str, Command] = {
-    "describe-net": (
+    "describe-net": Command(
         _describe_net_arguments,
         _describe_net,
         "print the parameter count and resolved config of a U-Net as JSON",
     ),
-    "cost": (
+    "cost": Command(
         _cost_arguments,
         _cost,
         "estimate runs, images, samples and device-hours of a config before running it",
     ),
-    "summarize": (
+    "emm-cost": Command(
+        _emm_cost_arguments,
+        _emm_cost,
+        "the EMM search's runs, images and rounds against a grid of the same resolution",
+    ),
+    "summarize": Command(
         _summarize_arguments,
         _summarize,
         "print a Markdown table of the EMM of every experiment value of a workflow run",
     ),
-    "schedule": (
+    "schedule": Command(
         _schedule_arguments,
         _schedule,
         "print the learning rate and EMA weight of given optimizer steps of a run as JSON",
     ),
-    "verify": (
+    "verify": Command(
         _verify_arguments,
         _verify,
         "check every file of a results folder against its manifest (size, SHA-256); --fix removes bad ones",
     ),
-    "docs-figures": (
+    "docs-figures": Command(
         _docs_figures_arguments,
         _docs_figures,
         "copy the README's figures of a finished run, shrunk, into a folder (docs/)",
     ),
-    "plot-loss": (
+    "plot-loss": Command(
         _plot_loss_arguments,
         _plot_loss,
         "plot a run's training loss (and running average, learning rate) against images seen from stats.jsonl",
@@ -278,16 +326,18 @@ COMMANDS: dict[str, Command] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m diffmem``: a subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(prog="diffmem", description="On Memorization in Diffusion Models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_arguments, run, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(p)
-        p.set_defaults(run=run, parser=p)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.arguments(p)
+        p.set_defaults(run=command.run, parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m diffmem`` with ``argv`` (default: the process's); return the exit status."""
     args = build_parser().parse_args(argv)
     return int(args.run(args) or 0)
 

@@ -1,12 +1,8 @@
 """Draw one figure (PDF + PNG) from its table."""
 
-import pandas as pd
-
-from diffmem.results import figures as plotting
+from diffmem.steps.figure import draw_figure_file
 from diffmem.steps.job_env import script_logging
 
-log = script_logging(snakemake.log[0])  # noqa: F821
-spec = snakemake.params.figure  # noqa: F821
-table = pd.read_csv(snakemake.input.table, dtype={"value": str, "display": str})  # noqa: F821
-plotting.draw_figure(spec, table, snakemake.output.pdf, snakemake.output.png)  # noqa: F821
-log.info("figure %s drawn from %d rows", spec["name"], len(table))
+sm = snakemake  # noqa: F821
+log = script_logging(sm.log[0])
+draw_figure_file(sm.params.figure, sm.input.table, sm.output.pdf, sm.output.png, log=log)

@@ -4,8 +4,8 @@ snapshot, and sample.json (the sampler's identity). Resumable per snapshot acros
 from diffmem import data
 from diffmem.io import read_json, write_json
 from diffmem.plan import config, resources
-from diffmem.steps import pipeline
 from diffmem.steps.job_env import script_logging, set_threads
+from diffmem.steps.sample import sample_run
 from diffmem.training import gpu_locks as gpus
 
 sm = snakemake  # noqa: F821
@@ -15,7 +15,7 @@ set_threads(sm.threads)
 settings = read_json(sm.input.settings)
 settings["sample"] = {**sm.params.sample, "batch": config.job_options(sm.config)["sample_batch"]}
 settings["sample"].pop("about", None)
-pipeline.sample_run(
+sample_run(
     settings,
     data.load_subset(sm.input.subset),
     sm.input.trained or None,

@@ -5,8 +5,8 @@ before the job's walltime, which ends the job with an error so that Snakemake's 
 from pathlib import Path
 
 from diffmem.plan import config, resources
-from diffmem.steps import pipeline
 from diffmem.steps.job_env import script_logging, set_threads
+from diffmem.steps.train import train_run
 from diffmem.training import gpu_locks as gpus
 
 sm = snakemake  # noqa: F821
@@ -15,7 +15,7 @@ gpus.claim_for_job(sm, log)  # a free GPU of this workstation, before CUDA start
 set_threads(sm.threads)
 opts = config.job_options(sm.config)
 log.info("job walltime %d min: training stops (resumably) shortly before it", sm.resources.runtime)
-pipeline.train_run(
+train_run(
     sm.input.settings,
     sm.input.subset,
     Path(sm.output.summary).parent,

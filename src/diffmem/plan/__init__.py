@@ -7,7 +7,9 @@ at import, so Snakemake builds the DAG without paying for them.
 - :mod:`~diffmem.plan.layout`: where every result lies under ``results/<name>/`` (the one place for paths);
 - :mod:`~diffmem.plan.resources`: what a job asks the cluster for (run time, memory, retries);
 - :mod:`~diffmem.plan.cost`: what a config will cost in GPU-hours (``python -m diffmem cost``);
-- :mod:`~diffmem.plan.search_cost`: what the EMM search spends against a fixed grid of sizes.
+- :mod:`~diffmem.plan.search_cost`: what the EMM search spends against a fixed grid of sizes;
+- :mod:`~diffmem.plan.search_cost_report`: its tables for a config and a run (``python -m diffmem emm-cost``);
+- :mod:`~diffmem.plan.settings_factory`: complete run settings from the schema's defaults (tests, benchmark).
 
 Imports from :mod:`diffmem.science` and :mod:`diffmem.data`, never from the wings above.
 """

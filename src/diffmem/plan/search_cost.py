@@ -20,8 +20,6 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from diffmem.science import emm
 
 Curve = Callable[[int], float]  # size -> memorization ratio
@@ -104,6 +102,8 @@ def logistic_curve(emm_size: float, threshold: float, width: float = 0.3) -> Cur
 
 def noisy(curve: Curve, n: int, seed: int) -> Curve:
     """``curve`` measured on ``n`` samples: binomial(n, p) / n, one fixed draw per size (seeded by size)."""
+
+    import numpy as np
 
     def measured(s: int) -> float:
         rng = np.random.default_rng([int(seed), int(s)])
@@ -214,6 +214,8 @@ def synthetic_curves(
 def measured_curve(evaluated: dict[int, float]) -> Curve:
     """A run's own scores as a curve: the measured ratio at evaluated sizes, elsewhere interpolated
     linearly in log size between the nearest evaluated neighbours (held flat beyond the ends)."""
+    import numpy as np
+
     xs = sorted(evaluated)
     if not xs:
         raise ValueError("measured_curve: no evaluated sizes")
