@@ -50,4 +50,4 @@ include: "workflow/rules/index.smk"
 rule all:
     default_target: True
     input:
-        get_final_outputs(),
+        PLAN.final_targets(),

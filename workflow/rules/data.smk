@@ -3,9 +3,9 @@
 
 rule subset:
     output:
-        RESULTS / "subsets" / "{data_id}" / "n{size}.npz",
+        RESULTS / layout.subset("{data_id}", "{size}"),
     log:
-        RESULTS / "logs" / "subset" / "{data_id}-n{size}.log",
+        RESULTS / layout.log("subset", "{data_id}-n{size}"),
     conda:
         ENV
     threads: 1

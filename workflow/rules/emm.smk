@@ -13,7 +13,7 @@ checkpoint emm_round:
     output:
         RESULTS / layout.emm_round("{experiment}", "{value}", "{k}"),
     log:
-        RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "round{k}.log",
+        RESULTS / layout.log("emm", "{experiment}", "{value}", "round{k}"),
     conda:
         ENV
     threads: 1
@@ -32,7 +32,7 @@ rule emm_result:
     output:
         RESULTS / layout.emm_result("{experiment}", "{value}"),
     log:
-        RESULTS / "logs" / "emm" / "{experiment}" / "{value}" / "result.log",
+        RESULTS / layout.log("emm", "{experiment}", "{value}", "result"),
     conda:
         ENV
     threads: 1

@@ -9,9 +9,9 @@ rule table:
     input:
         get_table_inputs,
     output:
-        RESULTS / "tables" / "{figure}.csv",
+        RESULTS / layout.table("{figure}"),
     log:
-        RESULTS / "logs" / "table" / "{figure}.log",
+        RESULTS / layout.log("table", "{figure}"),
     conda:
         ENV
     threads: 1
@@ -28,15 +28,15 @@ rule figure:
     input:
         unpack(get_figure_inputs),
     output:
-        pdf=RESULTS / "figures" / "{figure}.pdf",
+        pdf=RESULTS / layout.figure_files("{figure}")["pdf"],
         png=report(
-            RESULTS / "figures" / "{figure}.png",
+            RESULTS / layout.figure_files("{figure}")["png"],
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
     log:
-        RESULTS / "logs" / "figure" / "{figure}.log",
+        RESULTS / layout.log("figure", "{figure}"),
     conda:
         ENV
     threads: 1

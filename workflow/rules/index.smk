@@ -12,9 +12,9 @@ rule index:
     input:
         get_index_inputs,
     output:
-        INDEX_CSV,
+        RESULTS / layout.index(),
     log:
-        RESULTS / "logs" / "index.log",
+        RESULTS / layout.log("index"),
     conda:
         ENV
     threads: 1
@@ -22,23 +22,23 @@ rule index:
         mem_mb=500,
         runtime=capped(5),
     params:
-        values=index_values(),
+        values=PLAN.index_values(),
     script:
         "../scripts/index.py"
 
 
 rule table_html:
     input:
-        RESULTS / "tables" / "{figure}.csv",
+        RESULTS / layout.table("{figure}"),
     output:
         report(
-            RESULTS / "report" / "tables" / "{figure}.html",
+            RESULTS / layout.report_table("{figure}"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{figure}"},
         ),
     log:
-        RESULTS / "logs" / "table_html" / "{figure}.log",
+        RESULTS / layout.log("table_html", "{figure}"),
     conda:
         ENV
     threads: 1
@@ -56,14 +56,14 @@ rule emm_grids:
         unpack(get_emm_grid_inputs),
     output:
         report(
-            RESULTS / "report" / "emm" / "{experiment}" / "{value}.png",
+            RESULTS / layout.report_emm("{experiment}", "{value}"),
             caption="../report/emm_grids.rst",
             category="EMM runs",
             subcategory="{experiment}",
             labels={"experiment": "{experiment}", "value": "{value}"},
         ),
     log:
-        RESULTS / "logs" / "emm_grids" / "{experiment}" / "{value}.log",
+        RESULTS / layout.log("emm_grids", "{experiment}", "{value}"),
     conda:
         ENV
     threads: 1

@@ -10,17 +10,17 @@ rule sample:
     output:
         **SAMPLE_FILES,
     log:
-        RESULTS / "logs" / "sample" / f"{JOB}-{{sample_id}}.log",
+        RESULTS / layout.log("sample", f"{JOB}-{{sample_id}}"),
     benchmark:
-        RESULTS / "benchmarks" / "sample" / f"{JOB}-{{sample_id}}.tsv"
+        RESULTS / layout.benchmark("sample", f"{JOB}-{{sample_id}}")
     retries: SAMPLE_RETRIES
     conda:
         ENV
-    threads: job_threads
+    threads: PLAN.job_threads()
     resources:
         mem_mb=sample_mem_mb,
         runtime=sample_runtime,
-        gpu=job_gpus,
+        gpu=PLAN.job_gpus(),
     params:
         sample=sample_settings_of,
     script:

@@ -9,17 +9,17 @@ rule score:
     output:
         **SCORE_FILES,
     log:
-        RESULTS / "logs" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.log",
+        RESULTS / layout.log("score", f"{JOB}-{{sample_id}}-{{score_id}}"),
     benchmark:
-        RESULTS / "benchmarks" / "score" / f"{JOB}-{{sample_id}}-{{score_id}}.tsv"
+        RESULTS / layout.benchmark("score", f"{JOB}-{{sample_id}}-{{score_id}}")
     retries: 1
     conda:
         ENV
-    threads: job_threads
+    threads: PLAN.job_threads()
     resources:
         mem_mb=score_mem_mb,
         runtime=score_runtime,
-        gpu=job_gpus,
+        gpu=PLAN.job_gpus(),
     params:
         score=score_settings_of,
     script:

@@ -9,7 +9,7 @@ rule run_settings:
     output:
         RUN_JSON,
     log:
-        RESULTS / "logs" / "run_settings" / f"{JOB}.log",
+        RESULTS / layout.log("run_settings", JOB),
     conda:
         ENV
     threads: 1
@@ -29,16 +29,16 @@ rule train:
     output:
         summary=TRAIN_JSON,
     log:
-        RESULTS / "logs" / "train" / f"{JOB}.log",
+        RESULTS / layout.log("train", JOB),
     benchmark:
-        RESULTS / "benchmarks" / "train" / f"{JOB}.tsv"
+        RESULTS / layout.benchmark("train", JOB)
     retries: TRAIN_RETRIES
     conda:
         ENV
-    threads: train_threads
+    threads: PLAN.train_threads()
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
-        gpu=train_gpus,
+        gpu=PLAN.train_gpus(),
     script:
         "../scripts/train.py"

@@ -10,6 +10,10 @@ Each function takes ids and sizes as strings or ints; the workflow passes Snakem
     runs/<run_id>/n<size>/samples/<sample_id>/samples.npz           uint8 samples of every snapshot
     runs/<run_id>/n<size>/samples/<sample_id>/scores/<score_id>/memorization.json
     emm/<experiment>/<value>/round<k>.json, emm.json                 the EMM search, round by round
+    tables/<figure>.csv, figures/<figure>.pdf/.png                  each figure's table and drawing
+    index.csv                                                       a map of the results (+ by-experiment/)
+    report/tables/<figure>.html, report/emm/<experiment>/<value>.png  the report's items besides the figures
+    logs/<step>/..., benchmarks/<step>/...                          every job's log and benchmark
 
 ``run_id`` is the training identity, ``sample_id`` the sampler's and ``score_id`` the scorer's
 (:mod:`diffmem.plan.identity`): a new sampler setting adds a folder under ``samples/`` next to the old one.
@@ -85,3 +89,39 @@ def job_tag(run_id, size, sample_id=None, score_id=None) -> str:
 def sample_parts(samples_path) -> P:
     """Where a sampling job keeps each finished snapshot until all are done (resumable across jobs)."""
     return P(f"{samples_path}.parts")
+
+
+def table(figure) -> P:
+    """A figure's table: one row per experiment value and size (and EMM rows)."""
+    return P("tables") / f"{figure}.csv"
+
+
+def figure_files(figure) -> dict[str, P]:
+    """A figure's drawing, as PDF and PNG."""
+    return {"pdf": P("figures") / f"{figure}.pdf", "png": P("figures") / f"{figure}.png"}
+
+
+def index() -> P:
+    """The map of the results folder (one row per experiment value and size)."""
+    return P("index.csv")
+
+
+def report_table(figure) -> P:
+    """A figure's table rendered as HTML for the report."""
+    return P("report") / "tables" / f"{figure}.html"
+
+
+def report_emm(experiment, value) -> P:
+    """The grids of the two runs that bracket one EMM search's EMM, for the report."""
+    return P("report") / "emm" / str(experiment) / f"{value}.png"
+
+
+def log(step, *name) -> P:
+    """A job's log: ``logs/<step>/<name...>.log`` (``log("index")`` is ``logs/index.log``)."""
+    *folders, last = (step, *name)
+    return P("logs", *map(str, folders)) / f"{last}.log"
+
+
+def benchmark(step, name) -> P:
+    """A job's benchmark (Snakemake's time and memory record): ``benchmarks/<step>/<name>.tsv``."""
+    return P("benchmarks") / str(step) / f"{name}.tsv"

@@ -6,12 +6,14 @@
   its subset;
 - :func:`run_record` / :func:`sample_record`: what ``run.json`` and ``sample.json`` hold (the identity,
   :mod:`diffmem.plan.identity`, and in words what it is);
-- :func:`job_options`: the settings that change no number, which jobs read from the config.
+- :func:`job_options`: the settings that change no number, which jobs read from the config;
+- :func:`flat_settings`: nested settings as dotted keys, for captions and people.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from diffmem.data.sources import facts as source_facts
 from diffmem.errors import ConfigError
@@ -130,3 +132,15 @@ def job_options(config: dict) -> dict:
         "gpu": bool(config.get("gpu", False)),
         "gpus_per_run": int(config.get("gpus_per_run", 1)),
     }
+
+
+def flat_settings(settings: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1e-4}}`` -> ``{"train.lr": 1e-4}`` (lists stay values), for captions and people."""
+    out: dict[str, Any] = {}
+    for key, val in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(val, dict) and val:
+            out.update(flat_settings(val, f"{name}."))
+        else:
+            out[name] = val
+    return out

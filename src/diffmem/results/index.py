@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from diffmem.io import atomic_path, read_json
 from diffmem.plan import layout
-from diffmem.io import read_json
-from diffmem.io import atomic_path
+from diffmem.plan.records import flat_settings  # noqa: F401  (re-exported: index.flat_settings)
 from diffmem.science import emm
 
 LINKS = "by-experiment"
@@ -29,18 +29,6 @@ COLUMNS = [
     "emm_status", "emm_lower", "emm_upper", "decides", "link", "run_folder", "sample_folder", "score_folder",
     "run_id", "sample_id", "score_id",
 ]  # fmt: skip
-
-
-def flat_settings(settings: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1e-4}}`` -> ``{"train.lr": 1e-4}`` (lists stay values), for captions and people."""
-    out: dict[str, Any] = {}
-    for key, val in settings.items():
-        name = f"{prefix}{key}"
-        if isinstance(val, dict) and val:
-            out.update(flat_settings(val, f"{name}."))
-        else:
-            out[name] = val
-    return out
 
 
 def link_path(experiment: str, value: str, size: int | str) -> Path:
