@@ -139,3 +139,16 @@ def test_missing_empty_or_partial_trees_are_refused(imagenet, tmp_path):
     (tmp_path / "full" / "x.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not an empty folder"):
         dp.build_dog_pool(imagenet, tmp_path / "full", n=N)
+
+
+def test_command_line_builds_the_same_pool(imagenet, pool, tmp_path, capsys):
+    from diffmem.__main__ import main
+
+    out, manifest = pool
+    argv = ["dog-pool", "--imagenet", str(imagenet), "--out", str(tmp_path / "cli"), "--n", str(N), "--seed", "7"]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "cli" / dp.MANIFEST).read_text()) == manifest
+    assert manifest["sha256"] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # refused with the reason, exit status 2
+        main(["dog-pool", "--imagenet", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and str(tmp_path / "nowhere") in capsys.readouterr().err
