@@ -270,6 +270,29 @@ def _plot_loss(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# dog-pool
+
+
+def _dog_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--imagenet", required=True, help="the ImageNet train folder (<wnid>/*.JPEG)")
+    parser.add_argument("--out", required=True, help="the pool folder to write (new or empty), e.g. data/imagenet-dogs")
+    parser.add_argument("--n", type=int, help="images in the pool (default: 2,000, the paper's)")
+    parser.add_argument("--seed", type=int, help="seed of the draw and the shuffle (default: 0)")
+
+
+def _dog_pool(args: argparse.Namespace) -> int:
+    from diffmem.data.dog_pool import build_dog_pool
+
+    try:
+        given = {k: v for k, v in (("n", args.n), ("seed", args.seed)) if v is not None}
+        manifest = build_dog_pool(args.imagenet, args.out, **given)
+    except (OSError, ValueError) as err:
+        args.parser.error(str(err))
+    print(f"{args.out}: {manifest['about']}, sha256 {manifest['sha256']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point: one entry per subcommand, in the order ``--help`` lists them.
 
 
@@ -321,6 +344,11 @@ COMMANDS: dict[str, Command] = {
         _plot_loss_arguments,
         _plot_loss,
         "plot a run's training loss (and running average, learning rate) against images seen from stats.jsonl",
+    ),
+    "dog-pool": Command(
+        _dog_pool_arguments,
+        _dog_pool,
+        "build the paper's ImageNet dog pool (2,000 images of 123 classes, 32x32) as an image folder",
     ),
 }
 
