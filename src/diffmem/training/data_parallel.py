@@ -2,17 +2,26 @@
 
 ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` in each process's environment. With a world
 size above one, :func:`setup` joins the process group (NCCL on CUDA, Gloo on CPU) and pins each process to
-its own GPU. Training splits every global batch into ``world_size`` equal slices, one per rank; only rank 0
-writes files.
+its own GPU. Only rank 0 writes files.
+
+Each process trains on one slice of every global batch (:func:`batch_slice`) and DistributedDataParallel
+averages the gradients (:func:`wrap_denoiser`). Every rank draws the whole global batch's indices, noise
+levels and noise from the same generators and evaluates the network on its slice only
+(:class:`SliceDenoiser`), so the run equals the single-process run up to floating-point rounding (dropout
+masks excepted: with dropout > 0 each rank draws masks for its slice, which is the same distribution but
+not the same draws).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -86,3 +95,51 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----------------------------------------------------------------------------------------------------
+# One slice of every global batch per rank.
+
+
+def batch_slice(ctx: Context, batch: int) -> tuple[int, int]:
+    """The rows ``lo:hi`` of a global batch of ``batch`` that this rank trains on."""
+    if batch % ctx.world_size:
+        raise ValueError(
+            f"train.batch {batch} cannot be split evenly over {ctx.world_size} processes; "
+            f"use a batch that is a multiple of {ctx.world_size} or another number of processes"
+        )
+    local = batch // ctx.world_size
+    return ctx.rank * local, (ctx.rank + 1) * local
+
+
+class SliceDenoiser:
+    """Call the (DDP-wrapped) denoiser on rows lo:hi only; other rows pass through as detached inputs.
+
+    The loss draws noise levels and noise for the whole global batch, so every rank consumes its
+    generator exactly as a single process would; only this rank's slice enters its loss.
+    """
+
+    def __init__(self, module: nn.Module, lo: int, hi: int):
+        self.module, self.lo, self.hi = module, lo, hi
+
+    def __call__(self, x: torch.Tensor, sigma, class_labels=None, *args, **kwargs):
+        lo, hi = self.lo, self.hi
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+        s = sigma[lo:hi] if sigma.ndim > 0 and sigma.shape[0] == x.shape[0] else sigma
+        labels = None if class_labels is None else class_labels[lo:hi]
+        if kwargs.get("augment_labels") is not None:
+            kwargs["augment_labels"] = kwargs["augment_labels"][lo:hi]
+        out = self.module(x[lo:hi], s, labels, *args, **kwargs)
+        return torch.cat([x[:lo].detach(), out, x[hi:].detach()])
+
+
+def wrap_denoiser(denoiser: nn.Module, ctx: Context, lo: int, hi: int) -> Any:
+    """The denoiser the loss calls: ``denoiser`` itself in one process; under torchrun, wrapped in
+    DistributedDataParallel (which averages the gradients) and evaluated on rows ``lo:hi`` only."""
+    if not ctx.distributed:
+        return denoiser
+    dev = ctx.device
+    ddp = DistributedDataParallel(
+        denoiser, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
+    )
+    return SliceDenoiser(ddp, lo, hi)
