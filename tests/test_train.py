@@ -19,6 +19,7 @@ from diffmem.io import read_json, torch_load
 from diffmem.science import diffusion, nets
 from diffmem.steps import pipeline
 from diffmem.training import loop as tr
+from diffmem.training import optim
 
 torch.set_num_threads(1)
 
@@ -442,7 +443,7 @@ def test_adam_kernel_equals_the_per_parameter_loop_on_the_cpu():
             opt = (
                 cls(ps, lr=t["lr"], betas=t["betas"], eps=t["eps"], weight_decay=wd, foreach=False)
                 if loop
-                else tr._make_optimizer(ps, t, torch.device("cpu"))
+                else optim.make_optimizer(ps, t, torch.device("cpu"))
             )
             g = torch.Generator().manual_seed(1)
             for _ in range(10):
@@ -451,7 +452,7 @@ def test_adam_kernel_equals_the_per_parameter_loop_on_the_cpu():
                 opt.step()
             finals.append({k: v.detach().clone() for k, v in net.state_dict().items()})
         assert_same(*finals)
-    assert tr._make_optimizer([torch.zeros(2, requires_grad=True)], t, torch.device("cpu")).defaults["foreach"]
+    assert optim.make_optimizer([torch.zeros(2, requires_grad=True)], t, torch.device("cpu")).defaults["foreach"]
 
 
 def test_channels_last_and_compile_train_the_same_run_within_float_tolerance(tmp_path, monkeypatch):
