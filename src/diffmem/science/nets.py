@@ -215,45 +215,45 @@ class SongUNet(nn.Module):
         super().__init__()
         cfg = resolve_net_config(cfg)
         self.config = cfg
-        mc = cfg["model_channels"]
-        mults = cfg["channel_mult"]
-        levels = len(mults)
-        nb = cfg["num_blocks"]
-        res0 = cfg["resolution"]
-        img_c = cfg["img_channels"]
-        taps = cfg["resample_filter"]
         self.label_dim = cfg["label_dim"]
         self.label_dropout = cfg["label_dropout"]
+        self.augment_dim = cfg["augment_dim"]
         self.encoder_type = cfg["encoder_type"]
         self.decoder_type = cfg["decoder_type"]
-        self.levels = levels
-        self.num_blocks = nb
+        self.levels = len(cfg["channel_mult"])
+        self.num_blocks = cfg["num_blocks"]
         self.skip_on = [bool(m) for m in cfg["skip"]]  # python list: no device sync in forward
+        emb_c = cfg["model_channels"] * cfg["channel_mult_emb"]
+        block = dict(emb_channels=emb_c, taps=cfg["resample_filter"], dropout=cfg["dropout"])
+        # Layers in this order (the order in which they draw their initial weights).
+        self._build_embedding(cfg, emb_c)
+        skip_channels, c = self._build_encoder(cfg, block)
+        assert len(skip_channels) == skip_count(self.num_blocks, self.levels)
+        self.skip_channels = list(skip_channels)
+        self._build_decoder(cfg, block, c, skip_channels)
 
-        emb_c = mc * cfg["channel_mult_emb"]
-        noise_c = mc * cfg["channel_mult_noise"]
-        block = dict(emb_channels=emb_c, taps=taps, dropout=cfg["dropout"])
-
-        # Embedding: noise level (+ class label) -> two-layer MLP with SiLU.
+    def _build_embedding(self, cfg: dict, emb_c: int) -> None:
+        """Noise level (+ class label, + augmentation labels) -> two-layer MLP with SiLU."""
+        noise_c = cfg["model_channels"] * cfg["channel_mult_noise"]
         if cfg["embedding"] == "positional":
             self.map_noise = PositionalEmbedding(noise_c)
         else:
             self.map_noise = FourierEmbedding(noise_c)
         self.map_label = _linear(self.label_dim, noise_c) if self.label_dim else None
         # augmentation labels (diffmem.science.augment): a bias-free projection, so zero labels add nothing
-        self.augment_dim = cfg["augment_dim"]
         self.map_augment = _xavier(nn.Linear(self.augment_dim, noise_c, bias=False)) if self.augment_dim else None
         self.map_layer0 = _linear(noise_c, emb_c)
         self.map_layer1 = _linear(emb_c, emb_c)
 
-        # Encoder: per level an input conv (level 0) or a downsampling block, then num_blocks blocks.
-        # Every one of these outputs is a skip connection.
+    def _build_encoder(self, cfg: dict, block: dict) -> tuple[list[int], int]:
+        """Per level an input conv (level 0) or a downsampling block, then num_blocks blocks. Every one of
+        these outputs is a skip connection: returns their channel counts, in order, and the last one."""
+        mc, res0, taps = cfg["model_channels"], cfg["resolution"], cfg["resample_filter"]
         self.enc = nn.ModuleDict()
         self.enc_aux = nn.ModuleDict()
         skip_channels = []
-        c = img_c
-        c_aux = img_c
-        for lv, mult in enumerate(mults):
+        c = c_aux = cfg["img_channels"]
+        for lv, mult in enumerate(cfg["channel_mult"]):
             res = res0 >> lv
             if lv == 0:
                 self.enc[f"{res}x{res}_conv"] = _conv(c, mc, 3)
@@ -269,27 +269,29 @@ class SongUNet(nn.Module):
                     self.enc_aux[f"{res}x{res}_residual"] = ConvThenDown(c_aux, c, taps)
                     c_aux = c
             skip_channels.append(c)
-            for i in range(nb):
+            for i in range(self.num_blocks):
                 attn = res in cfg["attn_resolutions"]
                 self.enc[f"{res}x{res}_block{i}"] = ResBlock(c, mc * mult, resample=None, attention=attn, **block)
                 c = mc * mult
                 skip_channels.append(c)
-        assert len(skip_channels) == skip_count(nb, levels)
-        self.skip_channels = list(skip_channels)
+        return skip_channels, c
 
-        # Decoder: the lowest level starts with two blocks (the first with attention), the others with
-        # an upsampling block; then num_blocks + 1 blocks, each concatenating one skip connection.
+    def _build_decoder(self, cfg: dict, block: dict, c: int, skip_channels: list[int]) -> None:
+        """The lowest level starts with two blocks (the first with attention), the others with an upsampling
+        block; then num_blocks + 1 blocks, each concatenating one skip connection (popped from
+        ``skip_channels``); output heads after every level (progressive "skip" decoder) or the last."""
+        mc, mults, res0, taps = cfg["model_channels"], cfg["channel_mult"], cfg["resolution"], cfg["resample_filter"]
         self.dec = nn.ModuleDict()
         self.dec_aux = nn.ModuleDict()
-        for lv in reversed(range(levels)):
+        for lv in reversed(range(self.levels)):
             res = res0 >> lv
-            if lv == levels - 1:
+            if lv == self.levels - 1:
                 self.dec[f"{res}x{res}_in0"] = ResBlock(c, c, resample=None, attention=True, **block)
                 self.dec[f"{res}x{res}_in1"] = ResBlock(c, c, resample=None, attention=False, **block)
             else:
                 self.dec[f"{res}x{res}_up"] = ResBlock(c, c, resample="up", attention=False, **block)
-            for i in range(nb + 1):
-                attn = i == nb and res in cfg["attn_resolutions"]
+            for i in range(self.num_blocks + 1):
+                attn = i == self.num_blocks and res in cfg["attn_resolutions"]
                 cin = c + skip_channels.pop()
                 self.dec[f"{res}x{res}_block{i}"] = ResBlock(
                     cin, mc * mults[lv], resample=None, attention=attn, **block
@@ -297,10 +299,10 @@ class SongUNet(nn.Module):
                 c = mc * mults[lv]
             if self.decoder_type == "skip" or lv == 0:
                 # output head (every level for the progressive "skip" decoder, else only the last)
-                if self.decoder_type == "skip" and lv < levels - 1:
+                if self.decoder_type == "skip" and lv < self.levels - 1:
                     self.dec_aux[f"{res}x{res}_up"] = FIRResample("up", taps)
                 self.dec_aux[f"{res}x{res}_norm"] = _group_norm(c)
-                self.dec_aux[f"{res}x{res}_conv"] = _conv(c, img_c, 3, gain=ZERO_GAIN)
+                self.dec_aux[f"{res}x{res}_conv"] = _conv(c, cfg["img_channels"], 3, gain=ZERO_GAIN)
 
     def _embed(
         self,
