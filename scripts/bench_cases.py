@@ -221,7 +221,7 @@ def bench_sample(
         "network_evals": 2 * num_steps - 1,
         "n_params": nets.describe_net(PRESETS[preset]["net"])["n_params"],
     }
-    with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.steps.pipeline.sample_run
+    with measured(dev, rec), dmprec.backend_flags(dev, precision):  # as diffmem.steps.sample.sample_run
         denoise, _ = random_denoiser(preset, dev)
         if precision == "bf16":
             net_call = denoise
