@@ -17,6 +17,7 @@ from typing import NamedTuple
 from diffmem.plan import config as dmc
 from diffmem.plan import cost, resources
 from diffmem.plan.search_cost_report import emm_cost_report
+from diffmem.results.compare import compare_text
 from diffmem.results.readme_pictures import README_FIGURES, docs_figures
 from diffmem.results.summary import summarize
 from diffmem.results.verify import verify
@@ -119,6 +120,27 @@ def _summarize(args: argparse.Namespace) -> int:
     try:
         print(summarize(args.results))
     except FileNotFoundError as err:
+        args.parser.error(str(err))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# compare
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", help="a results/<name> folder of the workflow")
+    parser.add_argument("--configfile", nargs="+", default=None, help="the config(s) of the run (default: the "
+                        "config/*.yaml whose name is the folder's name)")  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--write-into", metavar="FILE", default=None, help="write the Markdown into FILE, "
+                        "between its <!-- compare:begin --> and <!-- compare:end --> lines")  # fmt: skip
+
+
+def _compare(args: argparse.Namespace) -> int:
+    try:
+        print(compare_text(args.results, args.configfile, args.markdown, args.write_into), end="")
+    except (OSError, ValueError, dmc.ConfigError) as err:
         args.parser.error(str(err))
     return 0
 
@@ -324,6 +346,11 @@ COMMANDS: dict[str, Command] = {
         _summarize_arguments,
         _summarize,
         "print a Markdown table of the EMM of every experiment value of a workflow run",
+    ),
+    "compare": Command(
+        _compare_arguments,
+        _compare,
+        "hold a run against the paper: its published points (at its settings) and its directions",
     ),
     "schedule": Command(
         _schedule_arguments,
