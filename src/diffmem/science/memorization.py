@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -76,6 +76,30 @@ def _sq_norms(centred: torch.Tensor) -> torch.Tensor:
     return _row_dots(centred, centred)
 
 
+_NO_KEY = torch.iinfo(torch.int64).max  # an empty slot of the running top 2
+
+
+class _Queries(NamedTuple):
+    """A chunk of queries: uint8 rows, centred float32 rows, exact squared norms (int64) and their roots."""
+
+    u8: torch.Tensor
+    f32: torch.Tensor
+    sq: torch.Tensor
+    norm: torch.Tensor
+
+
+class _Train(NamedTuple):
+    """A chunk of training images: uint8 rows, centred float32 rows, exact squared norms (int64), the norms
+    as a float32 row (1, m) and their maximum, and the index of its first image."""
+
+    u8: torch.Tensor
+    f32: torch.Tensor
+    sq: torch.Tensor
+    sq_f32: torch.Tensor
+    sq_max: float
+    lo: int
+
+
 @torch.no_grad()
 def knn_top2(
     queries_u8, train_u8, chunk_q: int = 1024, chunk_t: int = 8192, device="cpu"
@@ -90,6 +114,34 @@ def knn_top2(
     with a running top-2 merge: memory is O(chunk_q x chunk_t + chunk_t x D) beyond the uint8 inputs
     and a float32 copy of the queries. Returns (dist (N, 2) float64, idx (N, 2) int64).
     """
+    q, t, shift = _knn_inputs(queries_u8, train_u8, chunk_q, chunk_t)
+    device = torch.device(device)
+    margin_gamma = 2 * _gamma(q.shape[1] + 2)  # 2 M, with the headroom of the comment above
+    t_dev = torch.from_numpy(np.ascontiguousarray(t)).to(device)  # uint8 (M, D)
+    q_dev = torch.from_numpy(np.ascontiguousarray(q)).to(device)  # uint8 (N, D)
+    q_f32 = _centred(q_dev, torch.float32)
+    q_sq = _sq_norms(q_f32)  # (N,) int64, exact
+    queries = _Queries(q_dev, q_f32, q_sq, q_sq.to(torch.float64).sqrt())
+    best = torch.full((len(q), 2), _NO_KEY, dtype=torch.int64, device=device)  # running top-2 keys, ascending
+    t_buf = torch.empty((min(chunk_t, len(t)), q.shape[1]), dtype=torch.float32, device=device)
+    # Autocast would run the GEMM in bf16/fp16 and void the error bound: plain float32 here.
+    with torch.autocast(device.type, enabled=False):
+        for tlo in range(0, len(t), chunk_t):
+            tc = t_dev[tlo : tlo + chunk_t]
+            tf = t_buf[: len(tc)].copy_(tc).sub_(128)  # centred float32, in the reused buffer
+            t_sq = _sq_norms(tf)
+            train = _Train(tc, tf, t_sq, t_sq.to(torch.float32)[None, :], float(t_sq.max()), tlo)
+            for qlo in range(0, len(q), chunk_q):
+                qs = slice(qlo, qlo + chunk_q)
+                _merge_chunk(best[qs], _Queries(*(a[qs] for a in queries)), train, shift, margin_gamma)
+    best = best.cpu().numpy()
+    # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
+    return np.sqrt((best >> shift).astype(np.float64)), best & ((1 << shift) - 1)
+
+
+def _knn_inputs(queries_u8, train_u8, chunk_q: int, chunk_t: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(queries (N, D), train (M, D), key shift) of :func:`knn_top2`, or ValueError: a key is
+    d^2 << shift | training index in an int64."""
     q = _flat_u8(queries_u8, "queries")
     t = _flat_u8(train_u8, "train")
     if len(t) < 2:
@@ -98,75 +150,71 @@ def knn_top2(
         raise ValueError(f"knn_top2: queries have {q.shape[1]} values per image, train {t.shape[1]}")
     if chunk_q < 1 or chunk_t < 1:
         raise ValueError("knn_top2: chunk sizes must be >= 1")
-    device = torch.device(device)
     n_dim = q.shape[1]
     shift = max(1, (len(t) - 1).bit_length())  # key = d2 << shift | index
     if (n_dim * 255 * 255).bit_length() + shift > 62:
         raise ValueError(f"knn_top2: {n_dim} values per image x {len(t)} training images overflow the int64 keys")
-    f32, f64, i64 = torch.float32, torch.float64, torch.int64
-    no_key = torch.iinfo(i64).max
-    margin_gamma = 2 * _gamma(n_dim + 2)  # 2 M, with the headroom of the comment above
+    return q, t, shift
 
-    t_dev = torch.from_numpy(np.ascontiguousarray(t)).to(device)  # uint8 (M, D)
-    q_dev = torch.from_numpy(np.ascontiguousarray(q)).to(device)  # uint8 (N, D)
-    q_f32 = _centred(q_dev, f32)
-    q_sq = _sq_norms(q_f32)  # (N,) int64, exact
-    q_norm = q_sq.to(f64).sqrt()
-    best = torch.full((len(q), 2), no_key, dtype=i64, device=device)  # running top-2 keys, ascending
-    t_buf = torch.empty((min(chunk_t, len(t)), n_dim), dtype=f32, device=device)
-    # Autocast would run the GEMM in bf16/fp16 and void the error bound: plain float32 here.
-    with torch.autocast(device.type, enabled=False):
-        for tlo in range(0, len(t), chunk_t):
-            tc = t_dev[tlo : tlo + chunk_t]
-            m = len(tc)
-            tf = t_buf[:m].copy_(tc).sub_(128)  # centred float32, in the reused buffer
-            t_sq = _sq_norms(tf)
-            t_sq_f32 = t_sq.to(f32)[None, :]
-            t_sq_max = float(t_sq.max())
-            for qlo in range(0, len(q), chunk_q):
-                qs = slice(qlo, qlo + chunk_q)
-                qu, n = q_dev[qs], len(q_dev[qs])
-                # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
-                s_approx = torch.addmm(t_sq_f32, q_f32[qs], tf.T, beta=1, alpha=-2)  # (n, m)
-                margin = margin_gamma * (t_sq_max + 2 * q_norm[qs] * math.sqrt(t_sq_max))  # (n,) float64
-                # A pair can be in the top 2 only if s~ <= (2nd smallest s~) + 2 M, and (earlier chunks hold
-                # lower indices, which win ties) only if s~ <= (running 2nd best s) + M.
-                thr = torch.full((n,), math.inf, dtype=f64, device=device)
-                if m >= 2:
-                    thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(f64) + 2 * margin
-                b2 = best[qs, 1]
-                b2_s = torch.where(b2 == no_key, math.inf, ((b2 >> shift) - q_sq[qs]).to(f64))
-                thr = torch.minimum(thr, b2_s + margin)
-                thr32 = torch.nextafter(thr.to(f32), torch.tensor(math.inf, dtype=f32, device=device))  # >= thr
-                r, c = (s_approx <= thr32[:, None]).nonzero(as_tuple=True)  # candidates, grouped by query
-                per_row = torch.bincount(r, minlength=n)
-                many = per_row > _MAX_CANDIDATES
-                if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
-                    rows = many.nonzero().squeeze(1)
-                    g = _centred(qu[rows], f64) @ _centred(tc, f64).T  # exact: integers < 2^53
-                    d2 = (q_sq[qs][rows, None] + t_sq[None, :]).to(f64) - 2 * g
-                    keys = (d2.to(i64) << shift) | (torch.arange(m, device=device) + tlo)
-                    merged = torch.cat([best[qs][rows], keys], dim=1).topk(2, dim=1, largest=False).values
-                    best[qlo + rows] = merged.sort(dim=1).values
-                    keep = ~many[r]
-                    r, c = r[keep], c[keep]
-                    per_row[many] = 0
-                if len(r):
-                    d2 = torch.empty(len(r), dtype=i64, device=device)
-                    qc = q_f32[qs]
-                    for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
-                        rr, cc = r[lo : lo + 4096], c[lo : lo + 4096]
-                        d2[lo : lo + 4096] = q_sq[qlo + rr] + t_sq[cc] - 2 * _row_dots(qc[rr], tf[cc])
-                    keys = (d2 << shift) | (c + tlo)
-                    width = int(per_row.max())
-                    pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
-                    table = torch.full((n, width + 2), no_key, dtype=i64, device=device)
-                    table[:, :2] = best[qs]
-                    table[r, pos + 2] = keys
-                    best[qs] = table.topk(2, dim=1, largest=False, sorted=True).values
-    best = best.cpu().numpy()
-    # numpy's sqrt is correctly rounded (IEEE); torch's vectorised one may be off by an ulp.
-    return np.sqrt((best >> shift).astype(np.float64)), best & ((1 << shift) - 1)
+
+def _merge_chunk(best: torch.Tensor, qc: _Queries, tc: _Train, shift: int, margin_gamma: float) -> None:
+    """Merge a chunk of training images into the running top-2 keys ``best`` (n, 2) of a chunk of queries."""
+    n = len(qc.u8)
+    # s~ = |t|^2 - 2 q.t in float32 (one GEMM), and its error bound 2 M per query.
+    s_approx = torch.addmm(tc.sq_f32, qc.f32, tc.f32.T, beta=1, alpha=-2)  # (n, m)
+    margin = margin_gamma * (tc.sq_max + 2 * qc.norm * math.sqrt(tc.sq_max))  # (n,) float64
+    thr32 = _candidate_bound(s_approx, margin, best[:, 1], qc.sq, shift)
+    r, c = (s_approx <= thr32[:, None]).nonzero(as_tuple=True)  # candidates, grouped by query
+    per_row = torch.bincount(r, minlength=n)
+    many = per_row > _MAX_CANDIDATES
+    if bool(many.any()):  # near-equal images: exact float64 distances to the whole chunk
+        _merge_whole_chunk(best, qc, tc, many.nonzero().squeeze(1), shift)
+        keep = ~many[r]
+        r, c = r[keep], c[keep]
+        per_row[many] = 0
+    if len(r):
+        _merge_candidates(best, qc, tc, (r, c), per_row, shift)
+
+
+def _candidate_bound(s_approx, margin, b2, q_sq, shift: int) -> torch.Tensor:
+    """(n,) float32 bound on s~ of the pairs that can be in the top 2: s~ <= (2nd smallest s~) + 2 M, and
+    (earlier chunks hold lower indices, which win ties) s~ <= (running 2nd best s) + M; rounded up.
+    ``b2``: the running 2nd best keys."""
+    n, m = s_approx.shape
+    device = s_approx.device
+    thr = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    if m >= 2:
+        thr = s_approx.topk(2, dim=1, largest=False).values[:, 1].to(torch.float64) + 2 * margin
+    b2_s = torch.where(b2 == _NO_KEY, math.inf, ((b2 >> shift) - q_sq).to(torch.float64))
+    thr = torch.minimum(thr, b2_s + margin)
+    return torch.nextafter(thr.to(torch.float32), torch.tensor(math.inf, dtype=torch.float32, device=device))
+
+
+def _merge_whole_chunk(best: torch.Tensor, qc: _Queries, tc: _Train, rows: torch.Tensor, shift: int) -> None:
+    """Merge exact float64 distances of queries ``rows`` to every image of the chunk (integers < 2^53)."""
+    g = _centred(qc.u8[rows], torch.float64) @ _centred(tc.u8, torch.float64).T
+    d2 = (qc.sq[rows, None] + tc.sq[None, :]).to(torch.float64) - 2 * g
+    keys = (d2.to(torch.int64) << shift) | (torch.arange(len(tc.u8), device=best.device) + tc.lo)
+    merged = torch.cat([best[rows], keys], dim=1).topk(2, dim=1, largest=False).values
+    best[rows] = merged.sort(dim=1).values
+
+
+def _merge_candidates(best: torch.Tensor, qc: _Queries, tc: _Train, pairs, per_row, shift: int) -> None:
+    """Merge the exact squared distances of the candidate ``pairs`` (query rows, chunk columns; grouped by
+    query, ``per_row`` of them per query): one table per query of its top 2 and candidates, topk of 2."""
+    r, c = pairs
+    device = best.device
+    d2 = torch.empty(len(r), dtype=torch.int64, device=device)
+    for lo in range(0, len(r), 4096):  # exact squared distances of the candidate pairs
+        rr, cc = r[lo : lo + 4096], c[lo : lo + 4096]
+        d2[lo : lo + 4096] = qc.sq[rr] + tc.sq[cc] - 2 * _row_dots(qc.f32[rr], tc.f32[cc])
+    keys = (d2 << shift) | (c + tc.lo)
+    width = int(per_row.max())
+    pos = torch.arange(len(r), device=device) - (torch.cumsum(per_row, 0) - per_row)[r]
+    table = torch.full((len(best), width + 2), _NO_KEY, dtype=torch.int64, device=device)
+    table[:, :2] = best
+    table[r, pos + 2] = keys
+    best[:] = table.topk(2, dim=1, largest=False, sorted=True).values
 
 
 #: What a sample at distance 0 from two training images (d1 = d2 = 0) counts as (``score.ties``): the first,
