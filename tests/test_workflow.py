@@ -124,6 +124,25 @@ def test_smoke_index(smoke_run):
     assert sorted(int(r["size"]) for r in base) == sorted(e["size"] for e in emm["evaluated"])
 
 
+@pytest.mark.slow
+def test_smoke_compare(smoke_run):
+    """``python -m diffmem compare`` on the smoke run: every claim of the paper judged, or marked not run."""
+    from diffmem.results.claims import BUDGET, MIXED, NO_EFFECT, NOT_RUN, REPRODUCES, REVERSED
+    from diffmem.results.paper import load_claims
+
+    work, _ = smoke_run
+    proc = subprocess.run([sys.executable, "-m", "diffmem", "compare", "results/smoke", "--markdown"], cwd=work,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| paper's direction |")
+    rows = [line.split(" | ") for line in lines[1:]]
+    assert {r[0].lstrip("| ").replace("\\|", "|") for r in rows} == {c.claim for c in load_claims()}
+    assert {r[4] for r in rows} <= {REPRODUCES, REVERSED, MIXED, NO_EFFECT, BUDGET, NOT_RUN}
+    assert any(r[2] == "basic" and r[4] != NOT_RUN for r in rows), proc.stdout  # the size claim on the basic setup
+    assert "Not the paper's settings" in proc.stdout
+
+
 def _jobs_after_change(work: Path, name: str, change) -> dict[str, int]:
     """Job counts of a dry run of the smoke config after ``change(config)`` (written as a new file)."""
     cfg = yaml.safe_load((work / "config" / "smoke.yaml").read_text())

@@ -65,11 +65,12 @@ class Report:
 
 # ----------------------------------------------------------------------------------------------- config
 def find_config(results: str | Path) -> Path:
-    """The config file under ``config/`` whose ``name`` is the results folder's name."""
+    """The config file under ``config/`` whose ``name`` is the results folder's name (``<name>.yaml`` before
+    other files of that name)."""
     results = Path(results)
     places = [results.resolve().parent.parent / "config", Path.cwd() / "config", CHECKOUT / "config"]
     for folder in dict.fromkeys(p.resolve() for p in places):
-        for path in sorted(folder.glob("*.yaml")):
+        for path in sorted(folder.glob("*.yaml"), key=lambda p: (p.stem != results.name, p.name)):
             try:
                 data = yaml.safe_load(path.read_text())
             except (OSError, yaml.YAMLError):
