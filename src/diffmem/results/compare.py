@@ -316,7 +316,8 @@ def render(report: Report, markdown: bool = False) -> str:
                                                      if len(report.differences) > 6 else "")  # fmt: skip
         lines += [f"Not the paper's settings ({len(report.differences)} differ from config/paper.yaml's base: "
                   f"{shown}): the paper's directions only, judged on the run's own tables.", ""]  # fmt: skip
-    lines += [*_table(report.claims, CLAIM_COLUMNS, markdown)]
+    lines += [*_table(report.claims, CLAIM_COLUMNS, markdown), ""]
+    lines += ["A > B: A memorizes more (EMM brackets apart, or 95% intervals apart at a |D| both evaluated)."]
     if report.notes:
         lines += ["", *(f"Note: {n}" for n in report.notes)]
     return "\n".join(lines) + "\n"
