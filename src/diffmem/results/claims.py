@@ -44,6 +44,7 @@ class Ratio:
     levelled: str = "unknown"
 
     def text(self) -> str:
+        """The ratio in percent, one decimal."""
         return f"{100 * self.ratio:.1f}%"
 
 
@@ -62,6 +63,7 @@ class Evidence:
 
     @property
     def has_data(self) -> bool:
+        """Whether the tables hold anything for this value."""
         return bool(self.sizes) or bool(self.snapshots) or self.emm is not None
 
 
