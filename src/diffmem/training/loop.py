@@ -146,8 +146,7 @@ def train(
         stop = run.total if max_steps is None else max(0, min(run.total, int(max_steps)))
         if ctx.is_main:
             say(start_line(run))
-        run.t0 = time.perf_counter()
-        run.start_step = run.step
+        run.start_clock()
         _steps(run, stop, pause, t_call, Progress(run, say, log_every, progress), say)
         result = run.summary(deterministic)
     return _finish(run, result, out_dir, keep_state, say)

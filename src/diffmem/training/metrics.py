@@ -1,7 +1,7 @@
 """Training metrics besides the log: stats.jsonl and TensorBoard event files.
 
 ``train/stats.jsonl`` (one JSON record per progress line: step, images, loss, loss_avg, grad_norm, lr,
-ema_beta, images_per_s, elapsed_s, time) is written by :func:`diffmem.steps.pipeline.train_run` through the
+ema_beta, images_per_s, elapsed_s, time) is written by :func:`diffmem.steps.train.train_run` through the
 ``progress`` hook of :func:`diffmem.training.loop.train`. The same hook feeds :func:`tensorboard`, which writes
 ``train/tensorboard/`` event files when TensorBoard is installed (``pip install -e '.[tensorboard]'``) and
 does nothing otherwise. :func:`diffmem.results.loss_curve.plot_loss` draws stats.jsonl.
@@ -61,8 +61,6 @@ def tensorboard(train_dir: str | Path, log: logging.Logger = _log) -> Iterator[C
 def recorder(train_dir: str | Path, log: logging.Logger = _log) -> Iterator[Callable[[dict], None]]:
     """The progress hook of a training (``train.train(progress=...)``): each record as one line of
     ``<train_dir>/stats.jsonl`` (appended, so every link of a chain adds to it) and as TensorBoard scalars."""
-    import json
-
     Path(train_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(train_dir) / STATS_FILE, "a") as stats, tensorboard(train_dir, log) as board:
 

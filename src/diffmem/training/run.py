@@ -62,8 +62,8 @@ class Run:
     """One training run in memory: the net, its EMA, the optimizer, the data and the random streams, with
     the step, save, resume and summary operations that :func:`~diffmem.training.loop.train` strings together.
 
-    ``ckpt_every`` (steps between resumable states, 0: at snapshots only) and ``t0``/``start_step`` (when and
-    at which step this call's loop began) are set by the caller before the loop.
+    The caller sets ``ckpt_every`` (steps between resumable states; 0: at snapshots only) and calls
+    :meth:`start_clock` before the first step.
     """
 
     def __init__(self, settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes):
@@ -138,6 +138,11 @@ class Run:
         )
 
     # -------------------------------------------------------------------------------------- step
+    def start_clock(self) -> None:
+        """This call's loop begins now, at the current step: speed and wall time count from here."""
+        self.t0 = time.perf_counter()
+        self.start_step = self.step
+
     def augment(self, y: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The step's batch augmented as ``train.augment`` says, and the loss's keyword for its augmentation
         labels ({} when off)."""
