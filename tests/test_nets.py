@@ -10,6 +10,7 @@ import torch
 from diffmem.__main__ import main
 from diffmem.science.nets import (
     NET_DEFAULTS,
+    PAPER_NET,
     build_net,
     count_params,
     describe_net,
@@ -49,16 +50,16 @@ def _randomize_zero_init(net):
 
 
 def test_paper_ddpmpp_param_count():
-    net = build_net(NET_DEFAULTS)
+    net = build_net(PAPER_NET)
     assert count_params(net) == 35_125_251
-    assert describe_net({})["n_params"] == 35_125_251
+    assert describe_net(PAPER_NET)["n_params"] == 35_125_251
 
 
 def test_paper_ddpmpp_4_blocks_param_count():
-    info = describe_net({"num_blocks": 4})
+    info = describe_net({**PAPER_NET, "num_blocks": 4})
     assert info["n_params"] == 55_732_739
     assert info["n_skips"] == 15
-    assert count_params(build_net({"num_blocks": 4})) == 55_732_739
+    assert count_params(build_net({**PAPER_NET, "num_blocks": 4})) == 55_732_739
 
 
 def test_describe_matches_build_for_variants():
@@ -76,17 +77,25 @@ def test_describe_matches_build_for_variants():
 
 
 def test_resolve_fills_arch_defaults_and_is_idempotent():
-    d = resolve_net_config({})
+    d = resolve_net_config(PAPER_NET)
     assert d["embedding"] == "positional" and d["encoder_type"] == "standard"
     assert d["resample_filter"] == [1, 1] and d["channel_mult_noise"] == 1
     assert d["skip"] == [1] * 9
-    n = resolve_net_config({"arch": "ncsnpp"})
+    n = resolve_net_config({**PAPER_NET, "arch": "ncsnpp"})
     assert n["embedding"] == "fourier" and n["encoder_type"] == "residual"
     assert n["resample_filter"] == [1, 3, 3, 1] and n["channel_mult_noise"] == 2
     assert resolve_net_config(d) == d and resolve_net_config(n) == n
     # normalized types: strings and floats from YAML/CLI give the same dict
-    s = resolve_net_config({"channel_mult": "2,2,2", "num_blocks": 2.0, "attn_resolutions": ["16"]})
+    s = resolve_net_config(
+        {**PAPER_NET, "channel_mult": "2,2,2", "num_blocks": 2.0, "attn_resolutions": ["16"], "dropout": "0.13"}
+    )
     assert s == d
+
+
+def test_left_out_keys_mean_net_defaults():
+    assert resolve_net_config({}) == resolve_net_config(NET_DEFAULTS)
+    assert resolve_net_config({})["skip"] == [1] * 4  # the default net: 2 levels of 1 block
+    assert resolve_net_config({"dropout": 0.13}) == {**resolve_net_config({}), "dropout": 0.13}
 
 
 def test_resolve_refuses_bad_input():
@@ -97,14 +106,14 @@ def test_resolve_refuses_bad_input():
     with pytest.raises(ValueError, match="attn_resolutions"):
         resolve_net_config({**TINY, "attn_resolutions": [16]})
     with pytest.raises(ValueError, match="resolution"):
-        resolve_net_config({"resolution": 30})
+        resolve_net_config({**PAPER_NET, "resolution": 30})
     with pytest.raises(ValueError, match="GroupNorm over 18 channels"):
         resolve_net_config({**TINY, "model_channels": 18})
 
 
 def test_describe_does_not_touch_global_rng():
     torch.manual_seed(5)
-    describe_net({"arch": "ncsnpp"})
+    describe_net({**PAPER_NET, "arch": "ncsnpp"})
     after = torch.rand(3)
     torch.manual_seed(5)
     torch.testing.assert_close(after, torch.rand(3))
@@ -112,7 +121,7 @@ def test_describe_does_not_touch_global_rng():
 
 def test_wrong_mask_length_raises():
     with pytest.raises(ValueError, match="expected 9 entries"):
-        resolve_net_config({"skip": [1] * 8})
+        resolve_net_config({**PAPER_NET, "skip": [1] * 8})
     with pytest.raises(ValueError, match="expected 4 entries"):
         build_net({**TINY, "skip": [1, 1, 1, 1, 1, 1]})
     with pytest.raises(ValueError, match="0 or 1"):
@@ -136,7 +145,7 @@ def test_skip_mask_keeps_params_and_changes_output():
     y_off = _run(off)
     assert y_off.shape == (2, 1, 8, 8) and torch.isfinite(y_off).all()
     assert not torch.allclose(y_off, y_masked)
-    assert describe_net({"skip": [0] * 9})["n_params"] == 35_125_251
+    assert describe_net({**PAPER_NET, "skip": [0] * 9})["n_params"] == 35_125_251
 
 
 def test_each_skip_matters():
@@ -241,7 +250,7 @@ def test_cli_main_prints_json(capsys):
     assert main(["describe-net"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["n_params"] == 35_125_251 and info["n_skips"] == 9
-    assert info["config"] == resolve_net_config({})
+    assert info["config"] == resolve_net_config(PAPER_NET)  # describe-net's base is the paper's net
 
     assert (
         main(

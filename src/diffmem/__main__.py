@@ -97,11 +97,11 @@ def _describe_net_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe_net(args: argparse.Namespace) -> int:
-    from diffmem.science.nets import describe_net
+    from diffmem.science.nets import PAPER_NET, describe_net
 
     overrides = _parse_assignments(args.parser, args.assignments, _NET_KEYS)
     try:
-        info = describe_net(overrides)
+        info = describe_net({**PAPER_NET, **overrides})
     except ValueError as err:
         args.parser.error(str(err))
     print(json.dumps(info, indent=2))

@@ -3,6 +3,10 @@
 ``resolve_net_config`` turns a partial net config into the full, canonical one (or raises ValueError
 naming the key). It lives here, apart from the layers in ``diffmem.science.nets`` (which re-exports it), so that
 building the workflow's DAG (run ids are hashes of canonical settings) needs neither torch nor numpy.
+
+Two nets have names: :data:`NET_DEFAULTS`, what a key left out means, is the workflow's default net (the
+``model`` defaults of its config schema on its default data, digits at 8x8; tests/test_defaults.py keeps the
+two equal, key by key); :data:`PAPER_NET` is the paper's basic DDPM++, the base of ``describe-net``.
 """
 
 from __future__ import annotations
@@ -13,23 +17,26 @@ from typing import Any
 __all__ = [
     "ARCH_DEFAULTS",
     "NET_DEFAULTS",
+    "PAPER_NET",
     "group_count",
     "resolve_net_config",
     "skip_count",
 ]
 
-# The paper's basic DDPM++ at 32x32x3. ``None`` means "the arch's default" (see ARCH_DEFAULTS); ``skip``
-# None means every skip connection is on.
+# What a key that a net config leaves out means: the workflow's default net (its schema's ``model`` defaults;
+# resolution and img_channels those of its default data, which the workflow sets from data.resolution and
+# data.source). ``None`` means "the arch's default" (see ARCH_DEFAULTS); ``skip`` None means every skip
+# connection is on.
 NET_DEFAULTS: dict[str, Any] = {
     "arch": "ddpmpp",  # Family: "ddpmpp" (DDPM++) or "ncsnpp" (NCSN++).
-    "resolution": 32,  # Image side at input and output, pixels.
-    "img_channels": 3,  # Colour channels at input and output.
-    "model_channels": 128,  # Base number of channels (the paper's "width").
-    "channel_mult": [2, 2, 2],  # Per-level channel multipliers; level l works at resolution >> l.
+    "resolution": 8,  # Image side at input and output, pixels.
+    "img_channels": 1,  # Colour channels at input and output.
+    "model_channels": 16,  # Base number of channels (the paper's "width").
+    "channel_mult": [1, 2],  # Per-level channel multipliers; level l works at resolution >> l.
     "channel_mult_emb": 4,  # Embedding vector size = model_channels * channel_mult_emb.
-    "num_blocks": 2,  # Residual blocks per level in the encoder (the paper's "depth").
-    "attn_resolutions": [16],  # Resolutions (pixels) whose blocks end with self-attention.
-    "dropout": 0.13,  # Dropout probability inside the residual blocks.
+    "num_blocks": 1,  # Residual blocks per level in the encoder (the paper's "depth").
+    "attn_resolutions": [],  # Resolutions (pixels) whose blocks end with self-attention.
+    "dropout": 0.0,  # Dropout probability inside the residual blocks.
     "label_dim": 0,  # Number of classes for one-hot conditioning, 0 = unconditional.
     "augment_dim": 0,  # Width of the augmentation labels (diffmem.science.augment), 0 = none.
     "label_dropout": 0.0,  # Probability of zeroing a sample's label in training (CFG), 0 = off.
@@ -40,6 +47,29 @@ NET_DEFAULTS: dict[str, Any] = {
     "resample_filter": None,  # 1-D FIR taps for up/downsampling; None = arch default.
     "skip": None,  # 0/1 mask over the encoder-to-decoder skips; None = all on.
 }
+
+# The paper's basic DDPM++ at 32x32x3 (35,125,251 parameters), every key given.
+PAPER_NET: dict[str, Any] = {
+    "arch": "ddpmpp",
+    "resolution": 32,
+    "img_channels": 3,
+    "model_channels": 128,
+    "channel_mult": [2, 2, 2],
+    "channel_mult_emb": 4,
+    "num_blocks": 2,
+    "attn_resolutions": [16],
+    "dropout": 0.13,
+    "label_dim": 0,
+    "augment_dim": 0,
+    "label_dropout": 0.0,
+    "embedding": None,
+    "channel_mult_noise": None,
+    "encoder_type": None,
+    "decoder_type": None,
+    "resample_filter": None,
+    "skip": None,
+}
+assert list(PAPER_NET) == list(NET_DEFAULTS)
 
 # What ``None`` resolves to, per arch (Song et al.'s DDPM++ and NCSN++ as configured by Karras et al.).
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -163,6 +193,16 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
     if not cfg["resample_filter"] or sum(cfg["resample_filter"]) == 0:
         raise ValueError(f"net config 'resample_filter': needs positive taps, got {raw['resample_filter']!r}")
 
+    _check_levels(cfg)
+    cfg["skip"] = _skip_mask(raw["skip"], cfg)
+    for channels in _normalized_channel_counts(cfg):
+        group_count(channels)
+    return {key: cfg[key] for key in NET_DEFAULTS}
+
+
+def _check_levels(cfg: dict) -> None:
+    """ValueError unless the resolution halves at every level, attention sits at resolutions of the net
+    and the positional embedding has channels enough."""
     levels = len(cfg["channel_mult"])
     res = cfg["resolution"]
     if res % (1 << (levels - 1)) != 0:
@@ -179,22 +219,22 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
     if cfg["embedding"] == "positional" and cfg["model_channels"] * cfg["channel_mult_noise"] < 4:
         raise ValueError("net config 'model_channels': the positional embedding needs at least 4 channels")
 
+
+def _skip_mask(value: Any, cfg: dict) -> list[int]:
+    """The 0/1 skip mask of a net (``value`` None = all on), one entry per skip connection."""
+    levels = len(cfg["channel_mult"])
     n_skips = skip_count(cfg["num_blocks"], levels)
-    if raw["skip"] is None:
-        cfg["skip"] = [1] * n_skips
-    else:
-        mask = _as_int_list("skip", raw["skip"])
-        if any(m not in (0, 1) for m in mask):
-            raise ValueError(f"net config 'skip': entries must be 0 or 1, got {mask}")
-        if len(mask) != n_skips:
-            raise ValueError(
-                f"net config 'skip': expected {n_skips} entries ((num_blocks + 1) * len(channel_mult) = "
-                f"({cfg['num_blocks']} + 1) * {levels}), got {len(mask)}"
-            )
-        cfg["skip"] = mask
-    for channels in _normalized_channel_counts(cfg):
-        group_count(channels)
-    return {key: cfg[key] for key in NET_DEFAULTS}
+    if value is None:
+        return [1] * n_skips
+    mask = _as_int_list("skip", value)
+    if any(m not in (0, 1) for m in mask):
+        raise ValueError(f"net config 'skip': entries must be 0 or 1, got {mask}")
+    if len(mask) != n_skips:
+        raise ValueError(
+            f"net config 'skip': expected {n_skips} entries ((num_blocks + 1) * len(channel_mult) = "
+            f"({cfg['num_blocks']} + 1) * {levels}), got {len(mask)}"
+        )
+    return mask
 
 
 def _normalized_channel_counts(cfg: dict) -> set[int]:

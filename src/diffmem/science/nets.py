@@ -3,7 +3,7 @@
 Written from the architecture as described by Song et al. 2021 ("Score-Based Generative Modeling through
 SDEs") and Karras et al. 2022 ("Elucidating the Design Space..."): a time (and optional class) embedding
 drives residual blocks arranged as a U-Net; every encoder output is an encoder-to-decoder skip
-connection that the decoder concatenates to its input. The paper's basic DDPM++ (``NET_DEFAULTS``) has
+connection that the decoder concatenates to its input. The paper's basic DDPM++ (``PAPER_NET``) has
 35,125,251 parameters, 55,732,739 with 4 blocks per resolution.
 
 The ``skip`` knob is a 0/1 mask over the (num_blocks + 1) * len(channel_mult) skip connections, in the
@@ -27,6 +27,7 @@ from torch import nn
 from diffmem.science.netconfig import (
     ARCH_DEFAULTS,
     NET_DEFAULTS,
+    PAPER_NET,
     group_count,
     resolve_net_config,
     skip_count,
@@ -35,6 +36,7 @@ from diffmem.science.netconfig import (
 __all__ = [
     "ARCH_DEFAULTS",
     "NET_DEFAULTS",
+    "PAPER_NET",
     "SongUNet",
     "build_net",
     "count_params",
