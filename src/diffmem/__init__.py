@@ -22,3 +22,5 @@ __version__ = "0.1.0"
 
 #: The checkout this package lies in (``src/diffmem/..``): where the workflow's schema and benchmarks are.
 CHECKOUT = Path(__file__).resolve().parents[2]
+#: Measured speeds and memory (``scripts/benchmark.py``, ``python -m diffmem count-activations``) the plan models read.
+BENCHMARKS = CHECKOUT / "benchmarks"

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from diffmem.io import write_json
 from diffmem.plan import config as dmc
-from diffmem.plan import cost, resources
+from diffmem.plan import cost, memory, resources
 from diffmem.plan.search_cost_report import emm_cost_report
 from diffmem.results.compare import compare_text
 from diffmem.results.readme_pictures import README_FIGURES, docs_figures
@@ -315,6 +316,36 @@ def _dog_pool(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# count-activations
+
+
+def _count_activations_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="+", help="config files whose nets to count (each read on its own)")
+    parser.add_argument("--out", default=str(memory.ACTIVATIONS), help="JSON to update (default: %(default)s)")
+
+
+def _count_activations(args: argparse.Namespace) -> int:
+    from diffmem.science.activations import count_nets
+
+    models = []
+    for path in args.configs:
+        try:
+            plan = dmc.expand(dmc.load_config([path]))
+        except (OSError, dmc.ConfigError) as err:
+            args.parser.error(f"{path}: {err}")
+        models += [v.settings["model"] for vals in plan.values() for v in vals]
+    out = Path(args.out)
+    known = json.loads(out.read_text())["nets"] if out.is_file() else []
+    have = {memory.net_key(r["net"]) for r in known}
+    new = count_nets([m for m in models if memory.net_key(m) not in have], memory.net_key)
+    nets = sorted(known + new, key=memory.net_key)
+    about = "bytes autograd saves per training image (fp32, VP loss, batch 2, CPU): diffmem.science.activations"
+    write_json(out, {"about": about, "nets": nets})
+    print(f"{out}: {len(new)} nets counted, {len(nets)} in all")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Registry and entry point: one entry per subcommand, in the order ``--help`` lists them.
 
 
@@ -366,6 +397,11 @@ COMMANDS: dict[str, Command] = {
         _docs_figures_arguments,
         _docs_figures,
         "copy the README's figures of a finished run, shrunk, into a folder (docs/)",
+    ),
+    "count-activations": Command(
+        _count_activations_arguments,
+        _count_activations,
+        "count the activations each net of some configs saves per training image (the GPU memory model's data)",
     ),
     "plot-loss": Command(
         _plot_loss_arguments,

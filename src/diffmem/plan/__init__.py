@@ -13,6 +13,8 @@ at import, so Snakemake builds the DAG without paying for them.
 - :mod:`~diffmem.plan.resources`: what a job asks the cluster for (run time, memory, retries);
 - :mod:`~diffmem.plan.plan`: the :class:`~diffmem.plan.plan.Plan` of a workflow run, which answers every question
   the Snakemake rules ask (targets, inputs, params, resources);
+- :mod:`~diffmem.plan.memory`: a training step's GPU memory (counted activations, the measured peak) and the
+  micro-batch that fits a declared GPU;
 - :mod:`~diffmem.plan.cost`: what a config will cost in GPU-hours (``python -m diffmem cost``);
 - :mod:`~diffmem.plan.search_cost`: what the EMM search spends against a fixed grid of sizes;
 - :mod:`~diffmem.plan.search_cost_report`: its tables for a config and a run (``python -m diffmem emm-cost``);

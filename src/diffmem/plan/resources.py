@@ -22,11 +22,10 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from diffmem import CHECKOUT
+from diffmem import BENCHMARKS
 from diffmem.plan.records import run_settings
 from diffmem.science import schedule
 
-BENCHMARKS = CHECKOUT / "benchmarks"
 STARTUP_MIN = 3.0  # job start-up: Snakemake parses the workflow, Python imports torch, data loads
 SAFETY = 1.5  # budget / estimate before doubling per retry
 
