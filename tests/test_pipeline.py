@@ -65,6 +65,27 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
     assert len(table[table["kind"] == "size"]) == len(res["evaluated"])
 
 
+def test_an_emm_search_with_a_start_grid_measures_it_first(tmp_path):
+    """emm.start: round 0 asks for exactly the grid; the next round searches inside the bracket it leaves."""
+    settings = dmc.resolve_settings(
+        {
+            "data": {"source": "digits", "resolution": 8, "classes": 10, "labels": "none", "label_classes": None,
+                     "blend": None, "seed": 0, "pick": "random", "resize": "area"},
+            "model": {"arch": "optimum"},
+        }
+    )  # fmt: skip
+    search = {"experiment": "e", "value": "v", "display": "v", "run_id": "r", "settings": settings, "lo": 20,
+              "hi": 640, "tolerance": 0.1, "per_round": 2, "threshold": 0.9, "max_rounds": 8,
+              "start": [20, 80, 320, 640]}  # fmt: skip
+    first = emm_round(search, None, [], tmp_path / "round0.json")
+    assert first["next"] == [20, 80, 320, 640]
+    for s in first["next"]:
+        fake_score(tmp_path / f"m{s}.json", s)
+    second = emm_round(search, tmp_path / "round0.json", [tmp_path / f"m{s}.json" for s in first["next"]],
+                       tmp_path / "round1.json")  # fmt: skip
+    assert second["bracket"] == [80, 320] and all(80 < s < 320 for s in second["next"])
+
+
 def _settings(batch=16):
     """The tests' tiny run (tests/runs.py), 8 steps, one snapshot, without dropout."""
     s = make_settings(8, batch=batch, warmup={"unit": "images", "value": 32, "mode": "linear"}, snapshots=1,

@@ -61,7 +61,8 @@ def search_sizes(value: dmc.Value, allowed: list[int], true_emm: float) -> list[
     e = value.emm
     run = emm_cost.replay(lambda s: 1.0 if s <= true_emm else 0.0, allowed, int(e["lo"]), int(e["hi"]),
                           threshold=float(e["threshold"]), tolerance=float(e["tolerance"]),
-                          per_round=int(e["per_round"]), max_rounds=int(e["max_rounds"]))  # fmt: skip
+                          per_round=int(e["per_round"]), max_rounds=int(e["max_rounds"]),
+                          start=e.get("start"))  # fmt: skip
     return run["sizes"]
 
 

@@ -35,6 +35,7 @@ def replay(
     tolerance: float,
     per_round: int,
     max_rounds: int,
+    start: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """The EMM search against ``ratio_of``: its rounds (sizes per round) and final :func:`emm.emm_step`.
 
@@ -43,7 +44,9 @@ def replay(
     ratios: dict[int, float] = {}
     rounds: list[list[int]] = []
     while True:
-        step = emm.emm_step(ratios, allowed, lo, hi, threshold=threshold, tolerance=tolerance, per_round=per_round)
+        step = emm.emm_step(
+            ratios, allowed, lo, hi, threshold=threshold, tolerance=tolerance, per_round=per_round, start=start
+        )
         if step["done"] or not step["next"] or len(rounds) >= max_rounds:
             return {"rounds": rounds, "sizes": sorted(ratios), "result": step}
         rounds.append(list(step["next"]))

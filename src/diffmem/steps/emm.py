@@ -48,6 +48,7 @@ def emm_round(
         threshold=float(search["threshold"]),
         tolerance=float(search["tolerance"]),
         per_round=int(search["per_round"]),
+        start=search.get("start"),
     )
     for e in evaluated.values():
         e["memorized"] = emm.passes(e["ratio"], search["threshold"])

@@ -41,17 +41,6 @@ def load_denoiser(settings: dict, train_dir: Path | None, snapshot: dict | None,
     return diffusion.make_precond(net, settings["diffusion"]).to(device).eval()
 
 
-def _autocast(denoise, device):
-    """``denoise`` with its calls under bfloat16 autocast (``sample.precision: bf16``)."""
-    from diffmem.science import precision as dmprec
-
-    def call(*args, **kwargs):
-        with dmprec.autocast(device, "bf16"):
-            return denoise(*args, **kwargs)
-
-    return call
-
-
 def _snapshot_list(train_summary: Path) -> list[dict]:
     snaps = read_json(train_summary)["snapshots"]
     if not snaps:
@@ -70,7 +59,7 @@ def _sample_snapshot(settings: dict, subset: dict, train_dir: Path | None, snap:
     denoise = load_denoiser(settings, train_dir, snap, subset, device)
     prec = dmprec.check(sp.get("precision"), "sample.precision")
     if prec == "bf16" and settings["model"]["arch"] != "optimum":  # the net in bfloat16, its output in float32
-        denoise = _autocast(denoise, device)
+        denoise = dmprec.AutocastDenoiser(denoise, device)  # keeps the net's sigma range for the sampler
     with torch.no_grad(), dmprec.backend_flags(device, prec):
         return dms.generate(
             denoise,
