@@ -1,6 +1,7 @@
 """Checks of a plan that need more than the schema, run before any job: the sizes a value asks for can be
 made from its data, EMM brackets hold an allowed size, figures name experiments of the right mode
-(:func:`check_plan`), and the data files exist (:func:`check_data`, skipped in a dry run)."""
+(:func:`check_plan`), and every data file the plan reads holds what its source expects (:func:`check_data`,
+skipped in a dry run; run before ids hash the data)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 from diffmem import data as dmdata
 from diffmem.data.cifar10 import check_path
-from diffmem.data.sources import known_sizes
+from diffmem.data.folder import check_folder
+from diffmem.data.sources import class_counts, known_sizes, sizes_of_counts
 from diffmem.errors import ConfigError
-from diffmem.plan.expand import Value
+from diffmem.plan.expand import Value, factor_keys, value_settings
 from diffmem.plan.records import data_settings
 
 
@@ -50,14 +52,18 @@ def _check_sizes(v: Value) -> None:
     if lo_hi and lo_hi[0] >= lo_hi[1]:
         raise ConfigError(f"{where}: emm.lo={lo_hi[0]} must be < emm.hi={lo_hi[1]}")
     allowed = allowed_sizes(v.settings, load=False)
-    if allowed is None:
-        return
-    wanted = v.sizes if v.mode == "sizes" else []
+    if allowed is not None:
+        d = v.settings["data"]
+        _check_allowed(where, v.sizes if v.mode == "sizes" else [], lo_hi, allowed,
+                       f"data {d['source']} with classes={d['classes']}")  # fmt: skip
+
+
+def _check_allowed(where: str, wanted: list[int], lo_hi: tuple | None, allowed: list[int], made_from: str) -> None:
+    """Every size of ``wanted`` is in ``allowed``, and an EMM bracket ``lo_hi`` holds one that is."""
     bad = [s for s in wanted if s not in set(allowed)]
     if bad:
         raise ConfigError(
-            f"{where}: sizes {bad} cannot be made from data {v.settings['data']['source']} with "
-            f"classes={v.settings['data']['classes']}; allowed: multiples of "
+            f"{where}: sizes {bad} cannot be made from {made_from}; allowed: multiples of "
             f"{allowed[0]} up to {allowed[-1]}"
         )
     if lo_hi and not any(lo_hi[0] <= s <= lo_hi[1] for s in allowed):
@@ -67,43 +73,118 @@ def _check_sizes(v: Value) -> None:
         )
 
 
-def check_data(plan: dict[str, list[Value]]) -> None:
-    """Files the data settings need exist (run before any job, but not in a dry run, which must work
-    without the data): the CIFAR-10 tarball or folder, image folders, for the main and blended source."""
-    seen = set()
-    for vals in plan.values():
-        for v in vals:
-            d = v.settings["data"]
-            where = f"experiments.{v.experiment} value {v.display!r}"
-            for key, src in (("data", d), ("data.blend", d.get("blend") or None)):
-                if not src or src["source"] not in ("cifar10", "folder"):
-                    continue
-                if (src["source"], src.get("path")) in seen:
-                    continue
-                seen.add((src["source"], src.get("path")))
-                _check_source(src, src.get("download", d.get("download")), key, where)
+def check_data(config: dict) -> None:
+    """Open every data file the plan reads and check it holds what its source expects: the CIFAR-10 tarball
+    streamed to its end (its md5 when verified), a dataset zip's labels and count, every image of an image
+    folder (its header), for the main and the blended source. Runs before any job (not in a dry run, which
+    must work without the data) and before ids hash the files (a folder such as ``/etc`` is refused at its
+    first file that is not an image, not read whole); each distinct file once. Then every value's sizes can
+    be made from the images per class the files hold. ConfigError naming the config key the path came from,
+    the file, and what was expected."""
+    checked: dict[tuple, list[int] | None] = {}  # (source, path, flags) -> images per class the files hold
+    for name, i, settings in value_settings(config):
+        exp = config["experiments"][name]
+        where = f"experiments.{name}.values[{i}]" if factor_keys(exp) else f"experiments.{name}"
+        d = data_settings(settings)
+        sources = {"data": d, "data.blend": d.get("blend")}
+        held = {}  # key -> images per class, as the files say
+        for key, src in sources.items():
+            if src and src["source"] in ("cifar10", "folder"):
+                flags = _file_flags(src, blend=key != "data")
+                ident = (src["source"], _resolved(src.get("path")), *flags)
+                if ident not in checked:
+                    checked[ident] = _check_source(src, *flags, _path_key(config, name, i, key), where)
+                held[key] = checked[ident]
+        if any(c is not None for c in held.values()):
+            _check_sizes_held(config, exp, where, d, held)
 
 
-def _check_source(src: dict, download, key: str, where: str) -> None:
-    """One cifar10 or folder source's files (``key``: data or data.blend) are where it says."""
+def _file_flags(src: dict, blend: bool) -> tuple[bool, bool]:
+    """(verify_md5, download) of a main or blended source, with the defaults its loader uses."""
+    from diffmem.data.subsets import BLEND_DEFAULTS, SPEC_DEFAULTS  # numpy
+
+    flags = {**(BLEND_DEFAULTS if blend else SPEC_DEFAULTS), **src}
+    return bool(flags["verify_md5"]), bool(flags["download"])
+
+
+def _resolved(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def _check_source(src: dict, verify_md5: bool, download: bool, key: str, where: str) -> list[int] | None:
+    """Check one cifar10 or folder source's files (``key``: the config key that gave its path; ``where``: the
+    first value that reads it); the images per class they hold when the files say (a folder, a zip)."""
     path, source = src.get("path"), src["source"]
     if source == "cifar10" and download and not (path and Path(path).exists()):
-        return  # the job downloads it
+        return None  # the job downloads it
     if not path:
-        raise ConfigError(f"{where}: {key}.path is required for source {source}")
+        raise ConfigError(f"{where}: {key} is required for source {source}")
+    used = f"data of {where}"
     if not Path(path).exists():
         hint = (
             "the official cifar-10-python.tar.gz (or set data.download: true on a machine online)"
             if source == "cifar10"
             else "a folder with one sub-folder of images per class"
         )
-        raise ConfigError(f"{where}: {key}.path {path!r} does not exist; expected {hint}")
+        raise ConfigError(f"{key} {path!r} does not exist ({used}); expected {hint}")
     if source == "folder" and not Path(path).is_dir():
         raise ConfigError(
-            f"{where}: {key}.path {path!r} is not a folder; expected a folder with one sub-folder of images per class"
+            f"{key} {path!r} is not a folder ({used}); expected a folder with one sub-folder of images per class"
         )
-    if source == "cifar10":  # cheap: found where the loader looks, gzip tar of cifar-10-batches-py/
-        try:
-            check_path(path)
-        except (ValueError, OSError) as e:
-            raise ConfigError(f"{where}: {key}.path {path!r} is not CIFAR-10: {e}") from None
+    try:
+        return check_path(path, verify_md5=verify_md5) if source == "cifar10" else check_folder(path)
+    except (ValueError, OSError) as e:
+        what = "CIFAR-10" if source == "cifar10" else "an image folder"
+        raise ConfigError(f"{key} {path!r} is not {what} ({used}): {e}") from None
+
+
+def _path_key(config: dict, name: str, i: int, key: str) -> str:
+    """The config key that gave value ``i`` of experiment ``name`` its ``<key>.path`` (``key``: data or
+    data.blend): the value's factor, else the experiment's ``set:``, else ``base``."""
+    exp, target = config["experiments"][name], f"{key}.path"
+    keys = factor_keys(exp)
+    if keys:
+        parts = [exp["values"][i]] if len(keys) == 1 else list(exp["values"][i])
+        for j, (k, part) in enumerate(zip(keys, parts, strict=True)):
+            if (inside := _sets(k, part, target)) is not None:
+                return f"experiments.{name}.values[{i}]{f'[{j}]' if len(keys) > 1 else ''}{inside}"
+    for k, x in (exp.get("set") or {}).items():
+        if (inside := _sets(k, x, target)) is not None:
+            return f"experiments.{name}.set.{k}{inside}"
+    return f"base.{target}"
+
+
+def _sets(k: str, x, target: str) -> str | None:
+    """Whether setting dotted key ``k`` to ``x`` sets dotted key ``target``: '' when ``k`` is ``target``,
+    '.<rest>' when ``x`` is a mapping holding it at ``<rest>``, else None."""
+    if k == target:
+        return ""
+    if not target.startswith(k + "."):
+        return None
+    rest = target[len(k) + 1 :]
+    for part in rest.split("."):
+        if not isinstance(x, dict) or part not in x:
+            return None
+        x = x[part]
+    return f".{rest}"
+
+
+def _check_sizes_held(config: dict, exp: dict, where: str, d: dict, held: dict) -> None:
+    """The value's sizes (and EMM bracket) can be made from the images per class its files hold (``held``:
+    by key, data or data.blend; a source whose files do not say has its known counts)."""
+    blend = d.get("blend")
+    main = held.get("data") or class_counts(d, compute=False)
+    other = (held.get("data.blend") or class_counts({**d, **blend}, compute=False)) if blend else None
+    if main is None or (blend and other is None):
+        return
+    allowed = sizes_of_counts(d, main, other)
+    if not allowed:
+        return  # a blend class that is not there: make_subset names it
+    emm = {**config["emm"], **(exp.get("emm") or {})}
+    mode = exp.get("mode", "emm")
+    lo_hi = (emm["lo"], emm["hi"]) if mode == "emm" and emm["lo"] < emm["hi"] else None
+    listed = exp.get("sizes") or []
+    listed = [x for xs in listed.values() for x in xs] if isinstance(listed, dict) else listed  # per value: all
+    wanted = sorted({int(x) for x in listed}) if mode == "sizes" else []
+    per_class = "; ".join(f"{c}" for c in (main, other) if c is not None)
+    _check_allowed(where, wanted, lo_hi, allowed, f"the images per class its data holds ({per_class})")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,16 @@ def expand(config: dict) -> dict[str, list[Value]]:
     return {name: _experiment(name, exp, config) for name, exp in config["experiments"].items()}
 
 
+def value_settings(config: dict) -> Iterator[tuple[str, int, dict]]:
+    """(experiment, index in its ``values``, resolved settings) of every value, without ids, so without
+    reading a data file: what the data checks walk before ids hash the data (replicates differ in data.seed
+    only and are not repeated)."""
+    for name, exp in config["experiments"].items():
+        keys = factor_keys(exp)
+        for i, v in enumerate(exp.get("values", [None]) if keys else [None]):
+            yield name, i, _value_settings(config["base"], exp, keys, i, v, f"experiments.{name}")
+
+
 def data_spec(config: dict, data_id: str, size: int) -> dict:
     """The full data settings of subset ``data_id`` (with where its files lie) at ``size``."""
     for vals in expand(config).values():
@@ -89,7 +100,7 @@ def _experiment(name: str, exp: dict, config: dict) -> list[Value]:
     """The values of experiment ``name`` (replicates included), in the order of its ``values``."""
     validate.check_safe_name(name, "experiments")
     where = f"experiments.{name}"
-    keys = _factor_keys(exp)
+    keys = factor_keys(exp)
     values = exp.get("values", [None]) if keys else [None]
     labels = exp.get("labels")
     if labels is not None and len(labels) != len(values):
@@ -97,7 +108,7 @@ def _experiment(name: str, exp: dict, config: dict) -> list[Value]:
     if keys and not values:
         raise ConfigError(f"{where}.values is empty")
     vals: list[Value] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # label -> index of the value that has it
     for i, v in enumerate(values):
         s = _value_settings(config["base"], exp, keys, i, v, where)
         label, display = _names(exp, keys, i, v, where, seen)
@@ -105,10 +116,14 @@ def _experiment(name: str, exp: dict, config: dict) -> list[Value]:
                     mode=exp.get("mode", "emm"), **_ids(s))  # fmt: skip
         _sizes_or_search(val, exp, config["emm"], where)
         vals.extend(_replicates(val, exp.get("replicates"), keys, exp.get("set") or {}, where))
+    extra = sorted(set(exp["sizes"]) - {v.group for v in vals}) if isinstance(exp.get("sizes"), dict) else []
+    if extra:
+        raise ConfigError(f"{where}.sizes names values that do not exist: {extra}")
     return vals
 
 
-def _factor_keys(exp: dict) -> list[str]:
+def factor_keys(exp: dict) -> list[str]:
+    """The keys an experiment varies (``factor``: one dotted key or a list of tied ones); [] without one."""
     factor = exp.get("factor")
     if factor is None:
         return []
@@ -157,15 +172,22 @@ def _value_settings(base: dict, exp: dict, keys: list[str], i: int, v: Any, wher
         raise ConfigError(f"{where} value {v!r}: {e}") from None
 
 
-def _names(exp: dict, keys: list[str], i: int, v: Any, where: str, seen: set[str]) -> tuple[str, str]:
-    """Value ``i``'s label (path-safe, unique among ``seen``, which it joins) and its display name."""
+def _names(exp: dict, keys: list[str], i: int, v: Any, where: str, seen: dict[str, int]) -> tuple[str, str]:
+    """Value ``i``'s label (path-safe, refused if ``seen`` has it or value ``i`` repeats an earlier one; it
+    joins ``seen``) and its display name."""
     labels = exp.get("labels")
     label = slug(labels[i]) if labels is not None else (slug(v) if keys else "base")
     named = f"{where}.{'labels' if labels is not None else 'values'}[{i}]"
     validate.check_safe_name(label, named, "safe_label")
-    if label in seen:
-        label = f"{label}_{i}"
-    seen.add(label)
+    text = identity.canonical_json
+    same = [j for j in seen.values() if keys and text(exp["values"][j]) == text(v)]
+    if same:  # one run twice
+        raise ConfigError(f"{where}: values[{same[0]}] and values[{i}] are both {v!r}; give each value once")
+    if label in seen:  # two values, one folder
+        src, j = ("labels" if labels is not None else "values"), seen[label]
+        raise ConfigError(f"{where}: {src}[{j}] {exp[src][j]!r} and {src}[{i}] {exp[src][i]!r} both give the "
+                          f"label {label!r} (a folder name); give distinct {src}")  # fmt: skip
+    seen[label] = i
     display = str(labels[i]) if labels is not None else (_display(v) if keys else "base")
     return label, display
 
@@ -184,9 +206,7 @@ def _sizes_or_search(val: Value, exp: dict, emm_defaults: dict, where: str) -> N
     """Fill ``val.sizes`` (mode ``sizes``) or ``val.emm`` (mode ``emm``: the defaults with the experiment's
     ``emm:`` over them)."""
     if val.mode == "sizes":
-        if not exp.get("sizes"):
-            raise ConfigError(f"{where}: mode 'sizes' needs a non-empty 'sizes' list")
-        val.sizes = [int(x) for x in exp["sizes"]]
+        val.sizes = _listed_sizes(exp.get("sizes"), val.label, where)
     elif val.mode == "emm":
         val.emm = {**emm_defaults, **(exp.get("emm") or {})}
         validate.check_emm(val.emm, where)
@@ -229,3 +249,15 @@ def _display(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return ", ".join(_display(x) for x in v)
     return str(v)
+
+
+def _listed_sizes(sizes: list | dict | None, label: str, where: str) -> list[int]:
+    """The sizes of one value in mode ``sizes``: ``sizes`` is one list for every value, or a mapping from each value's
+    label to its own list (a panel whose curves the paper measured at different sizes)."""
+    if isinstance(sizes, dict):
+        if label not in sizes:
+            raise ConfigError(f"{where}.sizes has no entry for value {label!r} (entries: {sorted(sizes)})")
+        sizes = sizes[label]
+    if not sizes:
+        raise ConfigError(f"{where}: mode 'sizes' needs a non-empty 'sizes' list (for value {label!r})")
+    return [int(x) for x in sizes]
