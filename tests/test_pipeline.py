@@ -3,6 +3,8 @@ trained data parallel through torchrun (the multi-GPU path, gloo on CPU) equals 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,16 @@ def test_train_run_data_parallel_equals_one_process(tmp_path):
 
     s1, s2 = read_stats(tmp_path / "one"), read_stats(tmp_path / "two")
     assert [r["step"] for r in s2] == [r["step"] for r in s1] and s2[-1]["step"] == 8
+
+
+def test_write_subset_makes_the_configs_subset(tmp_path):
+    """The subset step: the config's data at one size, saved where it is told, the same as data.make_subset."""
+    from diffmem.data import load_subset, make_subset
+    from diffmem.steps.subset import write_subset
+
+    cfg = dmc.load_config([str(Path(__file__).resolve().parents[1] / "config" / "smoke.yaml")])
+    value = dmc.expand(cfg)["basic"][0]
+    subset = write_subset(cfg, value.data_id, 4, tmp_path / "subset.npz")
+    again = load_subset(tmp_path / "subset.npz")
+    assert len(again["images"]) == 4 and np.array_equal(again["images"], subset["images"])
+    assert np.array_equal(subset["images"], make_subset(dmc.data_spec(cfg, value.data_id, 4))["images"])
