@@ -116,7 +116,8 @@ def _experiment(name: str, exp: dict, config: dict) -> list[Value]:
                     mode=exp.get("mode", "emm"), **_ids(s))  # fmt: skip
         _sizes_or_search(val, exp, config["emm"], where)
         vals.extend(_replicates(val, exp.get("replicates"), keys, exp.get("set") or {}, where))
-    extra = sorted(set(exp["sizes"]) - {v.group for v in vals}) if isinstance(exp.get("sizes"), dict) else []
+    named = {str(n) for v in vals for n in (v.display, v.label, v.group)}
+    extra = sorted(set(exp["sizes"]) - named) if isinstance(exp.get("sizes"), dict) else []
     if extra:
         raise ConfigError(f"{where}.sizes names values that do not exist: {extra}")
     return vals
@@ -206,7 +207,7 @@ def _sizes_or_search(val: Value, exp: dict, emm_defaults: dict, where: str) -> N
     """Fill ``val.sizes`` (mode ``sizes``) or ``val.emm`` (mode ``emm``: the defaults with the experiment's
     ``emm:`` over them)."""
     if val.mode == "sizes":
-        val.sizes = _listed_sizes(exp.get("sizes"), val.label, where)
+        val.sizes = _listed_sizes(exp.get("sizes"), (val.display, val.label), where)
     elif val.mode == "emm":
         val.emm = {**emm_defaults, **(exp.get("emm") or {})}
         validate.check_emm(val.emm, where)
@@ -251,13 +252,15 @@ def _display(v: Any) -> str:
     return str(v)
 
 
-def _listed_sizes(sizes: list | dict | None, label: str, where: str) -> list[int]:
+def _listed_sizes(sizes: list | dict | None, names: tuple[str, str], where: str) -> list[int]:
     """The sizes of one value in mode ``sizes``: ``sizes`` is one list for every value, or a mapping from each value's
-    label to its own list (a panel whose curves the paper measured at different sizes)."""
+    label (as written in ``labels:``, or its folder-safe form) to its own list (a panel whose curves the paper
+    measured at different sizes)."""
     if isinstance(sizes, dict):
-        if label not in sizes:
-            raise ConfigError(f"{where}.sizes has no entry for value {label!r} (entries: {sorted(sizes)})")
-        sizes = sizes[label]
+        key = next((str(n) for n in names if str(n) in sizes), None)
+        if key is None:
+            raise ConfigError(f"{where}.sizes has no entry for value {names[0]!r} (entries: {sorted(sizes)})")
+        sizes = sizes[key]
     if not sizes:
-        raise ConfigError(f"{where}: mode 'sizes' needs a non-empty 'sizes' list (for value {label!r})")
+        raise ConfigError(f"{where}: mode 'sizes' needs a non-empty 'sizes' list (for value {names[0]!r})")
     return [int(x) for x in sizes]
