@@ -31,6 +31,11 @@ _HOW_TO_READ = {
         "and the memorization ratio of each run (right, d1/d2 < {ratio_threshold}): the closed-form optimal "
         "denoiser copies its training set; a trained model copies it only below its EMM."
     ),
+    "fixed": (
+        "Memorization ratio (share of generated samples with d1/d2 < {ratio_threshold}) against the value of the "
+        "factor, at fixed training-set sizes |D|, one series per |D|, with its 95% Wilson interval; the dashed "
+        "line is the EMM threshold ({emm_threshold}); open markers, where drawn, are the paper's published values."
+    ),
 }
 
 

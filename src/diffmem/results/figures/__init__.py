@@ -7,7 +7,9 @@ One entry point, :func:`draw_figure` (:func:`build_figure` without saving), disp
 - :mod:`~diffmem.results.figures.epochs` (``"epochs"``): memorization ratio vs training images seen, one
   line per (value, size);
 - :mod:`~diffmem.results.figures.optimum` (``"optimum"``): sample grids beside their nearest training
-  images, with the runs' ratios.
+  images, with the runs' ratios;
+- :mod:`~diffmem.results.figures.fixed` (``"fixed"``): memorization ratio vs a factor's value at fixed
+  |D|, one series per |D| (numeric or labelled, grouped positions; the paper's points as open markers).
 
 Beside them:
 
@@ -34,6 +36,7 @@ from diffmem.results.figures.axes import (
     SIZE_LABEL,
 )
 from diffmem.results.figures.epochs import draw_epochs
+from diffmem.results.figures.fixed import draw_fixed
 from diffmem.results.figures.optimum import draw_optimum
 from diffmem.results.figures.style import MARKERS, PALETTE, STYLE, save, styled_figure
 from diffmem.results.figures.sweep import draw_sweep
@@ -42,7 +45,7 @@ from diffmem.results.figures.tables import key as _key
 from diffmem.results.figures.tables import truthy as _truthy
 
 #: kind -> draw(fig, spec, cleaned table) -> footnotes
-DRAWERS = {"sweep": draw_sweep, "epochs": draw_epochs, "optimum": draw_optimum}
+DRAWERS = {"sweep": draw_sweep, "epochs": draw_epochs, "optimum": draw_optimum, "fixed": draw_fixed}
 KINDS = tuple(DRAWERS)
 
 __all__ = ["EMM_LABEL", "GEOMETRY_LABEL", "IMAGES_LABEL", "KINDS", "MARKERS", "NOT_LEVELLED_NOTE", "PALETTE",

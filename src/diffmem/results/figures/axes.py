@@ -100,3 +100,13 @@ def rings(ax, x, rows: pd.DataFrame) -> bool:
         zorder=4,
     )
     return True
+
+
+def reference_marks(ax, marks: list[tuple[float, float, str, str, str]]) -> None:
+    """Published points, each ``(x, ratio, colour, marker, legend label)``, as open markers in the colour
+    of the line they belong to; one legend entry per label (a neutral open marker)."""
+    for x, y, color, marker, _ in marks:
+        ax.plot([x], [y], ls="none", marker=marker, ms=8, mfc="none", mec=color, mew=1.4, zorder=5,
+                label="_reference")  # fmt: skip
+    for label in dict.fromkeys(m[4] for m in marks):
+        ax.plot([], [], ls="none", marker="o", ms=8, mfc="none", mec="0.25", mew=1.4, label=label)

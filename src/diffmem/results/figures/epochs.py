@@ -20,11 +20,14 @@ from diffmem.results.figures.axes import (
     log_ticks,
     no_data,
     ratio_axis,
+    reference_marks,
     rings,
     threshold_line,
 )
 from diffmem.results.figures.style import MARKERS, colors
-from diffmem.results.figures.tables import Exp, Thresholds, experiments, size_rows, thresholds
+from diffmem.results.figures.tables import Exp, Thresholds, experiments, key, names, size_rows, thresholds
+
+DENSE = 40  # more snapshots than this on a line: a marker on every (len // 20)-th only
 
 REPLICATE_LINES_NOTE = (
     "Replicates (subset seeds, data.seed) of a value share its line style and marker, one "
@@ -44,8 +47,10 @@ def draw_epochs(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         ax.set_visible(False)
     ringed = False
     for ax, exp in zip(axes, exps, strict=False):  # axes: a full grid, maybe one more
-        ringed |= epochs_panel(ax, exp, thr)
+        ringed |= epochs_panel(ax, exp, thr, spec)
     notes = ["Shaded: 95% Wilson interval of the ratio at each snapshot."] + ([NOT_LEVELLED_NOTE] if ringed else [])
+    if spec.get("reference"):
+        notes.append("Open markers: published values, in the colour of the line they belong to.")
     if any(e.replicated for e in exps):
         notes.append(REPLICATE_LINES_NOTE)
     return notes
@@ -62,9 +67,13 @@ def _lines(exp: Exp) -> list[tuple]:
     return lines
 
 
-def epochs_panel(ax, exp: Exp, thr: Thresholds) -> bool:
-    """Ratio over training per (value, size); True when a ring marks a run that had not levelled off."""
+def epochs_panel(ax, exp: Exp, thr: Thresholds, spec: dict | None = None) -> bool:
+    """Ratio over training per (value, size); True when a ring marks a run that had not levelled off.
+    ``spec``'s ``x_scale`` (linear | log) overrides the automatic axis (log when the snapshots span more
+    than 30x); its ``reference`` points are drawn on the line of their value and size."""
+    spec = spec or {}
     ringed = False
+    drawn = {}  # (value key, size) -> (colour, marker) of its line
     lines = _lines(exp)
     multi_value = len(exp.values) > 1
     sizes = sorted({s for _, s, _ in lines})
@@ -72,7 +81,7 @@ def epochs_panel(ax, exp: Exp, thr: Thresholds) -> bool:
     styles = ["-", "--", ":", "-."]
     xs = np.concatenate([r["images_seen"].to_numpy(float) for *_, r in lines]) if lines else np.array([])
     pos = xs[np.isfinite(xs) & (xs > 0)]
-    log_x = len(pos) > 0 and pos.max() / pos.min() > 30
+    log_x = len(pos) > 0 and (spec["x_scale"] == "log" if spec.get("x_scale") else pos.max() / pos.min() > 30)
     for j, (v, size, r) in enumerate(lines):
         if log_x:
             r = r[r["images_seen"] > 0]
@@ -95,7 +104,10 @@ def epochs_panel(ax, exp: Exp, thr: Thresholds) -> bool:
             label=label,
             zorder=3,
             markersize=4.5,
+            markevery=None if len(x) <= DENSE else len(x) // (DENSE // 2),  # dense snapshots: fewer markers
         )
+        if v.first:
+            drawn[(key(v.group), size)] = (color, v.marker if multi_value else MARKERS[j % 11])
         size_row = size_rows(v.rows)
         size_row = size_row[size_row["size"] == size]
         if len(size_row) and bool(size_row["_open"].iloc[0]) and len(r):
@@ -111,9 +123,25 @@ def epochs_panel(ax, exp: Exp, thr: Thresholds) -> bool:
     ax.set_title(exp.title)
     if not lines:
         no_data(ax, "no snapshots")
+    reference_marks(ax, reference_images(spec, exp, drawn))
     epoch_axis(ax, [r for *_, r in lines])
     legend(ax, sum(v.first for v, *_ in lines) + 1)
     return ringed
+
+
+def reference_images(spec: dict, exp: Exp, drawn: dict) -> list[tuple]:
+    """``spec["reference"]`` points ``{value, size, epochs, ratio, label}`` of this panel's lines, at
+    epochs x |D| images seen (marks for :func:`~diffmem.results.figures.axes.reference_marks`)."""
+    marks = []
+    for p in spec.get("reference") or []:
+        match = next((v for v in exp.values if key(p["value"]) in names(v)), None)
+        if match is None or p.get("epochs") is None or p.get("experiment") not in (None, exp.name):
+            continue
+        for (k, size), (color, marker) in drawn.items():
+            if k == key(match.group) and p.get("size") in (None, size):
+                label = p.get("label") or "paper"
+                marks.append((float(p["epochs"]) * size, float(p["ratio"]), color, marker, label))
+    return marks
 
 
 def epoch_axis(ax, frames: list[pd.DataFrame]) -> None:

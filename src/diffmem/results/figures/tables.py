@@ -173,6 +173,11 @@ def _values(vals: list[dict], sub: pd.DataFrame) -> list[Val]:
     return values
 
 
+def names(v: Val) -> tuple[str, str, str]:
+    """Every name a config may give a value by (as :func:`key` forms): its label, display text and group."""
+    return key(v.label), key(v.display), key(v.group)
+
+
 def size_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The ``kind=size`` rows, one per size (the last where a size repeats), by size."""
     r = rows[(rows["kind"] == "size") & rows["size"].notna()]
