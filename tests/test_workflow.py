@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -47,12 +48,16 @@ def smoke_run(tmp_path_factory):
 def test_smoke_outputs(smoke_run):
     work, _ = smoke_run
     res = work / "results" / "smoke"
-    figures = ["basic", "data", "model", "training", "conditioning", "epochs", "optimum"]
+    figures = list(yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["figures"])
+    assert {"basic", "conditioning", "optimum", "random_labels"} <= set(figures)
     for fig in figures:
         for ext in ("pdf", "png"):
             path = res / "figures" / f"{fig}.{ext}"
             assert path.is_file() and path.stat().st_size > 1000, path
         assert (res / "tables" / f"{fig}.csv").read_text().count("\n") >= 2
+    # a fixed-size panel (kind fixed), each value at its own sizes: C = 1 at |D| = 4, C = 5 at 4 and 8
+    rows = [r for r in csv.DictReader(open(res / "tables" / "random_labels.csv")) if r["kind"] == "size"]
+    assert sorted((r["value"], int(float(r["size"]))) for r in rows) == [("1", 4), ("5", 4), ("5", 8)]
     emm = json.loads((res / "emm" / "basic" / "base" / "emm.json").read_text())
     assert emm["done"] and emm["status"] in {"found", "below_lo", "above_hi", "max_rounds"}
     assert emm["evaluated"], "the search evaluated no size"
@@ -106,7 +111,6 @@ def test_smoke_report(smoke_run):
 @pytest.mark.slow
 def test_smoke_index(smoke_run):
     """index.csv lists every run folder that the workflow made, and every link lands in its run folder."""
-    import csv
 
     work, _ = smoke_run
     res = work / "results" / "smoke"
@@ -120,6 +124,9 @@ def test_smoke_index(smoke_run):
         assert link.is_symlink() and link.resolve() == (res / r["run_folder"]).resolve(), r
         assert (link / "run.json").is_file()
     base = [r for r in rows if (r["experiment"], r["value"]) == ("basic", "base")]
+    # a fixed-size panel (kind fixed), each value at its own sizes: C = 1 at |D| = 4, C = 5 at 4 and 8
+    rows = [r for r in csv.DictReader(open(res / "tables" / "random_labels.csv")) if r["kind"] == "size"]
+    assert sorted((r["value"], int(float(r["size"]))) for r in rows) == [("1", 4), ("5", 4), ("5", 8)]
     emm = json.loads((res / "emm" / "basic" / "base" / "emm.json").read_text())
     assert sorted(int(r["size"]) for r in base) == sorted(e["size"] for e in emm["evaluated"])
 
