@@ -27,6 +27,18 @@ envvars:
     "PYTHONPATH",  # set just above; declared so that remote executors pass it on to jobs
 
 
+# Every config file read with limits before the config is used (diffmem.plan.load.read_yaml: size, aliases,
+# duplicate keys; errors name file, line and column). Snakemake parsed --configfile already: a file it cannot
+# parse never gets here (its own message), one it can is refused here before any check walks it.
+from diffmem.errors import ConfigError
+from diffmem.plan.load import read_yaml
+
+try:
+    for _path in workflow.overwrite_configfiles or [p for p in ["config/config.yaml"] if os.path.exists(p)]:
+        read_yaml(_path)
+except ConfigError as err:
+    raise WorkflowError(f"config error: {err}") from None
+
 # The embedded default, unless --configfile names another config (a preset replaces it whole, so
 # the default's experiments never leak into config/paper.yaml or config/smoke.yaml).
 if not workflow.overwrite_configfiles:

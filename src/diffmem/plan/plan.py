@@ -23,9 +23,11 @@ from pathlib import Path
 from diffmem.io import read_json
 from diffmem.plan import identity, layout
 from diffmem.plan import resources as dmr
+from diffmem.plan.bounds import check_bounds
 from diffmem.plan.checks import check_data, check_plan
 from diffmem.plan.expand import Value, expand
 from diffmem.plan.figure_specs import figure_spec
+from diffmem.plan.load import check_finite
 from diffmem.plan.records import data_settings, flat_settings, run_record, run_settings, sample_record
 from diffmem.science import emm
 
@@ -57,8 +59,10 @@ class Plan:
     def build(cls, config: dict, read_round: ReadRound | None = None, check_files: bool = True) -> Plan:
         """Expand and check ``config`` (a validated one, defaults filled in), and its data files unless
         ``check_files`` is false (a dry run lists the runs without the data). Raises ConfigError."""
+        check_finite(config)  # NaN/inf pass every schema range
         values = expand(config)
         check_plan(config, values)
+        check_bounds(config, values)  # no job that could never run (memory, chain of jobs)
         if check_files:
             check_data(values)
         return cls(config, values, read_round)
