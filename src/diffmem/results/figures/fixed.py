@@ -263,8 +263,9 @@ def draw_fixed(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     category = scale == "category"
     pos = category_positions(spec, exps) if category else numeric_positions(spec, exps)
     series = make_series(spec, exps, category)
-    width = max(6.5, 0.5 * len(pos.ticks) + 3.0) if category else 7.0
-    fig.set_size_inches(min(width, 16.0), 5.0)
+    panel = max(5.0, 0.5 * len(pos.ticks) + 2.5) if category else 6.0
+    legend_w = 1.0 + 0.07 * max([len(s.label) for s in series] + [18])  # the legend stands beside the panel
+    fig.set_size_inches(min(panel + legend_w, 18.0), 5.0)
     ax = fig.subplots()
     ringed = False
     for s in series:
