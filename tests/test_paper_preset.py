@@ -115,9 +115,9 @@ def test_unique_labels_at_full_size(paper):
 
 
 def test_missing_cifar_tarball_is_named_before_any_job(paper, tmp_path):
-    _, plan = paper
-    with pytest.raises(dmc.ConfigError, match=r"data.path 'data/cifar-10-python.tar.gz' does not exist"):
-        dmc.check_data(plan)
+    cfg, _ = paper
+    with pytest.raises(dmc.ConfigError, match=r"base.data.path 'data/cifar-10-python.tar.gz' does not exist"):
+        dmc.check_data(cfg)
 
 
 # The released scripts' skip-connection masks (sail-sg/DiffMemorize scripts/model_config.md, "Skip

@@ -18,8 +18,10 @@ def read_round(experiment, value, k):
     return read_json(checkpoints.emm_round.get(experiment=experiment, value=value, k=k).output[0])
 
 
-try:  # a dry run lists the runs without the data
-    PLAN = Plan.build(config, read_round, check_files=not workflow.output_settings.dryrun)
+# the data are checked once, before the first job: not in a dry run (it lists the runs without the data), nor
+# in a cluster job's own reading of the workflow (checked before it was submitted)
+try:
+    PLAN = Plan.build(config, read_round, check_files=workflow.is_main_process and not workflow.output_settings.dryrun)
 except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 

@@ -14,14 +14,19 @@ image (``00000/img00000000.png``, ...), and ``dataset.json`` = ``{"labels": [[fi
 Images are read in file-name order, which is the tarball's order. There is no official checksum of such a
 zip: its data id is a hash of its bytes (:mod:`diffmem.plan.identity`), and with ``verify_md5`` on (the
 default) it must hold the train split's 50,000 images, 5,000 per class.
+
+:func:`check_path` is the check before any job: the tarball is streamed once to its end (every member read,
+so a truncated file is caught; its md5 on the way when verified), a zip's labels are matched to its PNG files.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +54,29 @@ def _md5(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _check_md5(file: Path, want: str, got: str | None = None) -> None:
+    """ValueError unless ``file``'s md5 (``got``, else read here) is the official ``want``."""
+    got = got or _md5(file)
+    if got != want:
+        raise ValueError(
+            f"{file}: md5 {got} is not the official CIFAR-10 file's {want} (corrupt or partial download?). "
+            "To read files in the official format that are not the official ones (e.g. a test tarball), set "
+            "data.verify_md5: false (load_source(..., verify_md5=False))."
+        )
+
+
+class _HashingReader:
+    """A binary file's ``read`` that feeds every byte read to ``digest`` (one pass for unzipping and md5)."""
+
+    def __init__(self, f, digest):
+        self.f, self.digest = f, digest
+
+    def read(self, n: int = -1) -> bytes:
+        block = self.f.read(n)
+        self.digest.update(block)
+        return block
 
 
 @functools.cache
@@ -175,44 +203,108 @@ def _check_zip(where: Path) -> None:
         raise ValueError(f"{where} holds no PNG file; expected {expected}")
 
 
-def check_path(path: str | None, download: bool = False) -> None:
-    """Cheap up-front check that ``path`` can hold CIFAR-10 (before any job): it is found as
-    :func:`load_cifar10` looks for it, a tarball is gzip and its first member lies in
-    ``cifar-10-batches-py/`` (one header read, not the whole archive), an extracted folder has every train
-    batch. Raises ValueError saying what was found and what was expected; the md5 is checked by the job."""
+def _zip_labels(z, where: Path) -> tuple[list[str], list[int]]:
+    """The PNG files of an open dataset zip in file-name order and their labels, as its dataset.json declares
+    them: every file labelled, every label naming a file of the zip, each an integer 0..9."""
+    import json
+
+    with z.open(ZIP_LABELS) as f:
+        meta = json.load(f)
+    pairs = meta.get("labels") if isinstance(meta, dict) else None
+    if not pairs:
+        raise ValueError(f"{where}:{ZIP_LABELS} has no labels; CIFAR-10 needs {{'labels': [[file, label], ...]}}")
+    labels_of = {str(name): label for name, label in pairs}
+    files = sorted(n for n in z.namelist() if n.lower().endswith(".png"))
+    unlabelled = [n for n in files if n not in labels_of]
+    if unlabelled:
+        raise ValueError(f"{where}: {len(unlabelled)} PNG files without a label in {ZIP_LABELS}, e.g. {unlabelled[0]}")
+    absent = [n for n in labels_of if n not in set(files)]
+    if absent:
+        raise ValueError(
+            f"{where}:{ZIP_LABELS} labels {len(labels_of)} images but the zip holds {len(files)} PNG files; "
+            f"{len(absent)} labelled files are missing, e.g. {absent[0]} (a partial copy?)"
+        )
+    labels = [labels_of[n] for n in files]
+    bad = next((x for x in labels if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= 9), None)
+    if bad is not None:
+        raise ValueError(f"{where}:{ZIP_LABELS}: labels must be integers 0..9, found {bad!r}")
+    return files, labels
+
+
+def _check_zip_counts(where: Path, labels: list[int], verify: bool) -> list[int]:
+    """The images per class of a zip's labels; with ``verify``, ValueError unless they are the train split's."""
+    counts = [labels.count(c) for c in range(10)]
+    if verify and (len(labels) != 50000 or any(c != 5000 for c in counts)):
+        raise ValueError(
+            f"{where}: {len(labels)} images, per class {counts}; the CIFAR-10 train split has 50000, "
+            "5000 per class. To read another zip in this format, set data.verify_md5: false "
+            "(load_source(..., verify_md5=False))."
+        )
+    return counts
+
+
+def _check_tarball(where: Path, verify_md5: bool) -> None:
+    """Stream a tarball once to its end: gzip, its first member in ``cifar-10-batches-py/``, every train batch
+    a member, the gzip stream complete (its checksum and length: a truncated file fails), and the official
+    md5 when ``verify_md5``. ValueError saying what was found and what was expected."""
+    expected = f"the official {CIFAR10_TGZ} (a gzip tar holding {CIFAR10_DIR}/)"
+    with open(where, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            raise ValueError(f"{where} is not a gzip file; expected {expected}")
+    members, md5 = set(), hashlib.md5()
+    with open(where, "rb") as raw:
+        hashed = _HashingReader(raw, md5)
+        try:
+            with gzip.GzipFile(fileobj=hashed) as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+                for member in tar:  # stream mode: each member's bytes are read through
+                    if not members and member.name.split("/")[0] != CIFAR10_DIR:
+                        raise ValueError(f"{where} holds first member {member.name!r}; expected {expected}")
+                    members.add(member.name if member.isfile() else f"{member.name}/")
+                while gz.read(1 << 20):  # past the tar's end blocks to the gzip trailer
+                    pass
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{where} is not a readable tar.gz, or is cut short ({e}); expected {expected}") from None
+        while hashed.read(1 << 20):
+            pass
+    missing = [n for n in CIFAR10_TRAIN_MD5 if f"{CIFAR10_DIR}/{n}" not in members]
+    if missing:
+        found = "an empty archive" if not members else f"no file {CIFAR10_DIR}/{missing[0]}"
+        raise ValueError(f"{where} holds {found}; expected {expected}")
+    if verify_md5:
+        _check_md5(where, CIFAR10_TGZ_MD5, md5.hexdigest())
+
+
+def check_path(path: str | None, download: bool = False, verify_md5: bool = True) -> list[int] | None:
+    """Check before any job that ``path`` holds CIFAR-10 as :func:`load_cifar10` looks for it. A tarball is
+    streamed once (:func:`_check_tarball`); an extracted folder has every train batch (their md5s when
+    ``verify_md5``); a dataset zip's labels match its PNG files (50,000, 5,000 per class, when
+    ``verify_md5``). Returns the images per class when the file says so (a zip), else None. ValueError saying
+    what was found and what was expected."""
     if path is None:
         _find_cifar10(path, download=False)  # raises: the message says what path may be
-    p = Path(path)
-    if download and not p.exists():
-        return  # the job downloads it
+    if download and not Path(path).exists():
+        return None  # the job downloads it
     kind, where = _find_cifar10(path, download=False)
     if kind == "zip":
-        return _check_zip(where)
-    expected = f"the official {CIFAR10_TGZ} (a gzip tar holding {CIFAR10_DIR}/)"
-    if kind == "dir":
-        missing = [n for n in CIFAR10_TRAIN_MD5 if not (where / n).is_file()]
-        if missing:
-            raise ValueError(f"{where} is missing {', '.join(missing)}; expected the extracted {CIFAR10_DIR}/")
-        return
-    with open(where, "rb") as f:
-        magic = f.read(2)
-    if magic != b"\x1f\x8b":
-        raise ValueError(f"{where} is not a gzip file; expected {expected}")
-    try:
-        with tarfile.open(where, "r:gz") as tar:
-            first = tar.next()
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise ValueError(f"{where} is not a readable tar.gz ({e}); expected {expected}") from None
-    if first is None or first.name.split("/")[0] != CIFAR10_DIR:
-        found = "an empty archive" if first is None else f"first member {first.name!r}"
-        raise ValueError(f"{where} holds {found}; expected {expected}")
+        import zipfile
+
+        _check_zip(where)
+        with zipfile.ZipFile(where) as z:
+            return _check_zip_counts(where, _zip_labels(z, where)[1], verify_md5)
+    if kind == "tar":
+        return _check_tarball(where, verify_md5)
+    missing = [n for n in CIFAR10_TRAIN_MD5 if not (where / n).is_file()]
+    if missing:
+        raise ValueError(f"{where} is missing {', '.join(missing)}; expected the extracted {CIFAR10_DIR}/")
+    for name, md5 in CIFAR10_TRAIN_MD5.items() if verify_md5 else ():
+        _check_md5(where / name, md5)
+    return None
 
 
 def load_zip(where: str | Path, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 3, 32, 32) uint8 and labels of a dataset zip, in file-name order. ``verify``: it must be
     the CIFAR-10 train split's 50,000 images, 5,000 per class."""
     import io
-    import json
     import zipfile
 
     import numpy as np
@@ -221,35 +313,15 @@ def load_zip(where: str | Path, verify: bool = True) -> tuple[np.ndarray, np.nda
     where = Path(where)
     _check_zip(where)
     with zipfile.ZipFile(where) as z:
-        with z.open(ZIP_LABELS) as f:
-            meta = json.load(f)
-        pairs = meta.get("labels") if isinstance(meta, dict) else None
-        if not pairs:
-            raise ValueError(f"{where}:{ZIP_LABELS} has no labels; CIFAR-10 needs {{'labels': [[file, label], ...]}}")
-        labels_of = {str(name): label for name, label in pairs}
-        files = sorted(n for n in z.namelist() if n.lower().endswith(".png"))
-        unlabelled = [n for n in files if n not in labels_of]
-        if unlabelled:
-            raise ValueError(
-                f"{where}: {len(unlabelled)} PNG files without a label in {ZIP_LABELS}, e.g. {unlabelled[0]}"
-            )
+        files, labels = _zip_labels(z, where)
+        _check_zip_counts(where, labels, verify)
         images = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
         for i, name in enumerate(files):
             with Image.open(io.BytesIO(z.read(name))) as im:
                 if im.mode != "RGB" or im.size != (32, 32):
                     raise ValueError(f"{where}:{name} is {im.mode} {im.size[0]}x{im.size[1]}; CIFAR-10 is RGB 32x32")
                 images[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
-    labels = np.array([int(labels_of[n]) for n in files], dtype=np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{where}: labels must be 0..9, got {labels.min()}..{labels.max()}")
-    counts = np.bincount(labels, minlength=10)
-    if verify and (len(files) != 50000 or (counts != 5000).any()):
-        raise ValueError(
-            f"{where}: {len(files)} images, per class {counts.tolist()}; the CIFAR-10 train split has 50000, "
-            "5000 per class. To read another zip in this format, set data.verify_md5: false "
-            "(load_source(..., verify_md5=False))."
-        )
-    return images, labels
+    return images, np.array(labels, dtype=np.int64)
 
 
 def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
@@ -261,14 +333,7 @@ def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
     batches = []
     if kind == "tar":
         if verify_md5:
-            got = _md5(where)
-            if got != CIFAR10_TGZ_MD5:
-                raise ValueError(
-                    f"{where}: md5 {got} is not the official CIFAR-10 tarball's {CIFAR10_TGZ_MD5} "
-                    "(corrupt or partial download?). To read a tarball in the official format that is "
-                    "not the official file (e.g. a test tarball), set data.verify_md5: false "
-                    "(load_source(..., verify_md5=False))."
-                )
+            _check_md5(where, CIFAR10_TGZ_MD5)
         with tarfile.open(where, "r:gz") as tar:
             for name in CIFAR10_TRAIN_MD5:
                 member_name = f"{CIFAR10_DIR}/{name}"
@@ -287,12 +352,8 @@ def load_cifar10(path, download, verify_md5) -> tuple[np.ndarray, np.ndarray]:
             file = where / name
             if not file.is_file():
                 raise FileNotFoundError(f"{file} is missing from the extracted CIFAR-10 folder {where}")
-            if verify_md5 and _md5(file) != md5:
-                raise ValueError(
-                    f"{file}: md5 is not the official {md5}. To read batches in the official format that "
-                    "are not the official files, set data.verify_md5: false (load_source(..., "
-                    "verify_md5=False))."
-                )
+            if verify_md5:
+                _check_md5(file, md5)
             batches.append(_parse_batch(restricted_loads(file.read_bytes()), str(file)))
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])

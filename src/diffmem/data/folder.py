@@ -5,15 +5,20 @@ Classes are sorted by folder name (label = rank), files by name; each image is c
 to a square, resized, and converted to the channels the source declares
 (:data:`diffmem.data.sources.SOURCE_FACTS`: RGB), so a folder of grayscale images loads as
 3 equal channels and the net built for the source fits it.
+
+:func:`check_folder` is the check before any job: the same layout, and every file where images are read is
+an image whose header Pillow reads and verifies (no pixel is decoded).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from diffmem.data.sources import channels as source_channels
+
+if TYPE_CHECKING:  # numpy is imported where it is used: check_folder runs before the DAG is built
+    import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -42,12 +47,10 @@ def center_square(im, side: int, method: str | None):
     return im.resize((side, side), Image.Resampling.BOX if box else Image.Resampling.BILINEAR)
 
 
-def load_folder(path: str | None, resolution: int | None, method: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The images of a folder at ``resolution`` (None: the smallest center-crop side), resized by ``method``
-    (``data.resize``): ``area`` = PIL's BOX for integer factors, else BILINEAR; ``lanczos`` = LANCZOS (as the
-    paper's dataset tool center-crops ImageNet)."""
-    from PIL import Image
-
+def _layout(path: str | Path | None) -> tuple[Path, list[Path]]:
+    """The folder and the folders its images lie in: its class sub-folders sorted by name (label = rank), or
+    itself when it holds images and no sub-folder (a flat folder: one class). ValueError / FileNotFoundError
+    naming the folder when it is neither."""
     if path is None:
         raise ValueError("data.path is required for source 'folder': a folder of <class_name>/ subfolders or of images")
     root = Path(path)
@@ -60,17 +63,68 @@ def load_folder(path: str | None, resolution: int | None, method: str | None) ->
             f"image folder {root} holds both class subfolders ({', '.join(classes[:3])}...) and images of its own "
             f"({loose[0].name}...): move those into a class folder, or keep a flat folder (one class) only"
         )
-    files: list[tuple[Path, int]] = [(f, 0) for f in loose]  # a flat folder: one class
-    for label, cls in enumerate(classes):
-        found = _images_in(root / cls)
-        if not found:
-            raise ValueError(f"class folder {root / cls} has no {'/'.join(IMAGE_SUFFIXES)} images")
-        files.extend((f, label) for f in found)
-    if not files:
+    if not classes and not loose:
+        other = sorted(f for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
         raise ValueError(
-            f"image folder {root} has neither class subfolders nor images (expected {root}/<class_name>/*.png, "
-            f"or {root}/*.png as one class)"
+            f"image folder {root} has neither class subfolders nor images"
+            + (f" (it holds other files, e.g. {other[0]})" if other else "")
+            + f"; expected {root}/<class_name>/*.png, or {root}/*.png as one class"
         )
+    return root, [root / c for c in classes] or [root]
+
+
+def _class_images(folder: Path) -> list[Path]:
+    """The images of one class folder; ValueError when it has none."""
+    found = _images_in(folder)
+    if not found:
+        raise ValueError(f"class folder {folder} has no {'/'.join(IMAGE_SUFFIXES)} images")
+    return found
+
+
+def check_folder(path: str | Path | None) -> list[int]:
+    """Check an image folder before any job; return its images per class (label order).
+
+    The layout is the one :func:`load_folder` reads. Every file directly in a class folder (in the folder
+    itself when flat), hidden ones aside, must be a ``.png``/``.jpg``/``.jpeg`` image that Pillow opens and
+    verifies: its header is read, no pixel decoded. The check stops at the first file that is not, so a
+    folder that holds no image dataset (``/etc``) is refused at once. ValueError naming the file."""
+    root, folders = _layout(path)
+    counts = []
+    for folder in folders:
+        for f in sorted(folder.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise ValueError(
+                    f"{f} is not a {'/'.join(IMAGE_SUFFIXES)} image; expected only images in {folder} (the "
+                    f"folder source reads {root}/<class_name>/*.png or {root}/*.png): move other files out, or "
+                    "hide them (a name starting with '.')"
+                )
+            _check_image(f)
+        counts.append(len(_class_images(folder)))
+    return counts
+
+
+def _check_image(f: Path) -> None:
+    """Pillow reads ``f``'s header and verifies it (a PNG's chunks and their checksums) without decoding."""
+    from PIL import Image
+
+    try:
+        with Image.open(f) as im:
+            im.verify()
+    except Exception as e:  # Pillow raises many kinds: UnidentifiedImageError, SyntaxError, OSError, struct.error
+        raise ValueError(f"{f} is not a readable image ({type(e).__name__}: {e}); expected a PNG or JPEG") from None
+
+
+def load_folder(path: str | None, resolution: int | None, method: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The images of a folder at ``resolution`` (None: the smallest center-crop side), resized by ``method``
+    (``data.resize``): ``area`` = PIL's BOX for integer factors, else BILINEAR; ``lanczos`` = LANCZOS (as the
+    paper's dataset tool center-crops ImageNet)."""
+    import numpy as np
+    from PIL import Image
+
+    _, folders = _layout(path)
+    files = [(f, label) for label, folder in enumerate(folders) for f in _class_images(folder)]
 
     sides = []
     for f, _ in files:

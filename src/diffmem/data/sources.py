@@ -140,14 +140,22 @@ def known_sizes(data: dict, compute: bool = True) -> list[int] | None:
     if counts is None:
         return None
     blend = data.get("blend")
+    other = class_counts({**data, **blend}, compute) if blend else None
+    if blend and other is None:
+        return None
+    return sizes_of_counts(data, counts, other)
+
+
+def sizes_of_counts(data: dict, counts: list[int], other: list[int] | None = None) -> list[int] | None:
+    """The training-set sizes data settings ``data`` can make from ``counts`` images per class of its source
+    and, with a blend, ``other`` per class of the blend's second source. None when the blend names a class
+    that is not there (``make_subset`` names the error)."""
+    blend = data.get("blend")
     if not blend:
         return sizes_from_counts(counts, int(data.get("classes") or len(counts)))
-    other = class_counts({**data, **blend}, compute)
-    if other is None:
-        return None
     cls = int(blend["class"])
-    if cls >= len(counts):
-        return None  # make_subset names the error
+    if cls >= len(counts) or other is None:
+        return None
     other_cls = blend.get("source_class")
     other_cls = blend_source_class(cls, len(other)) if other_cls is None else int(other_cls)
     if other_cls is None or other_cls >= len(other):

@@ -12,7 +12,7 @@ from diffmem.data.cifar10 import check_path
 from diffmem.data.folder import check_folder
 from diffmem.data.sources import class_counts, known_sizes, sizes_of_counts
 from diffmem.errors import ConfigError
-from diffmem.plan.expand import Value, factor_keys, value_settings
+from diffmem.plan.expand import Value, expand, factor_keys, value_settings
 from diffmem.plan.records import data_settings
 
 
@@ -81,22 +81,28 @@ def check_data(config: dict) -> None:
     first file that is not an image, not read whole); each distinct file once. Then every value's sizes can
     be made from the images per class the files hold. ConfigError naming the config key the path came from,
     the file, and what was expected."""
-    checked: dict[tuple, list[int] | None] = {}  # (source, path, flags) -> images per class the files hold
+    checked: dict[tuple, list[int] | None] = {}  # file -> images per class, when the file says
     for name, i, settings in value_settings(config):
-        exp = config["experiments"][name]
-        where = f"experiments.{name}.values[{i}]" if factor_keys(exp) else f"experiments.{name}"
-        d = data_settings(settings)
-        sources = {"data": d, "data.blend": d.get("blend")}
-        held = {}  # key -> images per class, as the files say
-        for key, src in sources.items():
-            if src and src["source"] in ("cifar10", "folder"):
-                flags = _file_flags(src, blend=key != "data")
-                ident = (src["source"], _resolved(src.get("path")), *flags)
-                if ident not in checked:
-                    checked[ident] = _check_source(src, *flags, _path_key(config, name, i, key), where)
-                held[key] = checked[ident]
-        if any(c is not None for c in held.values()):
-            _check_sizes_held(config, exp, where, d, held)
+        where = f"experiments.{name}.values[{i}]" if factor_keys(config["experiments"][name]) else f"experiments.{name}"
+        for key, src in _files(data_settings(settings)).items():
+            if (ident := _ident(src, key)) not in checked:
+                checked[ident] = _check_source(src, *ident[2:], _path_key(config, name, i, key), where)
+    if any(c is not None for c in checked.values()):  # the files passed: ids may hash them now
+        for vals in expand(config).values():
+            for v in vals:
+                d = data_settings(v.settings)
+                _check_sizes_held(v, d, {key: checked[_ident(src, key)] for key, src in _files(d).items()})
+
+
+def _files(d: dict) -> dict[str, dict]:
+    """The sources of data settings ``d`` that read files, by key (data, data.blend)."""
+    both = {"data": d, "data.blend": d.get("blend")}
+    return {key: src for key, src in both.items() if src and src["source"] in ("cifar10", "folder")}
+
+
+def _ident(src: dict, key: str) -> tuple:
+    """What one check covers: the source, its resolved path, and its (verify_md5, download)."""
+    return (src["source"], _resolved(src.get("path")), *_file_flags(src, blend=key != "data"))
 
 
 def _file_flags(src: dict, blend: bool) -> tuple[bool, bool]:
@@ -114,25 +120,25 @@ def _resolved(path: str | None) -> str | None:
 def _check_source(src: dict, verify_md5: bool, download: bool, key: str, where: str) -> list[int] | None:
     """Check one cifar10 or folder source's files (``key``: the config key that gave its path; ``where``: the
     first value that reads it); the images per class they hold when the files say (a folder, a zip)."""
-    path, source = src.get("path"), src["source"]
-    if source == "cifar10" and download and not (path and Path(path).exists()):
+    path, source, used = src.get("path"), src["source"], f"data of {where}"
+    file = Path(path).expanduser() if path else None  # as diffmem.data.load_source reads it
+    if source == "cifar10" and download and not (file and file.exists()):
         return None  # the job downloads it
-    if not path:
+    if not file:
         raise ConfigError(f"{where}: {key} is required for source {source}")
-    used = f"data of {where}"
-    if not Path(path).exists():
+    if not file.exists():
         hint = (
             "the official cifar-10-python.tar.gz (or set data.download: true on a machine online)"
             if source == "cifar10"
             else "a folder with one sub-folder of images per class"
         )
         raise ConfigError(f"{key} {path!r} does not exist ({used}); expected {hint}")
-    if source == "folder" and not Path(path).is_dir():
+    if source == "folder" and not file.is_dir():
         raise ConfigError(
             f"{key} {path!r} is not a folder ({used}); expected a folder with one sub-folder of images per class"
         )
     try:
-        return check_path(path, verify_md5=verify_md5) if source == "cifar10" else check_folder(path)
+        return check_path(str(file), verify_md5=verify_md5) if source == "cifar10" else check_folder(file)
     except (ValueError, OSError) as e:
         what = "CIFAR-10" if source == "cifar10" else "an image folder"
         raise ConfigError(f"{key} {path!r} is not {what} ({used}): {e}") from None
@@ -169,9 +175,11 @@ def _sets(k: str, x, target: str) -> str | None:
     return f".{rest}"
 
 
-def _check_sizes_held(config: dict, exp: dict, where: str, d: dict, held: dict) -> None:
-    """The value's sizes (and EMM bracket) can be made from the images per class its files hold (``held``:
-    by key, data or data.blend; a source whose files do not say has its known counts)."""
+def _check_sizes_held(v: Value, d: dict, held: dict) -> None:
+    """Value ``v``'s sizes (and EMM bracket) can be made from the images per class its files hold (``held``:
+    by key, data or data.blend, None where the file does not say; then the source's known counts)."""
+    if all(c is None for c in held.values()):
+        return
     blend = d.get("blend")
     main = held.get("data") or class_counts(d, compute=False)
     other = (held.get("data.blend") or class_counts({**d, **blend}, compute=False)) if blend else None
@@ -180,11 +188,7 @@ def _check_sizes_held(config: dict, exp: dict, where: str, d: dict, held: dict) 
     allowed = sizes_of_counts(d, main, other)
     if not allowed:
         return  # a blend class that is not there: make_subset names it
-    emm = {**config["emm"], **(exp.get("emm") or {})}
-    mode = exp.get("mode", "emm")
-    lo_hi = (emm["lo"], emm["hi"]) if mode == "emm" and emm["lo"] < emm["hi"] else None
-    listed = exp.get("sizes") or []
-    listed = [x for xs in listed.values() for x in xs] if isinstance(listed, dict) else listed  # per value: all
-    wanted = sorted({int(x) for x in listed}) if mode == "sizes" else []
+    lo_hi = (v.emm["lo"], v.emm["hi"]) if v.mode == "emm" and v.emm["lo"] < v.emm["hi"] else None
     per_class = "; ".join(f"{c}" for c in (main, other) if c is not None)
-    _check_allowed(where, wanted, lo_hi, allowed, f"the images per class its data holds ({per_class})")
+    _check_allowed(f"experiments.{v.experiment} value {v.display!r}", v.sizes if v.mode == "sizes" else [], lo_hi,
+                   allowed, f"the images per class its data holds ({per_class})")  # fmt: skip
