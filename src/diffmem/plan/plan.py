@@ -58,13 +58,14 @@ class Plan:
     @classmethod
     def build(cls, config: dict, read_round: ReadRound | None = None, check_files: bool = True) -> Plan:
         """Expand and check ``config`` (a validated one, defaults filled in), and its data files unless
-        ``check_files`` is false (a dry run lists the runs without the data). Raises ConfigError."""
+        ``check_files`` is false (a dry run lists the runs without the data), those first: the ids hash the
+        files' bytes. Raises ConfigError."""
         check_finite(config)  # NaN/inf pass every schema range
+        if check_files:
+            check_data(config)
         values = expand(config)
         check_plan(config, values)
         check_bounds(config, values)  # no job that could never run (memory, chain of jobs)
-        if check_files:
-            check_data(values)
         return cls(config, values, read_round)
 
     # ------------------------------------------------------------------------------------ basics
