@@ -51,7 +51,7 @@ def test_smoke_final_targets(tmp_path):
     plan = plan_of("smoke.yaml", tmp_path)
     assert plan.results == tmp_path / "smoke"
     got = rel(plan, plan.final_targets())
-    figures = ["basic", "data", "model", "training", "conditioning", "epochs", "optimum"]
+    figures = ["basic", "data", "model", "training", "conditioning", "random_labels", "epochs", "optimum"]
     searches = [
         "basic/base",
         "resolution/8",
@@ -63,21 +63,23 @@ def test_smoke_final_targets(tmp_path):
     ]
     searches += ["conditioning/unconditional", "conditioning/random_C_5", "conditioning/unique"]
     epochs, optimum, trained = (plan.value(e, "base") for e in ("epochs", "optimum", "trained"))
+    c1, c5 = plan.value("random_labels", "1"), plan.value("random_labels", "5")  # each value at its own sizes
     want = [p for f in figures for p in (f"figures/{f}.pdf", f"figures/{f}.png", f"tables/{f}.csv")]
     want += [f"emm/{s}/emm.json" for s in searches]
+    want += [scores(c1, 4), scores(c5, 4), scores(c5, 8)]
     want += [scores(epochs, 4), scores(epochs, 8), scores(optimum, 4), scores(trained, 4)]
     want += ["index.csv"] + [f"report/tables/{f}.html" for f in figures] + [f"report/emm/{s}.png" for s in searches]
     assert got == want
 
 
 def test_default_final_targets(tmp_path):
-    """config/config.yaml: 10 figures (PDF, PNG, table, HTML table), 31 EMM searches (result and report grids),
-    10 scored runs of its sizes experiments, the index."""
+    """config/config.yaml: 11 figures (PDF, PNG, table, HTML table), 21 EMM searches (result and report grids),
+    48 scores of its fixed-size panels (runs that two panels share counted once), the index."""
     plan = plan_of("config.yaml", tmp_path)
     got = rel(plan, plan.final_targets())
-    assert len(got) == len(set(got)) == 113
-    assert Counter(p.split("/")[0] for p in got) == {"figures": 20, "tables": 10, "emm": 31, "runs": 10,
-                                                      "index.csv": 1, "report": 41}  # fmt: skip
+    assert len(got) == len(set(got)) == 135
+    assert Counter(p.split("/")[0] for p in got) == {"figures": 22, "tables": 11, "emm": 21, "runs": 48,
+                                                      "index.csv": 1, "report": 32}  # fmt: skip
     assert got[:3] == ["figures/fig_optimum.pdf", "figures/fig_optimum.png", "tables/fig_optimum.csv"]
     assert got[-1].startswith("report/emm/") and "index.csv" in got
 
@@ -173,8 +175,8 @@ def test_emm_grid_inputs_are_the_bracket_ends(tmp_path):
 def test_index_inputs_follow_the_tables(tmp_path):
     plan = plan_of("smoke.yaml", tmp_path)
     got = rel(plan, plan.index_inputs())
-    assert got[:7] == [f"tables/{f}.csv" for f in plan.figures()]
-    assert len(got) == 7 + 10 + 4 and len(set(got)) == len(got)
+    assert got[:8] == [f"tables/{f}.csv" for f in plan.figures()]
+    assert len(got) == 8 + 10 + 3 + 4 and len(set(got)) == len(got)
 
 
 # ----------------------------------------------------------------------------------------------- params
@@ -199,7 +201,7 @@ def test_params(tmp_path):
     assert about["settings"]["model.model_channels"] == 12 and "data.size" not in about["settings"]
     values = plan.index_values()
     assert [(x["experiment"], x["value"]) for x in values] == sorted((x["experiment"], x["value"]) for x in values)
-    assert len(values) == 13 and {x["emm"] is None for x in values if x["sizes"]} == {True}
+    assert len(values) == 15 and {x["emm"] is None for x in values if x["sizes"]} == {True}
 
 
 # ----------------------------------------------------------------------------------------------- resources
