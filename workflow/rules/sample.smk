@@ -20,6 +20,7 @@ rule sample:
     resources:
         mem_mb=sample_mem_mb,
         runtime=sample_runtime,
+        attempt=lambda w, attempt: attempt,  # a job's failure stops its later attempts (steps.attempts)
         gpu=PLAN.job_gpus(),
     params:
         sample=sample_settings_of,

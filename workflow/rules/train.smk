@@ -39,6 +39,7 @@ rule train:
     resources:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
+        attempt=lambda w, attempt: attempt,  # a job's failure stops its later attempts (steps.attempts)
         gpu=PLAN.train_gpus(),
     script:
         "../scripts/train.py"

@@ -10,7 +10,10 @@ measured on one net only gets ``a = 0``.
 Budgets: ``safety x estimate x 2^(attempt-1)`` plus a start-up allowance, never above the site maximum
 ``compute.max_runtime`` (minutes, in the config or a profile's ``config:``). A job whose work does not fit that maximum
 (training of a large |D|) stops itself before its walltime (:func:`time_budget_s`), keeps its state,
-and the next attempt resumes: the rule's ``retries`` are the chain's links (:func:`chain_links`).
+and the next attempt resumes: the rule's ``retries`` are the chain's links x :data:`MARGIN`, at most
+``compute.max_chain`` (:func:`chain_retries`). Retries are for pauses: a job that fails for any other
+reason records it, and the attempts after it stop at once (:mod:`diffmem.steps.attempts`). Memory grows
+per attempt up to ``compute.max_mem_gb`` (:func:`grown_mb`).
 
 Imports nothing heavy: the workflow evaluates these while it schedules jobs.
 """
@@ -28,6 +31,8 @@ from diffmem.science import schedule
 
 STARTUP_MIN = 3.0  # job start-up: Snakemake parses the workflow, Python imports torch, data loads
 SAFETY = 1.5  # budget / estimate before doubling per retry
+DEFAULT_MAX_CHAIN = 100  # the schema's compute.max_chain, for configs that were not validated
+MARGIN = 2  # retries / links of the longest chain: a device may be slower than the model says
 
 
 class UnknownDevice(ValueError):
@@ -211,6 +216,13 @@ def chain_links(estimate_s: float, config: dict) -> int:
     return max(1, math.ceil(SAFETY * estimate_s / time_budget_s(max_runtime(config))))
 
 
+def grown_mb(mb: float, config: dict, attempt: int = 1) -> int:
+    """``mb`` doubled per retry, the growth stopping at the site's ``compute.max_mem_gb`` (a chain of 100
+    attempts asking for 2^99 x its memory would never be scheduled); attempt 1 gets ``mb`` itself."""
+    cap = float(config["compute"].get("max_mem_gb") or math.inf) * 1e3  # GB -> MB (1e6 bytes)
+    return int(min(mb * 2 ** (max(1, attempt) - 1), max(mb, cap)))
+
+
 def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
     """Host memory of a training job: the subset and the net's state on the host, activations on a CPU."""
     m, size = settings["model"], int(settings["data"]["size"])
@@ -218,14 +230,14 @@ def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
     mb = 2000 + 3 * size * px / 1e6
     if device_kind(config) == "cpu":
         mb += settings["train"]["batch"] * net_work(m) * 4 / 1e9  # activations, bytes per FLOP-proxy unit
-    return int(mb * 2 ** (max(1, attempt) - 1))
+    return grown_mb(mb, config, attempt)
 
 
 def sample_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
     m, size = settings["model"], int(settings["data"]["size"])
     px = m["resolution"] ** 2 * m["img_channels"]
     mb = 2000 + (2 * snapshots * settings["sample"]["n"] + 3 * size) * px / 1e6
-    return int(mb * 2 ** (max(1, attempt) - 1))
+    return grown_mb(mb, config, attempt)
 
 
 def score_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
@@ -233,7 +245,7 @@ def score_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1)
     px = m["resolution"] ** 2 * m["img_channels"]
     n = snapshots * settings["sample"]["n"]
     mb = 2000 + (2 * n + 3 * size) * px / 1e6 + n * 40 / 1e6
-    return int(mb * 2 ** (max(1, attempt) - 1))
+    return grown_mb(mb, config, attempt)
 
 
 def job_threads(config: dict, gpus: int = 0) -> int:
@@ -263,10 +275,15 @@ def remaining_s(progress: dict, estimate_s: float) -> float:
 
 
 def chain_retries(plan: dict, config: dict, stage: str) -> int:
-    """Retries of the ``train`` or ``sample`` rule: twice the links of the longest chain any run of the
-    plan can need (its largest size: the EMM bracket's ``hi`` or the largest listed size; twice, as a
-    device may be slower than the model says), plus one for a real failure."""
+    """Retries of the ``train`` or ``sample`` rule: :data:`MARGIN` x the links of the longest chain any run of
+    the plan can need (at its largest size: the EMM bracket's ``hi`` or the largest listed size), at most
+    ``compute.max_chain`` (so however absurd a setting, a job is tried a bounded number of times); 1 when
+    every run fits one job (a job that pauses anyway, the model being off, resumes once).
+
+    Retries resume pauses; a job that fails otherwise stops its later attempts at once
+    (:mod:`diffmem.steps.attempts`)."""
     gpus = int(config["gpus_per_run"]) if config["gpu"] else 1
+    cap = max_chain(config)
     links = 1
     for vals in plan.values():
         for v in vals:
@@ -276,4 +293,11 @@ def chain_retries(plan: dict, config: dict, stage: str) -> int:
             else:
                 est = sample_estimate_s(s, config, snapshot_count(s))
             links = max(links, chain_links(est, config))
-    return 2 * links + 1 if links > 1 else 1
+            if links >= cap:
+                return cap
+    return min(cap, MARGIN * links) if links > 1 else 1
+
+
+def max_chain(config: dict) -> int:
+    """The most jobs a chain may take (``compute.max_chain``): the cap of the retries."""
+    return int(config["compute"].get("max_chain", DEFAULT_MAX_CHAIN))

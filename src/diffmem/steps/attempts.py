@@ -1,0 +1,82 @@
+"""A job's attempts: a walltime pause resumes on the next one, any other failure is not retried.
+
+Snakemake retries the ``train`` and ``sample`` rules (:func:`diffmem.plan.resources.chain_retries`) so that
+a run longer than one job goes on as a chain: each attempt pauses before its walltime and the next resumes
+(:class:`~diffmem.steps.train.TrainingPaused`, :class:`~diffmem.steps.sample.SamplingPaused`). A job that
+fails for any other reason (a bug, a bad input, CUDA out of memory) would fail alike on every retry, so
+:func:`failure_record` writes ``failed.json`` (the error, the attempt, the time) into the job's folder, and
+the later attempts of the same run of the workflow stop within a second (:func:`stop_if_failed`), saying
+why in the rule's log.
+
+A pause never writes the record and a success removes it. A new run of the workflow counts its attempts
+from 1 again, so it tries once more (as would deleting the record). A job killed from outside (out of host
+memory, a walltime it overran) writes nothing: its next attempt resumes, with more memory and time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from diffmem.io import CorruptFileError, read_json, record_path, write_json
+
+FAILURE_FILE = "failed.json"  # in the job's folder: train/, samples/<sample_id>/
+
+
+def stop_reason(record: str | Path, attempt: int) -> str | None:
+    """Why attempt ``attempt`` must not run: an earlier attempt of this run of the workflow failed (the
+    record names a later or equal attempt only when a new run of the workflow began); None to go on."""
+    record = Path(record)
+    try:
+        failed = read_json(record)
+        at = int(failed["attempt"])
+    except (FileNotFoundError, CorruptFileError, KeyError, TypeError, ValueError):
+        return None  # none, or not one of ours: go on (the attempt that goes on replaces it)
+    if at >= attempt:
+        return None
+    return (
+        f"failed at attempt {at} ({failed.get('time', '?')}): {failed.get('error', '?')}; "
+        f"not retrying (only a walltime pause is resumed). Fix the cause and run the workflow again, "
+        f"or delete {record} to retry"
+    )
+
+
+def clear(record: str | Path) -> None:
+    """Remove a failure record and its manifest entry (:func:`diffmem.io.record_path`)."""
+    Path(record).unlink(missing_ok=True)
+    record_path(record).unlink(missing_ok=True)
+
+
+def stop_if_failed(folder: str | Path, attempt: int, log: logging.Logger) -> None:
+    """First thing of a job's attempt ``attempt``: end the job at once (exit status 1, the reason logged) when
+    an earlier attempt of this run of the workflow failed; else remove the record of an earlier run of the
+    workflow, so none is left after a pause or a success."""
+    record = Path(folder) / FAILURE_FILE
+    reason = stop_reason(record, attempt)
+    if reason:
+        log.error("%s", reason)
+        raise SystemExit(1)
+    clear(record)
+
+
+@contextmanager
+def failure_record(folder: str | Path, attempt: int, paused: tuple[type[BaseException], ...], log: logging.Logger):
+    """Run a job's work (attempt ``attempt``; :func:`stop_if_failed` before it): an error that is not one
+    of the ``paused`` exceptions is recorded in ``folder/failed.json`` and re-raised."""
+    try:
+        yield
+    except paused:
+        raise
+    except Exception as err:
+        record = Path(folder) / FAILURE_FILE
+        error = f"{type(err).__name__}: {err}"
+        write_json(record, {
+            "attempt": attempt, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "error": error,
+            "traceback": traceback.format_exc(limit=-8).splitlines(),
+        })  # fmt: skip
+        log.error("failed at attempt %d: %s; recorded in %s: the workflow's later attempts of this job stop "
+                  "at once (only a walltime pause is retried)", attempt, error, record)  # fmt: skip
+        raise
