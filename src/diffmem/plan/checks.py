@@ -1,7 +1,8 @@
 """Checks of a plan that need more than the schema, run before any job: the sizes a value asks for can be
-made from its data, EMM brackets hold an allowed size, figures name experiments of the right mode
-(:func:`check_plan`), and every data file the plan reads holds what its source expects (:func:`check_data`,
-skipped in a dry run; run before ids hash the data)."""
+made from its data, EMM brackets hold an allowed size, settings that must agree do (sigma_min < sigma_max,
+a batch the GPUs of a run share evenly), figures name experiments of the right mode (:func:`check_plan`),
+and every data file the plan reads holds what its source expects (:func:`check_data`, skipped in a dry run;
+run before ids hash the data)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
     for vals in plan.values():
         for v in vals:
             _check_sizes(v)
+            _check_pairs(config, v)
     for fig, spec in config.get("figures", {}).items():
         for exp in spec["experiments"]:
             if exp not in plan:
@@ -56,6 +58,19 @@ def _check_sizes(v: Value) -> None:
         d = v.settings["data"]
         _check_allowed(where, v.sizes if v.mode == "sizes" else [], lo_hi, allowed,
                        f"data {d['source']} with classes={d['classes']}")  # fmt: skip
+
+
+def _check_pairs(config: dict, v: Value) -> None:
+    """Settings that must agree with each other (the schema judges one key at a time): the sampler's noise
+    range, and a training batch that the GPUs of a run share evenly."""
+    where = f"experiments.{v.experiment} value {v.display!r}"
+    lo, hi = v.settings["sample"]["sigma_min"], v.settings["sample"]["sigma_max"]
+    if not lo < hi:
+        raise ConfigError(f"{where}: sample.sigma_min={lo} must be < sample.sigma_max={hi}")
+    gpus, batch = int(config.get("gpus_per_run", 1)) if config.get("gpu") else 1, int(v.settings["train"]["batch"])
+    if batch % gpus and v.settings["model"]["arch"] != "optimum":
+        raise ConfigError(f"{where}: train.batch={batch} must be a multiple of gpus_per_run={gpus} (each GPU of a "
+                          f"run trains on train.batch / gpus_per_run images)")  # fmt: skip
 
 
 def _check_allowed(where: str, wanted: list[int], lo_hi: tuple | None, allowed: list[int], made_from: str) -> None:
