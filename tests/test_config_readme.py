@@ -15,15 +15,17 @@ PER_ENTRY = ("experiments", "figures")
 
 
 def schema_keys() -> set[str]:
-    """Dotted paths of every key the schema defines (entries of experiments/figures by their own name)."""
+    """Dotted paths of every key the schema defines, inside ``oneOf``/``anyOf`` variants too (entries of
+    experiments/figures by their own name)."""
     out: set[str] = set()
 
     def walk(node: dict, prefix: str) -> None:
-        for key, sub in (node.get("properties") or {}).items():
-            path = f"{prefix}{key}"
-            out.add(path)
-            if isinstance(sub, dict):
-                walk(sub, path + ".")
+        for variant in [node, *node.get("oneOf", []), *node.get("anyOf", [])]:  # snapshots: int or {every, ...}
+            for key, sub in (variant.get("properties") or {}).items():
+                path = f"{prefix}{key}"
+                out.add(path)
+                if isinstance(sub, dict):
+                    walk(sub, path + ".")
 
     schema = yaml.safe_load(SCHEMA.read_text())
     walk({"properties": {k: v for k, v in schema["properties"].items() if k not in PER_ENTRY}}, "")

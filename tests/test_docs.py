@@ -101,9 +101,9 @@ def prose(text: str) -> str:
 
 def slug(heading: str) -> str:
     """GitHub's anchor of a heading: the rendered text in lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"`([^`]*)`", r"\1", heading)  # code spans keep their text
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links keep their text
-    text = re.sub(r"<[^>]+>", "", text).strip().lower()
+    parts = re.split(r"(`[^`]*`)", heading)  # code spans keep their text, <name> included; tags outside go
+    text = "".join(p[1:-1] if p.startswith("`") else re.sub(r"<[^>]+>", "", p) for p in parts)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text).strip().lower()  # links keep their text
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
@@ -164,6 +164,8 @@ def test_slug_follows_github():
         "the-extended-config-fair-tests-of-data-dimension-and-classes"
     )
     assert slug("CPU default vs the paper") == "cpu-default-vs-the-paper"
+    assert slug("`figures.<name>`: what each figure draws") == "figuresname-what-each-figure-draws"
+    assert slug("A <b>bold</b> word") == "a-bold-word"
 
 
 # ------------------------------------------------------------------------------------- module map
