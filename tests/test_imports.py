@@ -148,9 +148,9 @@ def test_function_level_imports_only_defer_heavy_modules():
 def test_the_checker_sees_what_it_checks(tmp_path):
     """The checker's own known answers: an upward import, a function-level one and a cycle are found."""
     (tmp_path / "m.py").write_text(
-        "from diffmem.steps import pipeline\n\ndef f():\n    from diffmem.io import read_json\n"
+        "from diffmem.steps import table\n\ndef f():\n    from diffmem.io import read_json\n"
     )
     found = imports(tmp_path / "m.py")
-    assert ("diffmem.steps.pipeline", 1, False) in found and ("diffmem.io", 4, True) in found
-    assert wing("diffmem.steps.pipeline") > wing("diffmem.science.nets") > wing("diffmem.io")
+    assert ("diffmem.steps.table", 1, False) in found and ("diffmem.io", 4, True) in found
+    assert wing("diffmem.steps.table") > wing("diffmem.science.nets") > wing("diffmem.io")
     assert heavy_at_import("diffmem.science.nets") and not heavy_at_import("diffmem.plan.layout")

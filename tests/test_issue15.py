@@ -16,7 +16,9 @@ from diffmem.data.patches import class_counts, kept_positions
 from diffmem.plan import config as dmc
 from diffmem.results import figures as plotting
 from diffmem.science.convergence import levelled_off
-from diffmem.steps import pipeline
+from diffmem.steps.sample import sample_run
+from diffmem.steps.score import score_run
+from diffmem.steps.table import figure_table
 
 PATCHES = {"source": "patches", "patches": {"side": 16, "min_std": 30}, "classes": 2, "resolution": 16,
            "pick": "random", "resize": "area"}  # fmt: skip
@@ -184,7 +186,7 @@ def test_table_and_figure_carry_convergence_geometry_and_seed(tmp_path):
                      "emm": None, "scores": {"20": _write_scores(tmp_path, label, ratios, geo)}, "grids": {},
                      "ratio_threshold": 1 / 3, "emm_threshold": 0.9})  # fmt: skip
     spec = {"name": "f", "kind": "sweep", "experiments": ["res"], "values": vals}
-    table = pipeline.figure_table(spec)
+    table = figure_table(spec)
     size = table[table["kind"] == "size"].set_index("value")
     assert size.loc["8_seed0", "levelled_off"] == "no" and size.loc["8_seed1", "levelled_off"] == "yes"
     assert size.loc["4_seed0", "levelled_off"] == "unknown"
@@ -308,9 +310,9 @@ def test_optimum_on_a_larger_net_memorizes_everything_at_the_datas_side(tmp_path
     settings["score"] = {"threshold": 1 / 3}
     subset = data.make_subset({**dmc.data_settings(settings), "size": 10})
     assert subset["images"].shape == (10, 1, 4, 4)
-    out = pipeline.sample_run(settings, subset, None, tmp_path / "samples.npz", tmp_path / "grid.png", device="cpu")
+    out = sample_run(settings, subset, None, tmp_path / "samples.npz", tmp_path / "grid.png", device="cpu")
     assert out["shape"] == [1, 40, 1, 8, 8]  # sampled at the net's side
-    res = pipeline.score_run(settings, subset, tmp_path / "samples.npz", tmp_path / "m.json", tmp_path / "d.npz",
+    res = score_run(settings, subset, tmp_path / "samples.npz", tmp_path / "m.json", tmp_path / "d.npz",
                              tmp_path / "nn.png", device="cpu")  # fmt: skip
     assert res["ratio"] == 1.0
     d1 = np.load(tmp_path / "d.npz")["d1"]
@@ -336,7 +338,7 @@ def test_a_net_twice_the_datas_side_trains_on_repeated_pixels(tmp_path, monkeypa
     summary = tr.train(settings, subset, tmp_path)
     np.testing.assert_array_equal(seen[0], subset["images"].repeat(2, axis=2).repeat(2, axis=3))
     assert summary["steps"] == 3
-    out = pipeline.sample_run({**settings, "sample": {"n": 4, "seed": 0, "batch": 4, "num_steps": 4,
+    out = sample_run({**settings, "sample": {"n": 4, "seed": 0, "batch": 4, "num_steps": 4,
                                "sigma_min": 0.002, "sigma_max": 80, "rho": 7}}, subset, tmp_path / "train.json",
                               tmp_path / "s.npz", tmp_path / "g.png", device="cpu")  # fmt: skip
     assert out["shape"] == [2, 4, 1, 16, 16]

@@ -13,7 +13,6 @@ from runs import make_settings
 from diffmem.data import save_subset
 from diffmem.io import read_json, torch_load, write_json
 from diffmem.plan import config as dmc
-from diffmem.steps import pipeline
 from diffmem.steps.emm import emm_result, emm_round
 from diffmem.steps.table import TABLE_COLUMNS, figure_table
 from diffmem.steps.train import train_run
@@ -94,16 +93,6 @@ def _settings(batch=16):
                       checkpoint_every=4)  # fmt: skip
     s["model"]["dropout"] = 0.0
     return s
-
-
-def test_pipeline_names_the_steps_of_their_modules():
-    """``diffmem.steps.pipeline`` re-exports the steps (the name older callers import), no copies."""
-    from diffmem.steps import sample, score
-
-    assert pipeline.sample_run is sample.sample_run and pipeline.score_run is score.score_run
-    assert pipeline.emm_round is emm_round and pipeline.train_run is train_run
-    assert pipeline.TABLE_COLUMNS is TABLE_COLUMNS and pipeline.figure_table is figure_table
-    assert all(hasattr(pipeline, name) for name in pipeline.__all__)
 
 
 @pytest.mark.slow

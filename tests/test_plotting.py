@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from diffmem.results import figures as plotting
-from diffmem.steps.pipeline import TABLE_COLUMNS
+from diffmem.steps.table import TABLE_COLUMNS
 
 
 def _value(exp, title, label, display, factor=None, sizes=None, grids=None):

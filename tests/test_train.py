@@ -17,7 +17,7 @@ from runs import N_IMAGES, assert_same, final_weights, make_settings, make_subse
 
 from diffmem.io import read_json, torch_load
 from diffmem.science import diffusion, nets
-from diffmem.steps import pipeline
+from diffmem.steps import sample as sample_step
 from diffmem.training import loop as tr
 from diffmem.training import optim
 
@@ -77,7 +77,7 @@ def test_outputs_determinism_and_seed(tmp_path):
         net = nets.build_net(settings["model"])
         net.load_state_dict(sd)  # EMA net state dict, loadable into a fresh net
     assert read_json(tmp_path / "a" / "train.json")["snapshots"] == a["snapshots"]
-    D = pipeline.load_denoiser(settings, tmp_path / "a", a["snapshots"][2], subset, "cpu")
+    D = sample_step.load_denoiser(settings, tmp_path / "a", a["snapshots"][2], subset, "cpu")
     assert a["snapshots"][2]["step"] == 12 and isinstance(D, diffusion.Precond)
 
     tr.train(settings, subset, tmp_path / "b", log=lines.append, deterministic=True)
@@ -500,7 +500,7 @@ def test_sampling_in_bf16_gives_uint8_images_close_to_fp32(tmp_path):
     for prec in ("fp32", "bf16"):
         s = copy.deepcopy(settings)
         s["sample"]["precision"] = prec
-        pipeline.sample_run(
+        sample_step.sample_run(
             s, subset, tmp_path / "run" / "train.json", tmp_path / f"{prec}.npz", tmp_path / f"{prec}.png", device="cpu"
         )
         with np.load(tmp_path / f"{prec}.npz") as f:

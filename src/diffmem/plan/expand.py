@@ -77,6 +77,17 @@ def expand(config: dict) -> dict[str, list[Value]]:
     return {name: _experiment(name, exp, config) for name, exp in config["experiments"].items()}
 
 
+def one_value(plan: dict[str, list[Value]], experiment: str, label: str | None = None) -> Value:
+    """The value ``label`` of ``experiment`` (None: its only value); ConfigError naming what there is."""
+    if experiment not in plan:
+        raise ConfigError(f"--experiment {experiment!r} is not in the config; it has {', '.join(plan)}")
+    chosen = [v for v in plan[experiment] if label in (None, v.label)]
+    if len(chosen) != 1:
+        have = ", ".join(v.label for v in plan[experiment])
+        raise ConfigError(f"--value: experiment {experiment} has values {have}; name one")
+    return chosen[0]
+
+
 def value_settings(config: dict) -> Iterator[tuple[str, int, dict]]:
     """(experiment, index in its ``values``, resolved settings) of every value, without ids, so without
     reading a data file: what the data checks walk before ids hash the data (replicates differ in data.seed

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from diffmem import BENCHMARKS
 from diffmem.errors import ConfigError
+from diffmem.io import write_json
 
 ACTIVATIONS = BENCHMARKS / "memory" / "activations.json"
 PEAK_BENCH = BENCHMARKS / "gpu-h200-train-paper.json"
@@ -34,6 +36,7 @@ STATE_COPIES = 5  # weights, gradients, EMA, Adam's first and second moments: fp
 FIT_MARGIN = 1.15  # a net not counted: the fit's error is within 4% on the counted nets and a held-out one
 RESERVE_GB = 2.0  # of the declared GPU memory: the CUDA context, the loss and the optimizer step's temporaries
 MIB = 2**20
+COUNTS_ABOUT = "bytes autograd saves per training image (fp32, VP loss, batch 2, CPU): diffmem.science.activations"
 
 # The net settings that change what is saved for backward (not the skip mask: a disabled skip feeds zeros
 # of the same shape; only whether labels, augmentation labels or dropout exist, not their sizes).
@@ -99,6 +102,23 @@ def counted() -> dict[str, dict[str, Any]]:
     if not ACTIVATIONS.is_file():
         return {}
     return {net_key(r["net"]): r for r in json.loads(ACTIVATIONS.read_text())["nets"]}
+
+
+def update_counts(models: list[dict[str, Any]], out: str | Path = ACTIVATIONS) -> tuple[int, int]:
+    """Count the activations of each net of ``models`` that ``out`` (a JSON like :data:`ACTIVATIONS`, or none
+    yet) lacks, on the CPU (:func:`diffmem.science.activations.count_nets`), and write them in, sorted by net;
+    returns (nets counted now, nets in the file)."""
+    from diffmem.science.activations import count_nets  # torch
+
+    out = Path(out)
+    known = json.loads(out.read_text())["nets"] if out.is_file() else []
+    have = {net_key(r["net"]) for r in known}
+    new = count_nets([m for m in models if net_key(m) not in have], net_key)
+    nets = sorted(known + new, key=net_key)
+    write_json(out, {"about": COUNTS_ABOUT, "nets": nets})
+    counted.cache_clear()
+    _fits.cache_clear()
+    return len(new), len(nets)
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ __all__ = [
     "NET_DEFAULTS",
     "PAPER_NET",
     "group_count",
+    "parse_assignments",
     "resolve_net_config",
     "skip_count",
 ]
@@ -198,6 +199,25 @@ def resolve_net_config(overrides: dict | None = None) -> dict:
     for channels in _normalized_channel_counts(cfg):
         group_count(channels)
     return {key: cfg[key] for key in NET_DEFAULTS}
+
+
+def parse_assignments(items: list[str]) -> dict:
+    """Net overrides from ``KEY=VALUE`` strings (``describe-net``'s arguments): keys of :data:`NET_DEFAULTS`;
+    a list key's value comma separated (``channel_mult=1,2``; ``attn_resolutions=`` for none), any other
+    value a string that :func:`resolve_net_config` converts and checks. A malformed item, an unknown key or
+    a key given twice raises ValueError."""
+    lists = {key for key, value in resolve_net_config().items() if isinstance(value, list)}
+    out: dict = {}
+    for item in items:
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        if key not in NET_DEFAULTS:
+            raise ValueError(f"unknown key {key!r}; known keys: {', '.join(NET_DEFAULTS)}")
+        if key in out:
+            raise ValueError(f"key {key!r} given twice")
+        out[key] = [v.strip() for v in value.split(",") if v.strip() != ""] if key in lists else value
+    return out
 
 
 def _check_levels(cfg: dict) -> None:

@@ -9,5 +9,5 @@ wings below, and writes its outputs atomically. ``workflow/scripts/*.py`` are th
 - :mod:`~diffmem.steps.table`: a figure's table (``figure_table``, ``TABLE_COLUMNS``, ``write_csv``);
 - :mod:`~diffmem.steps.figure`: a figure drawn from its table (``draw_figure_file``);
 - :mod:`~diffmem.steps.job_env`: what every workflow script sets up first (its log file, threads);
-- :mod:`~diffmem.steps.pipeline`: the steps of the modules above under the one name they had before.
+- :mod:`~diffmem.steps.attempts`: a job's attempts: a walltime pause resumes, any other failure is not retried.
 """
