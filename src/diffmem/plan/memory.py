@@ -106,7 +106,7 @@ def counted() -> dict[str, dict[str, Any]]:
 
 def update_counts(models: list[dict[str, Any]], out: str | Path = ACTIVATIONS) -> tuple[int, int]:
     """Count the activations of each net of ``models`` that ``out`` (a JSON like :data:`ACTIVATIONS`, or none
-    yet) lacks, on the CPU (:func:`diffmem.science.activations.count_nets`), and write them in, sorted by net;
+    yet) lacks, on the CPU (:func:`diffmem.science.activations.count_nets`), and append them to its list;
     returns (nets counted now, nets in the file)."""
     from diffmem.science.activations import count_nets  # torch
 
@@ -114,7 +114,7 @@ def update_counts(models: list[dict[str, Any]], out: str | Path = ACTIVATIONS) -
     known = json.loads(out.read_text())["nets"] if out.is_file() else []
     have = {net_key(r["net"]) for r in known}
     new = count_nets([m for m in models if net_key(m) not in have], net_key)
-    nets = sorted(known + new, key=net_key)
+    nets = known + new
     write_json(out, {"about": COUNTS_ABOUT, "nets": nets})
     counted.cache_clear()
     _fits.cache_clear()
