@@ -84,7 +84,9 @@ def figure_caption(
 
 def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) -> dict:
     """A figure's config entry plus, per experiment value, where its results lie under ``results``
-    (the ``results/<name>`` folder; file names from :mod:`diffmem.plan.layout`) and its caption."""
+    (the ``results/<name>`` folder; file names from :mod:`diffmem.plan.layout`) and its caption; where the
+    entry names the paper's panels (``paper_points``), each value's resolved settings too (the figure step
+    draws a published point on the value whose settings are the paper's for it)."""
     results = Path(results)
     fig = dict(config["figures"][name])
     fig["name"] = name
@@ -118,6 +120,8 @@ def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) 
                     },
                     "ratio_threshold": v.settings["score"]["threshold"],
                     "emm_threshold": v.emm.get("threshold", config["emm"]["threshold"]),
+                    # a figure that names the paper's panels: the figure step matches its values to them
+                    **({"settings": v.settings} if fig.get("paper_points") else {}),
                 }
             )
     fig["values"] = values

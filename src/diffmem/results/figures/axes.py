@@ -102,10 +102,18 @@ def rings(ax, x, rows: pd.DataFrame) -> bool:
     return True
 
 
-def reference_marks(ax, marks: list[tuple[float, float, str, str, str]]) -> None:
-    """Published points, each ``(x, ratio, colour, marker, legend label)``, as open markers in the colour
-    of the line they belong to; one legend entry per label (a neutral open marker)."""
-    for x, y, color, marker, _ in marks:
+def reference_span(p: dict) -> tuple:
+    """A reference point's range ``(low, high)`` where it gives one, else ``()`` (the tail of a mark)."""
+    return (float(p["low"]), float(p["high"])) if p.get("low") is not None and p.get("high") is not None else ()
+
+
+def reference_marks(ax, marks: list[tuple]) -> None:
+    """Published points, each ``(x, y, colour, marker, legend label)`` or with ``low, high`` after them
+    (a range the paper gives: a vertical bar from low to high), as open markers in the colour of the line
+    they belong to; one legend entry per label (a neutral open marker)."""
+    for x, y, color, marker, _, *span in marks:
+        if len(span) == 2 and None not in span:
+            ax.plot([x, x], span, ls="-", lw=1.4, color=color, alpha=0.8, zorder=5, label="_reference_range")
         ax.plot([x], [y], ls="none", marker=marker, ms=8, mfc="none", mec=color, mew=1.4, zorder=5,
                 label="_reference")  # fmt: skip
     for label in dict.fromkeys(m[4] for m in marks):

@@ -21,6 +21,7 @@ from diffmem.results.figures.axes import (
     no_data,
     ratio_axis,
     reference_marks,
+    reference_span,
     rings,
     threshold_line,
 )
@@ -135,12 +136,12 @@ def reference_images(spec: dict, exp: Exp, drawn: dict) -> list[tuple]:
     marks = []
     for p in spec.get("reference") or []:
         match = next((v for v in exp.values if key(p["value"]) in names(v)), None)
-        if match is None or p.get("epochs") is None or p.get("experiment") not in (None, exp.name):
+        if match is None or p.get("epochs") is None or p.get("experiment") not in (None, exp.name) or "ratio" not in p:
             continue
         for (k, size), (color, marker) in drawn.items():
             if k == key(match.group) and p.get("size") in (None, size):
                 label = p.get("label") or "paper"
-                marks.append((float(p["epochs"]) * size, float(p["ratio"]), color, marker, label))
+                marks.append((float(p["epochs"]) * size, float(p["ratio"]), color, marker, label, *reference_span(p)))
     return marks
 
 

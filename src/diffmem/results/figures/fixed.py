@@ -25,6 +25,7 @@ from diffmem.results.figures.axes import (
     no_data,
     ratio_axis,
     reference_marks,
+    reference_span,
     rings,
     threshold_line,
 )
@@ -187,7 +188,7 @@ def reference_points(spec: dict, series: list[Series], pos: Positions, category:
     it names neither); and the points left out: no series of theirs was drawn (a size ``spec["sizes"]``
     does not list is left out silently), or their value has no place on this axis."""
     marks, left_out = [], []
-    for p in spec.get("reference") or []:
+    for p in (p for p in spec.get("reference") or [] if "ratio" in p):  # an EMM point: kind sweep's
         cands = [s for s in series if p.get("size") is None or s.size == int(p["size"])]
         cands = [s for s in cands if p.get("experiment") in (None, s.exp.name)]
         if not cands:
@@ -199,7 +200,9 @@ def reference_points(spec: dict, series: list[Series], pos: Positions, category:
         if x is None:
             left_out.append(f"{p['value']} at |D| = {s.size}")
             continue
-        marks.append((x + s.offset, float(p["ratio"]), s.color, s.marker, p.get("label") or "paper"))
+        marks.append(
+            (x + s.offset, float(p["ratio"]), s.color, s.marker, p.get("label") or "paper", *reference_span(p))
+        )
     return marks, left_out
 
 
@@ -283,7 +286,7 @@ def draw_fixed(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
     series_legend(ax, [s.label for s in series], f"|D| = {sizes[0]}" if len(sizes) == 1 and len(exps) > 1 else None)
     notes = ["Error bars: 95% Wilson interval of the ratio (one run per point)."]
     if marks:
-        notes.append("Open markers: published values, in the colour of the |D| they were measured at.")
+        notes.append("Open markers: published values, in the colour of their series (|D| and experiment).")
     if pos.left_out:
         notes.append(f"Not drawn (no number on the value axis): {', '.join(pos.left_out)}.")
     if refs_out:

@@ -64,11 +64,12 @@ def colors(n: int) -> list[str]:
 
 def styled_figure(spec: dict, draw: Callable[[Figure], list[str] | None]) -> Figure:
     """A constrained-layout Figure on the Agg canvas, drawn by ``draw(fig)`` (which returns footnotes)
-    in :data:`STYLE` and framed by :func:`decorate`."""
+    in :data:`STYLE` and framed by :func:`decorate`; ``spec["footnotes"]`` (the figure step's, not a config
+    key) follow the drawer's."""
     with matplotlib.rc_context(STYLE):
         fig = Figure(layout="constrained")
         FigureCanvasAgg(fig)
-        notes = draw(fig) or []
+        notes = (draw(fig) or []) + list(spec.get("footnotes") or [])
         decorate(fig, spec, notes)
     return fig
 

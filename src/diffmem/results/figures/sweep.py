@@ -25,6 +25,8 @@ from diffmem.results.figures.axes import (
     log_ticks,
     no_data,
     ratio_axis,
+    reference_marks,
+    reference_span,
     rings,
     threshold_line,
 )
@@ -36,11 +38,15 @@ from diffmem.results.figures.tables import (
     exp_rows,
     experiments,
     finite,
+    key,
+    names,
     size_rows,
     thresholds,
     truthy,
 )
 from diffmem.science import emm
+
+REF_SHIFT = 0.25  # a published EMM stands this far right of its value's own
 
 
 @dataclass
@@ -84,6 +90,8 @@ FLAG_NOTES = {
     "unknown": "n/a: no EMM result for this value.",
     "not_levelled": NOT_LEVELLED_NOTE,
     "replicates": REPLICATE_NOTE,
+    "reference": "Open markers (legend: paper): published values in the colour of their value, at their |D| "
+    "(left) and beside our EMM (right), with a bar where the paper gives a range.",
     "geometry": "Data geometry: median distance of a training image to its nearest other one (RMS pixel "
     "difference); the number is its ratio to the median distance between two images (low = crowded "
     "set, a copy must be more exact to count as memorized).",
@@ -116,12 +124,15 @@ def draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
             geometry_panel(sf.add_subplot(gs[1, 2], sharex=ax), exp)
             flags.add("geometry")
         emms = [emm_of(v, thr) for v in exp.values]
-        if ratio_panel(ax, exp, thr):
+        refs, emm_refs = sweep_references(spec, exp, "ratio"), sweep_references(spec, exp, "emm")
+        if ratio_panel(ax, exp, thr, refs):
             flags.add("not_levelled")
         if exp.replicated:
             flags.add("replicates")
+        if refs or emm_refs:
+            flags.add("reference")
         emm_strip(strip, exp, emms)
-        flags |= emm_panel(ax_emm, exp, emms, thr)
+        flags |= emm_panel(ax_emm, exp, emms, thr, emm_refs)
         prefix = f"{exp.title}: " if len(exps) == 1 else ""
         strip.set_title(textwrap.fill(f"{prefix}memorization ratio vs |D|", 52))  # long titles: two lines
         ax_emm.set_title(textwrap.fill(f"{prefix}EMM per value", 40))
@@ -129,8 +140,22 @@ def draw_sweep(fig: Figure, spec: dict, table: pd.DataFrame) -> list[str]:
         f"Shaded: 95% Wilson interval of the ratio. Strip and right panel: EMM bracket [a, b) "
         f"(a passes ratio ≥ {thr.emm_text}, b fails); marker at the geometric mean."
     ]
-    order = ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown", "not_levelled", "replicates", "geometry")
+    order = ("below_lo", "above_hi", "max_rounds", "non_monotone", "unknown", "not_levelled", "replicates", "reference",
+             "geometry")  # fmt: skip
     return notes + [FLAG_NOTES[f] for f in order if f in flags]
+
+
+def sweep_references(spec: dict, exp: Exp, metric: str) -> list[tuple[Val, dict]]:
+    """``spec["reference"]`` points of this experiment's values that give ``metric`` (``ratio``, at a
+    size; ``emm``), each with the value it belongs to (the first of its replicates)."""
+    out = []
+    for p in spec.get("reference") or []:
+        if metric not in p or p.get("experiment") not in (None, exp.name) or (metric == "ratio" and not p.get("size")):
+            continue
+        v = next((v for v in exp.values if v.first and key(p["value"]) in names(v)), None)
+        if v is not None:
+            out.append((v, p))
+    return out
 
 
 def geometry_panel(ax, exp: Exp) -> None:
@@ -169,8 +194,9 @@ def geometry_panel(ax, exp: Exp) -> None:
     ax.set_title("data geometry", fontsize=9.5)
 
 
-def ratio_panel(ax, exp: Exp, thr: Thresholds) -> bool:
-    """Ratio vs |D| per value; True when a ring marks a ratio that had not levelled off."""
+def ratio_panel(ax, exp: Exp, thr: Thresholds, refs: list[tuple[Val, dict]] = ()) -> bool:
+    """Ratio vs |D| per value, with the published points ``refs`` (:func:`sweep_references`) as open
+    markers; True when a ring marks a ratio that had not levelled off."""
     n_entries, ringed = 0, False
     for v in exp.values:
         r = size_rows(v.rows)
@@ -194,8 +220,11 @@ def ratio_panel(ax, exp: Exp, thr: Thresholds) -> bool:
         ringed |= rings(ax, x, r)
         n_entries += v.first
     threshold_line(ax, thr)
+    marks = [(float(p["size"]), float(p["ratio"]), v.color, v.marker, p.get("label") or "paper", *reference_span(p))
+             for v, p in refs]  # fmt: skip
+    reference_marks(ax, marks)
     ax.set_xscale("log")
-    sizes = [s for v in exp.values for s in size_rows(v.rows)["size"] if s > 0]
+    sizes = [s for v in exp.values for s in size_rows(v.rows)["size"] if s > 0] + [m[0] for m in marks]
     if sizes:
         ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
         log_ticks(ax.xaxis, min(sizes) / 1.25, max(sizes) * 1.25)
@@ -233,11 +262,15 @@ def emm_strip(ax, exp: Exp, emms: list[Emm]) -> None:
     ax.spines["left"].set_visible(False)
 
 
-def emm_panel(ax, exp: Exp, emms: list[Emm], thr: Thresholds) -> set[str]:
-    """The EMM of each value on a log axis, one position per value (replicates side by side); returns
-    the flags (:data:`FLAG_NOTES`) its markers need explained."""
+def emm_panel(ax, exp: Exp, emms: list[Emm], thr: Thresholds, refs: list[tuple[Val, dict]] = ()) -> set[str]:
+    """The EMM of each value on a log axis, one position per value (replicates side by side), and the
+    published EMMs ``refs`` (:func:`sweep_references`) beside; returns the flags (:data:`FLAG_NOTES`) its
+    markers need explained."""
     flags: set[str] = set()
     bounds = [b for e in emms for b in (e.lower, e.upper) if b is not None and b > 0]
+    marks = [(exp.groups.index(v.group) + REF_SHIFT, float(p["emm"]), v.color, v.marker, p.get("label") or "paper",
+              *reference_span(p)) for v, p in refs]  # fmt: skip
+    bounds += [b for m in marks for b in (m[1], *m[5:]) if b > 0]
     ymin, ymax = (min(bounds) / 2.5, max(bounds) * 2.5) if bounds else (1.0, 10.0)
     ax.set_yscale("log")
     ax.set_ylim(ymin, ymax)
@@ -274,6 +307,9 @@ def emm_panel(ax, exp: Exp, emms: list[Emm], thr: Thresholds) -> set[str]:
             flags.add("non_monotone")
     flags.discard("found")
     flags.discard("searching")
+    reference_marks(ax, marks)
+    if marks:
+        ax.legend(loc="best")
     _emm_axis(ax, exp, thr, ymin, ymax)
     return flags
 

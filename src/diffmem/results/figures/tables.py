@@ -187,7 +187,10 @@ def size_rows(rows: pd.DataFrame) -> pd.DataFrame:
 def exp_rows(exp: Exp) -> pd.DataFrame:
     """The table rows of every value of an experiment."""
     frames = [v.rows for v in exp.values if len(v.rows)]
-    return pd.concat(frames) if frames else pd.DataFrame(columns=["kind", "size", "nn_distance"])
+    if frames:
+        return pd.concat(frames)
+    return pd.DataFrame({"kind": pd.Series(dtype=object), "size": pd.Series(dtype=float),
+                         "nn_distance": pd.Series(dtype=float)})  # fmt: skip
 
 
 @dataclass
