@@ -15,6 +15,11 @@ and the next attempt resumes: the rule's ``retries`` are the chain's links x :da
 reason records it, and the attempts after it stop at once (:mod:`diffmem.steps.attempts`). Memory grows
 per attempt up to ``compute.max_mem_gb`` (:func:`grown_mb`).
 
+Host memory (``train_mem_mb``, ``sample_mem_mb``, ``score_mem_mb``): torch's own footprint per process (with
+CUDA on a GPU), the net's fp32 copies (:func:`diffmem.plan.memory.n_params`: weights, EMA, Adam's moments, the
+state.pt read or written), the images, on the CPU the activations (:func:`diffmem.plan.memory.activation_bytes`),
+once per process of a data-parallel training; held to the CPU peaks of ``benchmarks/memory/host_peaks.json``.
+
 Imports nothing heavy: the workflow evaluates these while it schedules jobs.
 """
 
@@ -26,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from diffmem import BENCHMARKS
+from diffmem.plan import memory
 from diffmem.plan.records import run_settings
 from diffmem.science import schedule
 
@@ -223,28 +229,81 @@ def grown_mb(mb: float, config: dict, attempt: int = 1) -> int:
     return int(min(mb * 2 ** (max(1, attempt) - 1), max(mb, cap)))
 
 
-def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
-    """Host memory of a training job: the subset and the net's state on the host, activations on a CPU."""
+# ------------------------------------------------------------------------------------------ host memory
+# A job's host memory: its Snakemake processes, then per process torch's own footprint, the images, and the
+# net's fp32 copies (4 bytes a parameter each, memory.n_params). Measured on the CPU in
+# benchmarks/memory/host_peaks.json (tests/test_host_memory.py holds the model to those peaks).
+JOB_MB = 300  # the job's two Snakemake processes (a dry run of the smoke config: 100 MB) and its preamble
+CPU_PROCESS_MB = 1000  # torch, numpy, TensorBoard, diffmem: the smoke net's training peaks at 862 MB on the CPU
+BUILD_COPIES = 2  # the net and its EMA copy, built on the host before they move to a GPU
+STATE_PT_COPIES = 4  # state.pt: net, EMA, Adam's two moments (read in full before the net is built, on resume)
+SAVE_COPIES = 2  # the CPU copies of net and EMA that a state save writes (the moments are written as they lie)
+SAMPLE_COPIES = 2  # the net built, its snapshot read
+INFER_SHARE = 0.2  # of a training image's saved activations, what a sampling forward holds (0.16 measured)
+
+
+@lru_cache(maxsize=1)
+def gpu_process_mb() -> float:
+    """Torch with CUDA, cuDNN and cuBLAS in a process of a GPU job (MB): the host peak of the H200 training
+    benchmark (:data:`diffmem.plan.memory.PEAK_BENCH`) less the net and EMA it built on the host."""
+    doc = json.loads(memory.PEAK_BENCH.read_text())
+    peak = max(float(r["host_peak_mib"]) for r in doc["results"] if r.get("status") == "ok" and "host_peak_mib" in r)
+    return peak * memory.MIB / 1e6 - BUILD_COPIES * 4 * int(doc["presets"]["paper"]["n_params"]) / 1e6
+
+
+def process_mb(config: dict) -> float:
+    """Torch's own footprint in one process of a job on the config's device kind (MB)."""
+    return CPU_PROCESS_MB if device_kind(config) == "cpu" else gpu_process_mb()
+
+
+def params_mb(model: dict, copies: float) -> float:
+    """``copies`` fp32 copies of the net's parameters (MB); none for the closed-form optimum."""
+    return 0.0 if model.get("arch") == "optimum" else copies * 4 * memory.n_params(model) / 1e6
+
+
+def train_process_mb(settings: dict, config: dict) -> float:
+    """Host memory of one training process (MB): torch, 3 copies of the subset's images, and the net's states.
+    With a GPU: state.pt read on resume while the net and its EMA are built on the host. On the CPU: the live
+    states (memory.STATE_COPIES) plus the larger of the copies a save writes and the activations of the batch
+    (memory.activation_bytes; the micro-batch is a GPU's)."""
     m, size = settings["model"], int(settings["data"]["size"])
-    px = m["resolution"] ** 2 * m["img_channels"]
-    mb = 2000 + 3 * size * px / 1e6
-    if device_kind(config) == "cpu":
-        mb += settings["train"]["batch"] * net_work(m) * 4 / 1e9  # activations, bytes per FLOP-proxy unit
+    mb = process_mb(config) + 3 * size * m["resolution"] ** 2 * m["img_channels"] / 1e6
+    if device_kind(config) != "cpu":
+        return mb + params_mb(m, STATE_PT_COPIES + BUILD_COPIES)
+    acts = int(settings["train"]["batch"]) * memory.activation_bytes(m) / 1e6
+    return mb + params_mb(m, memory.STATE_COPIES) + max(params_mb(m, SAVE_COPIES), acts)
+
+
+def train_mem_mb(settings: dict, config: dict, attempt: int = 1) -> int:
+    """Host memory of a training job: one process per GPU of ``gpus_per_run`` (torchrun's workers, each with its
+    own copy of everything), plus, with several, the job's script and torchrun's launcher, which import torch."""
+    procs = int(config.get("gpus_per_run") or 1) if config.get("gpu") else 1
+    mb = JOB_MB + procs * train_process_mb(settings, config) + (2 * CPU_PROCESS_MB if procs > 1 else 0)
     return grown_mb(mb, config, attempt)
 
 
 def sample_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
+    """Host memory of a sampling job: torch, the net (built and its snapshot read), the samples of every
+    snapshot twice and the subset thrice (uint8), and on the CPU a batch's activations of the forward pass."""
     m, size = settings["model"], int(settings["data"]["size"])
     px = m["resolution"] ** 2 * m["img_channels"]
-    mb = 2000 + (2 * snapshots * settings["sample"]["n"] + 3 * size) * px / 1e6
+    mb = JOB_MB + process_mb(config) + params_mb(m, SAMPLE_COPIES)
+    mb += (2 * snapshots * settings["sample"]["n"] + 3 * size) * px / 1e6
+    if device_kind(config) == "cpu" and m.get("arch") != "optimum":
+        batch = int(settings["sample"].get("batch") or settings["sample"]["n"])
+        mb += INFER_SHARE * batch * memory.activation_bytes(m) / 1e6
     return grown_mb(mb, config, attempt)
 
 
 def score_mem_mb(settings: dict, config: dict, snapshots: int, attempt: int = 1) -> int:
+    """Host memory of a scoring job: torch, the samples twice and the subset thrice (uint8), 40 bytes of
+    distances and indices a sample, and on the CPU one snapshot's samples in float32."""
     m, size = settings["model"], int(settings["data"]["size"])
     px = m["resolution"] ** 2 * m["img_channels"]
     n = snapshots * settings["sample"]["n"]
-    mb = 2000 + (2 * n + 3 * size) * px / 1e6 + n * 40 / 1e6
+    mb = JOB_MB + process_mb(config) + (2 * n + 3 * size) * px / 1e6 + n * 40 / 1e6
+    if device_kind(config) == "cpu":
+        mb += 4 * settings["sample"]["n"] * px / 1e6
     return grown_mb(mb, config, attempt)
 
 
