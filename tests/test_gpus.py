@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,3 +132,78 @@ def test_claim_for_job_uses_the_results_folder(tmp_path, monkeypatch):
     assert lease.ids == ["4"] and os.environ["CUDA_VISIBLE_DEVICES"] == "4"
     assert (tmp_path / "results" / "x" / gpus.LOCK_DIR / "gpu-4.lock").is_file()
     lease.release()
+
+
+# ------------------------------------------------------------------------------------------------
+# A job of a gpu: true config stops where CUDA cannot run it (issue 22), unless compute.device: cpu opts in.
+
+
+def gpu_config(device: str | None = None) -> dict:
+    return {"results": "results", "name": "x", "gpu": True, "compute": {"device": device}}
+
+
+def fake_cuda(monkeypatch, available=True, count=1, capability=(9, 0), arch=("sm_80", "sm_90"), warning=None):
+    """torch.cuda as a machine would show it: availability (and the warning torch gives on the way), devices,
+    their compute capability and name, the architectures this torch was built for."""
+    import torch
+
+    def is_available() -> bool:
+        if warning:
+            warnings.warn(warning, UserWarning, stacklevel=2)
+        return available
+
+    monkeypatch.setattr(torch.cuda, "is_available", is_available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "NVIDIA Test GPU")
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(arch))
+
+
+def refusal(config: dict, count: int = 1) -> str:
+    from diffmem.training.data_parallel import CudaUnusable
+
+    with pytest.raises(CudaUnusable) as err:
+        gpus.require_cuda(config, count)
+    return str(err.value)
+
+
+def test_a_gpu_job_without_usable_cuda_stops_naming_what_it_found(monkeypatch):
+    asked = "1 GPU(s) (gpu: true, compute.device: null)"
+    fake_cuda(monkeypatch, available=False)
+    msg = refusal(gpu_config())
+    assert "torch.cuda.is_available() is False" in msg and asked in msg and "compute.device: cpu" in msg
+    old = "CUDA initialization: The NVIDIA driver on your system is too old (found version 11040)."
+    fake_cuda(monkeypatch, available=False, warning=old)
+    assert "torch says: " + old in refusal(gpu_config())
+    fake_cuda(monkeypatch, capability=(12, 1))
+    msg = refusal(gpu_config("h200"))
+    assert "NVIDIA Test GPU) has compute capability 12.1" in msg and "get_arch_list(): sm_80 sm_90" in msg
+    assert "gpu: true, compute.device: h200" in msg
+    fake_cuda(monkeypatch, count=1)
+    assert "1 CUDA device(s) visible" in refusal(gpu_config(), count=2) and "the job needs 2" in refusal(
+        gpu_config(), 2
+    )
+
+
+def test_usable_cuda_and_the_cpu_opt_in_pass(monkeypatch, tmp_path):
+    from diffmem.training import data_parallel as dp
+
+    fake_cuda(monkeypatch, capability=(8, 9), arch=("sm_80", "sm_86"))  # sm_86 code runs on 8.9
+    gpus.require_cuda(gpu_config(), 1)
+    assert dp.has_kernels(10, 0, ["sm_90", "compute_90"]) and not dp.has_kernels(10, 0, ["sm_90"])
+    assert dp.has_kernels(9, 0, ["sm_90a"]) and not dp.has_kernels(8, 0, ["sm_86"])
+    # compute.device: cpu (config/rehearsal.yaml's fake GPUs) runs on the CPU; so does a config without gpu
+    fake_cuda(monkeypatch, available=False)
+    gpus.require_cuda(gpu_config("cpu"), 1)
+    gpus.require_cuda({**gpu_config(), "gpu": False}, 1)
+    gpus.require_cuda(gpu_config(), 0)
+    assert dp.default_device().type == "cpu"
+    # claim_for_job checks after taking its GPUs
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(gpus.LOCK_ENV, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    smk = SimpleNamespace(resources=SimpleNamespace(gpu=1), config=gpu_config())
+    with pytest.raises(dp.CudaUnusable, match="CUDA_VISIBLE_DEVICES='0'"):
+        gpus.claim_for_job(smk)
+    gpus.claim_for_job(SimpleNamespace(resources=SimpleNamespace(gpu=1), config=gpu_config("cpu"))).release()

@@ -341,12 +341,14 @@ def test_cli_single_process(tmp_path):
 
 
 def test_two_process_gloo_equals_one_process(tmp_path):
-    """``torchrun --nproc_per_node=2 -m diffmem.training.loop`` (gloo, loopback) equals one process."""
+    """``torchrun --nproc_per_node=2 -m diffmem.training.loop`` (gloo, loopback), each rank in rounds of a
+    micro-batch of 4 of its 8 images, equals one process taking the batch of 16 at once, with dropout: every
+    image gets its own masks whatever the rank and the round (rank 1 does not repeat rank 0's)."""
     from diffmem import data
 
     subset = digits_subset()
     settings = make_settings(steps=20, snapshots=1)
-    settings["model"]["dropout"] = 0.0  # dropout masks are per-rank draws, equal only in distribution
+    assert settings["model"]["dropout"] > 0
     data.save_subset(tmp_path / "subset.npz", subset)
     (tmp_path / "run.json").write_text(json.dumps(settings))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "CUDA_VISIBLE_DEVICES": ""}
@@ -372,11 +374,14 @@ def test_two_process_gloo_equals_one_process(tmp_path):
         str(tmp_path / "ddp"),
         "--threads",
         "1",
+        "--micro-batch",
+        "4",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = read_json(tmp_path / "ddp" / "train.json")
-    assert summary["world_size"] == 2 and summary["steps"] == 20
+    assert summary["world_size"] == 2 and summary["steps"] == 20 and summary["micro_batch"] == 4
+    assert "micro-batch 4 of per-GPU batch 8 (2 rounds)" in proc.stderr
 
     tr.train(settings, subset, tmp_path / "one", log=lambda s: None)
     single = final_weights(tmp_path / "one")

@@ -32,9 +32,11 @@ def train_run(
     time_budget_s: float | None = None,
     checkpoint_every: int | None = None,
     log: logging.Logger = _log,
+    micro_batch: int | None = None,
 ) -> dict:
     """Train one run: in this process, or data parallel over ``processes`` GPUs (or CPU processes with
     gloo) through ``torchrun -m diffmem.training.loop``; the result is the same training up to rounding.
+    ``micro_batch``: images per pass of each process (gradients accumulate over the rounds; None: all at once).
 
     With ``time_budget_s`` the training stops (resumably) before that many seconds have passed; then
     :class:`TrainingPaused` is raised, so that the workflow's next attempt of the job resumes it."""
@@ -52,10 +54,11 @@ def train_run(
                 result = train.train(
                     settings, data.load_subset(subset_path), out_dir, log=log,
                     time_budget_s=time_budget_s, checkpoint_every=checkpoint_every, progress=record,
+                    micro_batch=micro_batch,
                 )  # fmt: skip
         else:
             result = _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
-                               time_budget_s, checkpoint_every, log)  # fmt: skip
+                               time_budget_s, checkpoint_every, log, micro_batch)  # fmt: skip
     finally:
         log.removeHandler(history)
         history.close()
@@ -67,7 +70,9 @@ def train_run(
     return result
 
 
-def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path, time_budget_s, ckpt, log) -> dict:
+def _torchrun(
+    settings_path, subset_path, out_dir, processes, threads, log_path, time_budget_s, ckpt, log, micro
+) -> dict:
     """``train_run`` over ``processes`` workers of ``torchrun -m diffmem.training.loop``; its summary, or
     where it paused."""
     from diffmem.training import loop as train
@@ -85,6 +90,8 @@ def _torchrun(settings_path, subset_path, out_dir, processes, threads, log_path,
         cmd += ["--time-budget", str(time_budget_s)]
     if ckpt is not None:
         cmd += ["--checkpoint-every", str(ckpt)]
+    if micro is not None:
+        cmd += ["--micro-batch", str(micro)]
     log.info("data parallel over %d processes: %s", processes, " ".join(cmd))
     # the workers import the diffmem this process runs (a conda job strips PYTHONPATH; see the Snakefile)
     src = str(Path(diffmem.__file__).resolve().parents[1])

@@ -1,20 +1,28 @@
-"""Data-parallel context for training: one process, or several launched by ``torchrun``.
+"""Data-parallel context for training: one process, or several launched by ``torchrun``; the rows a pass
+over the net takes; the device, and the check that a GPU config has usable GPUs.
 
 ``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` in each process's environment. With a world
 size above one, :func:`setup` joins the process group (NCCL on CUDA, Gloo on CPU) and pins each process to
 its own GPU. Only rank 0 writes files.
 
-Each process trains on one slice of every global batch (:func:`batch_slice`) and DistributedDataParallel
-averages the gradients (:func:`wrap_denoiser`). Every rank draws the whole global batch's indices, noise
-levels and noise from the same generators and evaluates the network on its slice only
-(:class:`SliceDenoiser`), so the run equals the single-process run up to floating-point rounding (dropout
-masks excepted: with dropout > 0 each rank draws masks for its slice, which is the same distribution but
-not the same draws).
+Each process trains on one slice of every global batch (:func:`batch_slice`), in rounds of a micro-batch
+when the slice does not fit its GPU at once (:func:`micro_rounds`; gradients accumulate over the rounds), and
+DistributedDataParallel averages the gradients (:func:`wrap_denoiser`). Every rank and every round draws the
+whole global batch's indices, augmentations, noise levels, noise and dropout masks from the same seeded
+streams and evaluates the network on its rows only (:class:`SliceDenoiser`, with dropout cut to the rows by
+:class:`~diffmem.training.streams.RowDraws`), so every image gets the same draws whatever the number of
+processes and the micro-batch, and the run equals the single-process whole-batch run up to floating-point
+rounding.
+
+A config with ``gpu: true`` on a GPU device kind needs usable CUDA devices; :func:`check_cuda` names what it
+found instead of letting a job fall back to the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+from diffmem.training.streams import RowDraws
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,72 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------------------
-# One slice of every global batch per rank.
+# Whether CUDA can run a GPU job (a config with gpu: true must not fall back to the CPU unnoticed).
+
+
+class CudaUnusable(RuntimeError):
+    """A job that needs GPUs finds none it can use; the message says what it found and what was asked."""
+
+
+def cuda_problem(devices: int = 1) -> str | None:
+    """What keeps CUDA from running a job on ``devices`` GPUs, in words (None: nothing): CUDA not available (a
+    CPU-only torch, no driver, or a driver too old for this torch's CUDA: torch's own warning is quoted), fewer
+    visible devices, or a device whose compute capability this torch has no kernels for."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        available = torch.cuda.is_available()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = "CUDA_VISIBLE_DEVICES unset" if visible is None else f"CUDA_VISIBLE_DEVICES={visible!r}"
+    if not available:
+        build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        said = " ".join(" ".join(str(w.message).split()) for w in caught)
+        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build}; {where})" + (
+            f"; torch says: {said}" if said else ""
+        )
+    count = torch.cuda.device_count()
+    if count < devices:
+        return f"{count} CUDA device(s) visible ({where}), the job needs {devices}"
+    arch = torch.cuda.get_arch_list()
+    for i in range(devices):
+        major, minor = torch.cuda.get_device_capability(i)
+        if not has_kernels(major, minor, arch):
+            return (
+                f"CUDA device {i} ({torch.cuda.get_device_name(i)}) has compute capability {major}.{minor}, which "
+                f"torch {torch.__version__} has no kernels for (torch.cuda.get_arch_list(): {' '.join(arch)})"
+            )
+    return None
+
+
+def has_kernels(major: int, minor: int, arch: list[str]) -> bool:
+    """Whether a torch built for ``arch`` (``torch.cuda.get_arch_list()``) runs on a device of compute capability
+    ``major.minor``: machine code ``sm_XY`` runs on X.Y and later minors of X; ``compute_XY`` (PTX) is compiled
+    for any device from X.Y on."""
+    for a in arch:
+        kind, _, code = a.partition("_")
+        digits = code.rstrip("af")
+        if not digits.isdigit():
+            continue
+        c_major, c_minor = divmod(int(digits), 10)
+        if kind == "sm" and c_major == major and c_minor <= minor:
+            return True
+        if kind == "compute" and (c_major, c_minor) <= (major, minor):
+            return True
+    return False
+
+
+def check_cuda(devices: int, asked: str) -> None:
+    """Raise :class:`CudaUnusable` when CUDA cannot run ``devices`` GPUs (:func:`cuda_problem`), naming what
+    was found and ``asked`` (what the config asks for, in its keys)."""
+    problem = cuda_problem(devices)
+    if problem:
+        raise CudaUnusable(
+            f"{problem}; the config asks for {asked}, so this job stops here rather than run on the CPU. Fix the "
+            "CUDA installation or the job's GPUs, or set compute.device: cpu to run on the CPU on purpose"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# One slice of every global batch per rank, in rounds of a micro-batch.
 
 
 def batch_slice(ctx: Context, batch: int) -> tuple[int, int]:
@@ -112,15 +187,35 @@ def batch_slice(ctx: Context, batch: int) -> tuple[int, int]:
     return ctx.rank * local, (ctx.rank + 1) * local
 
 
-class SliceDenoiser:
-    """Call the (DDP-wrapped) denoiser on rows lo:hi only; other rows pass through as detached inputs.
+def micro_rounds(lo: int, hi: int, micro: int | None) -> list[tuple[int, int]]:
+    """The rows of each round when the slice ``lo:hi`` runs ``micro`` images at a time (None: all at once)."""
+    local = hi - lo
+    micro = local if micro is None else int(micro)
+    if not 1 <= micro <= local or local % micro:
+        raise ValueError(f"micro-batch {micro} must divide the per-GPU batch {local} (train.batch / processes)")
+    return [(a, a + micro) for a in range(lo, hi, micro)]
 
-    The loss draws noise levels and noise for the whole global batch, so every rank consumes its
-    generator exactly as a single process would; only this rank's slice enters its loss.
+
+class SliceDenoiser:
+    """Call the (DDP-wrapped) denoiser on rows ``lo:hi`` of a batch of ``total`` only (set by :meth:`rows`);
+    other rows pass through as detached inputs.
+
+    The loss draws noise levels and noise for the whole global batch, so every rank and round consumes its
+    generator exactly as a single process would; the net's dropout is cut to the rows (``RowDraws``); only
+    these rows enter the loss's gradient.
     """
 
-    def __init__(self, module: nn.Module, lo: int, hi: int):
-        self.module, self.lo, self.hi = module, lo, hi
+    def __init__(self, module: nn.Module, total: int):
+        self.module, self.total = module, int(total)
+        self.lo, self.hi = 0, self.total
+
+    def rows(self, lo: int, hi: int) -> None:
+        """The rows the next calls evaluate."""
+        self.lo, self.hi = int(lo), int(hi)
+
+    def no_sync(self) -> Any:
+        """DDP's no_sync (gradients stay local until the last round), or nothing in one process."""
+        return self.module.no_sync() if isinstance(self.module, DistributedDataParallel) else contextlib.nullcontext()
 
     def __call__(self, x: torch.Tensor, sigma, class_labels=None, *args, **kwargs):
         lo, hi = self.lo, self.hi
@@ -129,17 +224,20 @@ class SliceDenoiser:
         labels = None if class_labels is None else class_labels[lo:hi]
         if kwargs.get("augment_labels") is not None:
             kwargs["augment_labels"] = kwargs["augment_labels"][lo:hi]
-        out = self.module(x[lo:hi], s, labels, *args, **kwargs)
+        with RowDraws(lo, hi, self.total):
+            out = self.module(x[lo:hi], s, labels, *args, **kwargs)
         return torch.cat([x[:lo].detach(), out, x[hi:].detach()])
 
 
-def wrap_denoiser(denoiser: nn.Module, ctx: Context, lo: int, hi: int) -> Any:
-    """The denoiser the loss calls: ``denoiser`` itself in one process; under torchrun, wrapped in
-    DistributedDataParallel (which averages the gradients) and evaluated on rows ``lo:hi`` only."""
-    if not ctx.distributed:
+def wrap_denoiser(denoiser: nn.Module, ctx: Context, batch: int, whole: bool) -> Any:
+    """The denoiser the loss calls: ``denoiser`` itself when one process takes the ``batch`` in one pass
+    (``whole``); else a :class:`SliceDenoiser` over it, under torchrun over it wrapped in
+    DistributedDataParallel (which averages the gradients)."""
+    if whole and not ctx.distributed:
         return denoiser
-    dev = ctx.device
-    ddp = DistributedDataParallel(
-        denoiser, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
-    )
-    return SliceDenoiser(ddp, lo, hi)
+    if ctx.distributed:
+        dev = ctx.device
+        denoiser = DistributedDataParallel(
+            denoiser, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
+        )
+    return SliceDenoiser(denoiser, batch)

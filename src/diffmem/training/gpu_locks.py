@@ -14,6 +14,10 @@ gets exactly the GPUs it asked for; several jobs run by one Snakemake inside one
 are kept per allocation (:func:`scoped_lock_dir`: a sub-folder named by the job id and host), never shared
 between allocations or nodes; a Slurm job that sees no more GPUs than it needs takes no lock at all.
 Nothing happens for jobs that asked for no GPU, or where no GPU is visible.
+
+A job of a config with ``gpu: true`` then checks that CUDA can run its GPUs (:func:`require_cuda`) and stops,
+naming what it found, where it cannot (no CUDA, a driver too old, a GPU this torch has no kernels for); the
+config's ``compute.device: cpu`` opts into running such jobs on the CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from diffmem.plan.resources import device_kind
 
 _log = logging.getLogger(__name__)
 
@@ -165,7 +171,25 @@ def claim(
 def claim_for_job(smk: Any, log: logging.Logger = _log) -> Lease:
     """What a workflow script calls first: take the job's ``resources.gpu`` devices, with the locks under
     ``<results>/<name>/.gpu-locks/`` (shared by the jobs of one results folder), or under
-    ``$DIFFMEM_GPU_LOCKS`` when set (one folder for every workflow run on the machine)."""
+    ``$DIFFMEM_GPU_LOCKS`` when set (one folder for every workflow run on the machine); then check that CUDA
+    can run them when the config asks for GPUs (:func:`require_cuda`)."""
     count = int(getattr(smk.resources, "gpu", 0) or 0)
     lock_dir = os.environ.get(LOCK_ENV) or Path(smk.config["results"]) / smk.config["name"] / LOCK_DIR
-    return claim(lock_dir, count, log=log)
+    lease = claim(lock_dir, count, log=log)
+    try:
+        require_cuda(smk.config, count)
+    except BaseException:
+        lease.release()  # the job stops: its GPUs go back at once
+        raise
+    return lease
+
+
+def require_cuda(config: Mapping[str, Any], count: int) -> None:
+    """A job of ``count`` GPUs of a config with ``gpu: true`` stops at once when CUDA cannot run them
+    (:func:`diffmem.training.data_parallel.check_cuda` names what it found), instead of training on the CPU
+    unnoticed, unless the config's device kind is the CPU (``compute.device: cpu``: the rehearsal's fake GPUs)."""
+    if count <= 0 or not config.get("gpu") or device_kind(config) == "cpu":
+        return
+    from diffmem.training.data_parallel import check_cuda  # torch: only for jobs that need CUDA
+
+    check_cuda(count, f"{count} GPU(s) (gpu: true, compute.device: {config['compute'].get('device') or 'null'})")

@@ -21,12 +21,14 @@ Where each part is explained:
 - the length (``duration = {unit: steps|epochs|images, value}`` -> ``ceil(images / batch)`` optimizer steps)
   and snapshot steps: :func:`diffmem.science.schedule.training_plan`; learning rate, EMA of the weights,
   optimizer kernels, gradient clipping: :mod:`~diffmem.training.optim`;
-- data parallel under ``torchrun`` (``WORLD_SIZE > 1``; only rank 0 writes): :mod:`~diffmem.training.data_parallel`;
+- data parallel under ``torchrun`` (``WORLD_SIZE > 1``; only rank 0 writes), and micro-batches with gradient
+  accumulation (``micro_batch``: a GPU too small for its share of the batch): :mod:`~diffmem.training.data_parallel`;
 - precision, deterministic kernels, ``channels_last`` and ``compile``: :mod:`~diffmem.training.numerics`.
 
 Command line (also for ``torchrun --nproc_per_node=N -m diffmem.training.loop ...``)::
 
     python -m diffmem.training.loop --settings run.json --subset subset.npz --out DIR [--device cuda] [--threads 1]
+        [--micro-batch M]
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from diffmem.science.schedule import rate_plan, training_plan
 from diffmem.training import data_parallel as distributed
 from diffmem.training import metrics
 from diffmem.training.numerics import backend_flags, train_precision
-from diffmem.training.progress import Progress, done_line, pause_line, start_line
+from diffmem.training.progress import Progress, done_line, micro_line, pause_line, start_line
 from diffmem.training.run import Run, check_subset
 from diffmem.training.state import (
     HISTORY_FILE,
@@ -101,6 +103,7 @@ def train(
     log_every: int | None = None,
     deterministic: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    micro_batch: int | None = None,
 ) -> dict[str, Any]:
     """Train one run (see the module docstring); return the summary written to ``out_dir/train.json``.
 
@@ -116,7 +119,10 @@ def train(
     with the numbers of every progress line as a dict (step, images, loss, loss_avg, grad_norm, lr,
     ema_beta, images_per_s, elapsed_s, time). ``deterministic`` selects deterministic kernels (CUDA reruns
     and resumes then match bit for bit; on the CPU they do anyway). ``settings["train"]["precision"]`` (fp32,
-    tf32 or bf16; see :mod:`diffmem.science.precision`) sets the arithmetic of the network.
+    tf32 or bf16; see :mod:`diffmem.science.precision`) sets the arithmetic of the network. ``micro_batch``
+    (a divisor of the per-process batch; None: all of it) runs each step in rounds of that many images per
+    process, accumulating gradients: the same step up to float rounding (it changes no number beyond
+    rounding, so it is not in the settings; :func:`diffmem.plan.records.micro_batch` picks it for a GPU).
     """
     t_call = time.perf_counter()  # the time budget counts from here (set-up included)
     say = _log_function(log)
@@ -138,7 +144,7 @@ def train(
         backend_flags(ctx.device, prec, deterministic),
         Pause(time_budget_s, ctx) as pause,
     ):
-        run = Run(settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes)
+        run = Run(settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes, micro_batch)
         run.ckpt_every = int(checkpoint_every if checkpoint_every is not None else t_cfg.get("checkpoint_every") or 0)
         if state is not None:
             run.resume(state, say)
@@ -146,6 +152,7 @@ def train(
         stop = run.total if max_steps is None else max(0, min(run.total, int(max_steps)))
         if ctx.is_main:
             say(start_line(run))
+            say(micro_line(run))
         run.start_clock()
         _steps(run, stop, pause, t_call, Progress(run, say, log_every, progress), say)
         result = run.summary(deterministic)
@@ -207,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-state", action="store_true", help="keep state.pt after training")
     parser.add_argument("--log-every", type=int, default=None, help="steps between progress lines")
     parser.add_argument("--deterministic", action="store_true", help="deterministic kernels (CUDA: slower)")
+    parser.add_argument("--micro-batch", type=int, default=None, help="images per pass of each process")
     return parser
 
 
@@ -242,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_every=args.log_every,
                 deterministic=args.deterministic,
                 progress=record,
+                micro_batch=args.micro_batch,
             )
     finally:
         distributed.teardown()

@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["clip_gradients", "copy_buffers", "grad_norm", "make_optimizer", "set_lr", "update_ema"]
+__all__ = ["clip_gradients", "copy_buffers", "grad_norm", "load_optimizer", "make_optimizer", "set_lr", "update_ema"]
+
+KERNEL_KEYS = ("fused", "foreach")  # how an optimizer computes, not what: follows the device, not the state
 
 
 def make_optimizer(params, t: Mapping[str, Any], device: torch.device | None = None) -> torch.optim.Optimizer:
@@ -35,6 +37,17 @@ def make_optimizer(params, t: Mapping[str, Any], device: torch.device | None = N
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(t.get("momentum", 0.0) or 0.0), weight_decay=wd)
     raise ValueError(f"train.optimizer: expected adam, adamw or sgd, got {kind!r}")
+
+
+def load_optimizer(opt: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``opt.load_state_dict(saved)`` keeping ``opt``'s kernel choice: a state saved on CUDA (fused Adam)
+    resumed on the CPU runs the CPU's kernel, and the other way round (torch would take the saved groups'
+    ``fused``/``foreach``; the moments and step counts are loaded for the kernel in use)."""
+    mine = [{k: g[k] for k in KERNEL_KEYS if k in g} for g in opt.param_groups]
+    if len(saved["param_groups"]) != len(mine):
+        raise ValueError(f"saved optimizer has {len(saved['param_groups'])} parameter groups, this one {len(mine)}")
+    groups = [{**g, **kernels} for g, kernels in zip(saved["param_groups"], mine, strict=True)]
+    opt.load_state_dict({**saved, "param_groups": groups})
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -17,7 +17,7 @@ from diffmem.science.schedule import ema_beta
 if TYPE_CHECKING:
     from diffmem.training.run import Run
 
-__all__ = ["Progress", "done_line", "format_time", "pause_line", "smooth_loss", "start_line"]
+__all__ = ["Progress", "done_line", "format_time", "micro_line", "pause_line", "smooth_loss", "start_line"]
 
 LOG_EVERY_S = 10.0  # Progress is logged at least this often (seconds)...
 LOG_LINES = 20  # ...and about this many times per run.
@@ -90,6 +90,12 @@ def start_line(run: Run) -> str:
         f"images ({plan['epochs']:.4g} epochs), snapshots at steps {plan['snapshot_steps']}"
         + (f"; resuming at step {run.step}" if run.step else "")
     )
+
+
+def micro_line(run: Run) -> str:
+    """How a step is computed: the micro-batch of each process's share of the batch, in rounds."""
+    local, k = run.hi - run.lo, len(run.rounds)
+    return f"micro-batch {run.micro} of per-GPU batch {local} ({k} round{'s' if k > 1 else ''})"
 
 
 def pause_line(run: Run, reason: str) -> str:

@@ -6,10 +6,19 @@ IndexStream`, its images scaled to [-1, 1] (augmented when ``train.augment`` say
 the schedule, the loss of ``settings["diffusion"]`` with dropout seeded by (seed, step), a check that loss
 and gradient norm are finite (else ``FloatingPointError`` naming the step state.pt keeps), gradient
 clipping, the optimizer step, the EMA update.
+
+A process whose share of the batch does not fit its GPU at once runs it in rounds of a micro-batch (the
+released code's ``--batch-gpu``) and accumulates the gradients: every round draws the same streams for the
+whole batch and evaluates its own rows (:mod:`~diffmem.training.data_parallel`), so the step equals the
+whole batch's up to float rounding, and a micro-batch of the whole share is the one-pass step, bit for bit.
+
+The state records the GPU model (``device_name``); a resume on another model, or on another device type, says
+so in the log, and the optimizer takes this device's kernels (:func:`~diffmem.training.optim.load_optimizer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,11 +34,24 @@ from diffmem.science import precision as dmprec
 from diffmem.science.schedule import ema_beta, lr_at
 from diffmem.training import data_parallel as distributed
 from diffmem.training import state as st
-from diffmem.training.optim import clip_gradients, copy_buffers, grad_norm, make_optimizer, set_lr, update_ema
+from diffmem.training.optim import (
+    clip_gradients,
+    copy_buffers,
+    grad_norm,
+    load_optimizer,
+    make_optimizer,
+    set_lr,
+    update_ema,
+)
 from diffmem.training.progress import smooth_loss
 from diffmem.training.streams import STREAM_AUGMENT, STREAM_DROPOUT, STREAM_INIT, STREAM_NOISE, IndexStream, derive_seed
 
-__all__ = ["Run", "check_subset"]
+__all__ = ["Run", "check_subset", "device_name"]
+
+
+def device_name(dev: torch.device) -> str:
+    """The GPU model of ``dev`` (``torch.cuda.get_device_name``), "cpu" on the CPU."""
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def check_subset(settings: Mapping[str, Any], subset: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -63,10 +85,11 @@ class Run:
     the step, save, resume and summary operations that :func:`~diffmem.training.loop.train` strings together.
 
     The caller sets ``ckpt_every`` (steps between resumable states; 0: at snapshots only) and calls
-    :meth:`start_clock` before the first step.
+    :meth:`start_clock` before the first step. ``micro_batch``: images per pass of this process (None: its
+    whole share of the batch).
     """
 
-    def __init__(self, settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes):
+    def __init__(self, settings, images_np, cond_np, label_dim, ctx, plan, rates, out_dir, hashes, micro_batch=None):
         t_cfg = settings["train"]
         self.settings, self.t_cfg, self.ctx, self.dev = settings, t_cfg, ctx, ctx.device
         self.plan, self.rates, self.out_dir = plan, rates, out_dir
@@ -74,6 +97,9 @@ class Run:
         self.seed = int(t_cfg["seed"])
         self.batch, self.total, self.n_images = plan["batch"], plan["steps"], images_np.shape[0]
         self.lo, self.hi = distributed.batch_slice(ctx, self.batch)
+        self.rounds = distributed.micro_rounds(self.lo, self.hi, micro_batch)  # the rows of each pass
+        self.micro = self.rounds[0][1] - self.rounds[0][0]
+        self.whole = len(self.rounds) == 1 and not ctx.distributed  # one pass over the whole batch
         self.snap_index = {s: k for k, s in enumerate(plan["snapshot_steps"])}
         self.stream = IndexStream(self.n_images, self.seed, t_cfg.get("order"))  # refuses a bad order
         self.label_dim = label_dim
@@ -103,7 +129,7 @@ class Run:
         forward = torch.compile(self.net) if self.t_cfg.get("compile") else self.net  # same parameters
         D = diffusion.make_precond(forward, self.settings["diffusion"]).to(self.dev)
         self.loss_fn = diffusion.make_loss(self.settings["diffusion"])
-        self.denoise = distributed.wrap_denoiser(D, self.ctx, self.lo, self.hi)
+        self.denoise = distributed.wrap_denoiser(D, self.ctx, self.batch, self.whole)
         self.params = list(self.net.parameters())
         self.ema_params = list(self.ema.parameters())  # the same tensors for the whole run (resume copies into them)
         self.buffers, self.ema_buffers = list(self.net.buffers()), list(self.ema.buffers())
@@ -115,12 +141,18 @@ class Run:
         """Continue from a saved state: weights, EMA, optimizer, noise stream, counters, snapshots so far."""
         self.net.load_state_dict(state["net"])
         self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["optimizer"])
+        load_optimizer(self.opt, state["optimizer"])  # this device's kernels, not the saved ones
         self.step = int(state["step"])
         self.loss_ema = None if math.isnan(float(state["loss_ema"])) else float(state["loss_ema"])
         self.wall_before = float(state["wall_s"])
         self.resumed_from = [int(s) for s in state["resumed_from"]] + [self.step]
         self._restore_noise(state["rng"], say)
+        here, there = device_name(self.dev), state.get("device_name")
+        if there is not None and there != here and state["rng"]["device_type"] == self.dev.type:
+            say(
+                f"state.pt was written on {there}, resuming on {here}: other kernels, so the result will differ "
+                "from an uninterrupted run by rounding"
+            )
         for s_done, k in self.snap_index.items():
             meta_path = self.out_dir / st.snapshot_file(k, "json")
             if s_done <= self.step and meta_path.exists():
@@ -181,18 +213,41 @@ class Run:
         return loss_v, gnorm_v, lr_now
 
     def _backward(self, y, labels, aug, step: int) -> tuple[float, float]:
-        """The loss's forward and backward pass (dropout seeded by (seed, step)); (loss over the global batch,
-        gradient norm)."""
-        torch.manual_seed(derive_seed(self.seed, STREAM_DROPOUT, step))
+        """The loss's forward and backward pass (dropout seeded by (seed, step)), in one pass or in rounds;
+        (loss over the global batch, gradient norm)."""
+        seed = derive_seed(self.seed, STREAM_DROPOUT, step)
         self.opt.zero_grad(set_to_none=True)
-        with dmprec.autocast(self.dev, self.precision):  # the forward pass only (bf16: the net in bfloat16)
-            per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
-        per_sample = per_sample.to(torch.float32)  # a no-op: the denoiser's output is float32 (Precond)
-        loss = per_sample[self.lo : self.hi].mean() if self.ctx.distributed else per_sample.mean()
-        loss.backward()
+        if self.whole:
+            torch.manual_seed(seed)
+            with dmprec.autocast(self.dev, self.precision):  # the forward pass only (bf16: the net in bfloat16)
+                per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
+            loss = per_sample.to(torch.float32).mean()  # a no-op cast: the denoiser's output is float32 (Precond)
+            loss.backward()
+        else:
+            loss = self._rounds(y, labels, aug, seed)
         loss_all = self.ctx.all_mean(loss.detach())
         loss_v, gnorm_v = (float(v) for v in torch.stack([loss_all, grad_norm(self.params)]).tolist())
         return loss_v, gnorm_v
+
+    def _rounds(self, y, labels, aug, seed: int) -> torch.Tensor:
+        """This process's rows in rounds of the micro-batch, gradients accumulated (DDP averages them over the
+        processes after the last round): each round draws the whole batch's noise levels, noise and dropout
+        from the same states, evaluates its rows and backpropagates their share of this process's mean loss.
+        Returns that mean loss."""
+        noise_state, local = self.noise_gen.get_state(), self.hi - self.lo
+        total = torch.zeros((), dtype=torch.float32, device=self.dev)
+        for j, (a, b) in enumerate(self.rounds):
+            self.noise_gen.set_state(noise_state)
+            torch.manual_seed(seed)
+            self.denoise.rows(a, b)
+            last = j == len(self.rounds) - 1
+            with contextlib.nullcontext() if last else self.denoise.no_sync():
+                with dmprec.autocast(self.dev, self.precision):
+                    per_sample = self.loss_fn(self.denoise, y, labels, self.noise_gen, **aug)
+                part = per_sample.to(torch.float32)[a:b].sum() / local
+                part.backward()
+            total += part.detach()
+        return total
 
     def last_saved(self) -> int | None:
         """The step the newest state.pt holds (None: none written yet)."""
@@ -212,6 +267,7 @@ class Run:
                 "resumed_from": self.resumed_from, "net": st.cpu_state(self.net), "ema": st.cpu_state(self.ema),
                 "optimizer": self.opt.state_dict(),
                 "rng": {"device_type": self.dev.type, "noise": self.noise_gen.get_state()},
+                "device_name": device_name(self.dev),
             },
             self.out_dir / st.STATE_FILE,
         )  # fmt: skip
@@ -254,7 +310,7 @@ class Run:
             "batch": self.batch, "images": self.step * self.batch, "epochs": self.step * self.batch / self.n_images,
             "n_images": self.n_images, "snapshots": self.snapshots, "loss_ema": self.loss_ema,
             "wall_s": self.wall_s(), "images_per_s": self.images_per_s(), "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "device_name": device_name(dev), "micro_batch": self.micro,
             "threads": torch.get_num_threads(), "world_size": self.ctx.world_size,
             "precision": self.precision, "deterministic": deterministic, "n_params": self.n_params,
             "resumed_from": self.resumed_from, "settings_hash": self.shash, "subset_hash": self.dhash,
