@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+from snakemake_interface_common.exceptions import WorkflowError
 
 from diffmem.plan import config as dmc
 from diffmem.plan import identity
@@ -41,10 +42,12 @@ def test_schema_fills_defaults():
 
 def test_schema_rejects_unknown_key_and_range():
     cfg = {"name": "x", "experiments": {"basic": {}}, "base": {"train": {"lrr": 1.0}}}
-    with pytest.raises(Exception, match="lrr"):
+    with pytest.raises(WorkflowError, match=r"'lrr' was unexpected(?s:.*)\['properties'\]\['train'\]"):
         validate(cfg, schema=SCHEMA)
     cfg = {"name": "x", "experiments": {"basic": {}}, "emm": {"threshold": 2}}
-    with pytest.raises(Exception, match="threshold|2"):
+    with pytest.raises(
+        WorkflowError, match=r"2 is greater than the maximum of 1(?s:.*)instance\['emm'\]\['threshold'\]"
+    ):
         validate(cfg, schema=SCHEMA)
 
 

@@ -206,3 +206,32 @@ def test_start_refuses_sizes_outside_or_without_the_ends():
         emm_step({}, [10, 20, 40], 10, 40, start=[10, 40, 50])
     with pytest.raises(ValueError, match="must hold the bracket's ends"):
         emm_step({}, [10, 20, 40], 10, 40, start=[10, 20])
+
+
+# ------------------------------------------------------------------- the edges of a verdict and a stop
+def test_a_ratio_at_exactly_the_threshold_passes():
+    """ratio >= threshold passes: a size memorized at exactly 0.9 lies at or below the EMM."""
+    assert emm.passes(0.9, 0.9) and not emm.passes(math.nextafter(0.9, 0), 0.9)
+    st = emm_step({10: 0.9, 100: 0.9}, [10, 50, 100], 10, 100)
+    assert st["done"] and st["status"] == "above_hi" and emm.bounds(st) == (100, None)
+    st = emm_step({10: math.nextafter(0.9, 0), 100: 0.0}, [10, 50, 100], 10, 100)
+    assert st["status"] == "below_lo" and emm.bounds(st) == (None, 10)
+
+
+def test_the_search_stops_when_b_over_a_is_exactly_one_plus_tolerance():
+    """b / a <= 1 + tolerance stops, equality included, though allowed sizes lie between: [20, 30) at
+    tolerance 0.5 is found; at 0.49 the search goes on inside it."""
+    every = list(range(1, 101))
+    ev = {10: 1.0, 20: 1.0, 30: 0.0, 100: 0.0}
+    st = emm_step(ev, every, 10, 100, tolerance=0.5)
+    assert st["done"] and st["status"] == "found" and st["bracket"] == [20, 30] and st["emm"] == 20
+    st = emm_step(ev, every, 10, 100, tolerance=0.49)
+    assert not st["done"] and st["next"] and all(20 < s < 30 for s in st["next"])
+
+
+def test_the_bracket_is_the_largest_pass_below_the_smallest_fail():
+    """[a, b): b the smallest failing size, a the largest passing size below it (not the smallest)."""
+    st = emm_step({10: 1.0, 40: 1.0, 60: 1.0, 80: 0.0, 90: 0.0, 100: 0.0}, list(range(10, 101, 10)), 10, 100,
+                  tolerance=0.1)  # fmt: skip
+    assert st["bracket"] == [60, 80] and st["next"] == [70]
+    assert emm.bounds(st) == (60, 80)

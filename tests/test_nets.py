@@ -1,6 +1,7 @@
 """Tests of diffmem.science.nets (DDPM++ / NCSN++ U-Nets) and the describe-net CLI."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -9,8 +10,12 @@ import torch
 
 from diffmem.__main__ import main
 from diffmem.science.nets import (
+    FOURIER_SCALE,
+    MAX_POSITIONS,
     NET_DEFAULTS,
     PAPER_NET,
+    FourierEmbedding,
+    PositionalEmbedding,
     build_net,
     count_params,
     describe_net,
@@ -203,12 +208,35 @@ def test_backward_and_train_mode():
 
 
 @pytest.mark.parametrize("embedding", ["positional", "fourier"])
-def test_embeddings_run(embedding):
+def test_embeddings_embed_the_noise_level(embedding):
+    """Each embedding is the one asked for, maps a noise level to [sin, cos] of its frequencies (positional:
+    1 down to 1/MAX_POSITIONS, both ends; fourier: 2 pi x N(0, FOURIER_SCALE^2)), and the net's output
+    follows the noise level and the embedding through it; the embedding adds no parameter."""
     net = _randomize_zero_init(_build(**TINY, embedding=embedding))
-    a, b = _run(net, seed=0), _run(net, seed=0)
-    torch.testing.assert_close(a, b)
-    assert a.shape == (2, 1, 8, 8)
-    assert count_params(net) == describe_net(TINY)["n_params"]  # the embedding has no parameters
+    emb = net.map_noise
+    assert type(emb) is {"positional": PositionalEmbedding, "fourier": FourierEmbedding}[embedding]
+    half = TINY["model_channels"] // 2  # channel_mult_noise 1 (ddpmpp)
+    assert emb.freqs.shape == (half,)
+    if embedding == "positional":
+        assert emb.freqs[0] == 1 and emb.freqs[-1] == pytest.approx(1 / MAX_POSITIONS, rel=1e-5)
+        assert torch.all(emb.freqs[1:] < emb.freqs[:-1])
+    else:
+        assert 0.3 * FOURIER_SCALE < emb.freqs.std() < 3 * FOURIER_SCALE  # random, not unit
+    t = torch.tensor([0.0, 0.25, -1.5])
+    out = emb(t)
+    torch.testing.assert_close(out[0], torch.cat([torch.zeros(half), torch.ones(half)]))  # sin 0, cos 0
+    f = emb.freqs * (2 * math.pi if embedding == "fourier" else 1)
+    torch.testing.assert_close(out[2, :half], torch.sin(-1.5 * f))
+    torch.testing.assert_close(out[1, half:], torch.cos(0.25 * f))
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    net.eval()
+    with torch.no_grad():
+        low, high = net(x, torch.full((2,), -2.0), None), net(x, torch.full((2,), 1.0), None)
+    assert low.shape == (2, 1, 8, 8) and not torch.allclose(low, high)  # the noise level reaches the output
+    other = _build(**TINY, embedding={"positional": "fourier", "fourier": "positional"}[embedding])
+    other.load_state_dict(net.state_dict(), strict=False)  # same weights, the other embedding
+    assert not torch.allclose(_run(other), _run(net))
+    assert count_params(net) == count_params(other) == describe_net(TINY)["n_params"]
 
 
 @pytest.mark.parametrize(

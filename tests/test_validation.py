@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake.utils import validate
+from snakemake_interface_common.exceptions import WorkflowError
 
 from diffmem.plan import config as dmc
 
@@ -84,7 +85,7 @@ def test_good_values_pass_and_defaults_of_emm_are_kept():
 def test_unsafe_experiment_names_are_refused(name):
     cfg = with_experiment({})  # the schema refuses them (propertyNames) ...
     cfg["experiments"] = {name: {}}
-    with pytest.raises(Exception, match="does not match"):
+    with pytest.raises(WorkflowError, match=f"{re.escape(repr(name))} does not match"):
         validate(cfg, schema=SCHEMA)
     with pytest.raises(dmc.ConfigError, match=r"experiments: .* not a safe folder name"):  # ... and so does expand
         dmc.expand(cfg)
@@ -94,7 +95,7 @@ def test_unsafe_experiment_names_are_refused(name):
 def test_unsafe_figure_names_are_refused(name):
     cfg = with_experiment({}, name="ok")
     cfg["figures"] = {name: {"kind": "sweep", "experiments": ["ok"]}}
-    with pytest.raises(Exception, match="does not match"):
+    with pytest.raises(WorkflowError, match=f"{re.escape(repr(name))} does not match"):
         validate(cfg, schema=SCHEMA)
     with pytest.raises(dmc.ConfigError, match=r"figures: .* not a safe folder name"):
         dmc.expand(cfg)
@@ -202,12 +203,23 @@ def test_cifar_extracted_folder_missing_batches_is_refused(tmp_path):
     assert "data_batch_2" in msg and "data.path" in msg
 
 
-def test_cifar_tarball_in_the_official_layout_passes(tmp_path):
+def test_cifar_tarball_in_the_official_layout_passes(tmp_path, monkeypatch):
+    """The tarball (named, or the folder that holds it) is opened and read unverified, and passes; the same
+    tarball without its last batch is refused: what passes is its content."""
+    from diffmem.plan import checks
+
+    opened, real = [], checks.check_path
+    monkeypatch.setattr(checks, "check_path", lambda path, *a, **kw: opened.append(path) or real(path, *a, **kw))
     path = tmp_path / "cifar-10-python.tar.gz"
     write_tar(path, [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)])
     for cfg in (cifar_config(path), cifar_config(tmp_path)):  # the tarball, the folder that holds it
         cfg["base"]["data"]["verify_md5"] = False  # not the official file; the batches' pickles are the job's
-        dmc.check_data(cfg)
+        assert dmc.check_data(cfg) is None
+    assert opened == [str(path), str(tmp_path)]
+    write_tar(path, [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 5)])
+    cfg = cifar_config(path)
+    cfg["base"]["data"]["verify_md5"] = False
+    assert "no file cifar-10-batches-py/data_batch_5" in check_data_error(cfg)
 
 
 def test_folder_source_path_that_is_a_file_is_refused(tmp_path):
