@@ -5,7 +5,8 @@ An EMM search's runs depend on what it finds, so each search is replayed with th
 EMM and none above, for the EMM below ``lo``, above ``hi`` and at every allowed size in between. The
 fewest and most sizes any of those outcomes trains give the range (``max_rounds`` is honoured). Times
 come from the throughput model of :mod:`diffmem.plan.resources`; a run shared by several experiments (the base
-value of every sweep) is counted once, as the workflow trains it once.
+value of every sweep) is counted once, as the workflow trains it once. Each experiment also shows how its runs
+train: GPUs per run and the micro-batch of the per-GPU batch (:func:`diffmem.plan.records.micro_batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from diffmem.plan import config as dmc
 from diffmem.plan import resources
 from diffmem.plan import search_cost as emm_cost
+from diffmem.plan.records import micro_batch
 
 
 @dataclass
@@ -80,6 +82,24 @@ def _stages(value: dmc.Value, size: int, config: dict, gpus: int) -> dict:
     }
 
 
+def batching(vals: list[dmc.Value], config: dict, gpus: int) -> dict | None:
+    """How an experiment's runs train: GPUs per run and the range of micro-batches and per-GPU batches (None:
+    no training, the closed-form optimum)."""
+    pairs = []
+    for v in vals:
+        s = dmc.run_settings(v.settings, max(v.sizes) if v.mode == "sizes" else int(v.emm["hi"]))
+        if s["model"]["arch"] != "optimum":
+            pairs.append((micro_batch(s, config), int(s["train"]["batch"]) // gpus))
+    if not pairs:
+        return None
+    micro, per_gpu = zip(*pairs, strict=True)
+    return {
+        "gpus_per_run": gpus,
+        "micro_batch": [min(micro), max(micro)],
+        "per_gpu_batch": [min(per_gpu), max(per_gpu)],
+    }
+
+
 def estimate(config: dict) -> dict:
     """Per experiment the fewest and most runs/images/samples/hours, and the config's total range."""
     plan = dmc.expand(config)
@@ -106,7 +126,8 @@ def estimate(config: dict) -> dict:
 
             lo_keys |= {(v.run_id, s) for s in min(options, key=lambda o: (len(o), cost(o)))}
             hi_keys |= {(v.run_id, s) for s in max(options, key=lambda o: (len(o), cost(o)))}
-        per_exp[name] = {"values": len(vals), "fewest": every.totals(lo_keys), "most": every.totals(hi_keys)}
+        per_exp[name] = {"values": len(vals), "fewest": every.totals(lo_keys), "most": every.totals(hi_keys),
+                         "batching": batching(vals, config, gpus)}  # fmt: skip
         low_keys |= lo_keys
         high_keys |= hi_keys
     return {
@@ -120,11 +141,13 @@ def estimate(config: dict) -> dict:
 
 def format_table(result: dict) -> str:
     """A plain-text table of :func:`estimate` (hours are device-hours: GPU-hours on a GPU kind)."""
-    head = (f"{'experiment':<24} {'values':>6} {'runs':>11} {'images trained':>21} {'samples':>19} "
-            f"{'train h':>17} {'sample h':>15} {'score h':>13} {'total h':>17}")  # fmt: skip
+    head = (f"{'experiment':<24} {'values':>6} {'GPUs x micro/per-GPU':>22} {'runs':>11} {'images trained':>21} "
+            f"{'samples':>19} {'train h':>17} {'sample h':>15} {'score h':>13} {'total h':>17}")  # fmt: skip
     lines = [
         f"cost on device kind {result['device']} (speed x{result['speed']:g}, {result['gpus_per_run']} GPU(s) per "
         "training run); each column: fewest .. most (EMM searches end after fewer or more rounds)",
+        "GPUs x micro/per-GPU: GPUs per training run x images per pass (micro-batch, fitting compute.gpu_memory_gb) "
+        "/ per-GPU batch",
         head,
         "-" * len(head),
     ]
@@ -132,23 +155,34 @@ def format_table(result: dict) -> str:
     def rng(a, b, fmt):
         return f"{fmt(a)}..{fmt(b)}"
 
-    def row(name, values, lo, hi):
+    def row(name, values, lo, hi, batching=None):
         tot_lo = lo["train_h"] + lo["sample_h"] + lo["score_h"]
         tot_hi = hi["train_h"] + hi["sample_h"] + hi["score_h"]
         return (
-            f"{name:<24} {values:>6} {rng(lo['runs'], hi['runs'], str):>11} "
+            f"{name:<24} {values:>6} {_batching(batching):>22} {rng(lo['runs'], hi['runs'], str):>11} "
             f"{rng(lo['images'], hi['images'], _si):>21} {rng(lo['samples'], hi['samples'], _si):>19} "
             f"{rng(lo['train_h'], hi['train_h'], _h):>17} {rng(lo['sample_h'], hi['sample_h'], _h):>15} "
             f"{rng(lo['score_h'], hi['score_h'], _h):>13} {rng(tot_lo, tot_hi, _h):>17}"
         )
 
     for name, e in result["experiments"].items():
-        lines.append(row(name, e["values"], e["fewest"], e["most"]))
+        lines.append(row(name, e["values"], e["fewest"], e["most"], e.get("batching")))
     t = result["total"]
     lines.append("-" * len(head))
     values = sum(e["values"] for e in result["experiments"].values())
     lines.append(row("total (runs shared)", values, t["fewest"], t["most"]))
     return "\n".join(lines)
+
+
+def _batching(b: dict | None) -> str:
+    """``1 x 128/512``: GPUs per run x micro-batch / per-GPU batch (``lo..hi`` where an experiment's runs differ)."""
+    if not b:
+        return "-"
+
+    def span(pair):
+        return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}..{pair[1]}"
+
+    return f"{b['gpus_per_run']} x {span(b['micro_batch'])}/{span(b['per_gpu_batch'])}"
 
 
 def _si(x: float) -> str:

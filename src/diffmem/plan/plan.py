@@ -28,7 +28,7 @@ from diffmem.plan.checks import check_data, check_plan
 from diffmem.plan.expand import Value, expand
 from diffmem.plan.figure_specs import figure_spec
 from diffmem.plan.load import check_finite
-from diffmem.plan.records import data_settings, flat_settings, run_record, run_settings, sample_record
+from diffmem.plan.records import data_settings, flat_settings, micro_batch, run_record, run_settings, sample_record
 from diffmem.science import emm
 
 ReadRound = Callable[[str, str, int], dict]  # (experiment, value label, k) -> the round's content
@@ -66,7 +66,9 @@ class Plan:
         values = expand(config)
         check_plan(config, values)
         check_bounds(config, values)  # no job that could never run (memory, chain of jobs)
-        return cls(config, values, read_round)
+        plan = cls(config, values, read_round)
+        plan.check_micro_batches()
+        return plan
 
     # ------------------------------------------------------------------------------------ basics
     def path(self, rel) -> Path:
@@ -277,6 +279,19 @@ class Plan:
     def job_gpus(self) -> int:
         """GPUs of a sampling or scoring job."""
         return 1 if self.config["gpu"] else 0
+
+    def train_micro_batch(self, run_id: str, size, where: str = "train") -> int:
+        """Images per pass of a run's training on each GPU (:func:`diffmem.plan.records.micro_batch`; the train
+        job computes the same from its run.json and the config, so a new ``compute.gpu_memory_gb`` reruns nothing)."""
+        return micro_batch(self.run_settings(run_id, size), self.config, where)
+
+    def check_micro_batches(self) -> None:
+        """Every training fits ``compute.gpu_memory_gb``, in micro-batches if need be (ConfigError naming the
+        value of which one image per GPU does not fit)."""
+        for v in self.every_value():
+            if not self.is_optimum(v.run_id):
+                size = max(v.sizes) if v.mode == "sizes" else int(v.emm["hi"])
+                self.train_micro_batch(v.run_id, size, f"experiments.{v.experiment} value {v.display!r}")
 
     def train_threads(self) -> int:
         return dmr.job_threads(self.config, self.train_gpus())

@@ -7,6 +7,7 @@
 - :func:`run_record` / :func:`sample_record`: what ``run.json`` and ``sample.json`` hold (the identity,
   :mod:`diffmem.plan.identity`, and in words what it is);
 - :func:`job_options`: the settings that change no number, which jobs read from the config;
+- :func:`micro_batch`: how many images of a run's per-GPU batch one pass takes (changes no number either);
 - :func:`flat_settings`: nested settings as dotted keys, for captions and people.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from diffmem.data.sources import facts as source_facts
 from diffmem.errors import ConfigError
-from diffmem.plan import identity
+from diffmem.plan import identity, memory
 from diffmem.science.augment import augment_dim
 from diffmem.science.netconfig import resolve_net_config
 
@@ -132,6 +133,17 @@ def job_options(config: dict) -> dict:
         "gpu": bool(config.get("gpu", False)),
         "gpus_per_run": int(config.get("gpus_per_run", 1)),
     }
+
+
+def micro_batch(settings: dict, config: dict, where: str = "train") -> int:
+    """Images per pass of a training (``settings``: the run's, at its size) on the config's GPUs: the largest
+    divisor of the per-GPU batch (``train.batch`` / ``gpus_per_run``) whose step fits ``compute.gpu_memory_gb``
+    by :func:`diffmem.plan.memory.micro_batch` (ConfigError naming ``where`` when one image does not fit); the
+    whole per-GPU batch without ``gpu: true`` or a declared GPU memory. Operational like ``gpus_per_run``: the
+    train job computes it from its run.json and the config at run time, and no run id depends on it."""
+    gpus = int(config.get("gpus_per_run", 1)) if config.get("gpu") else 1
+    limit = config.get("compute", {}).get("gpu_memory_gb") if config.get("gpu") else None
+    return memory.micro_batch(settings["model"], int(settings["train"]["batch"]) // gpus, limit, where)
 
 
 def flat_settings(settings: dict, prefix: str = "") -> dict[str, Any]:
