@@ -1,5 +1,8 @@
-"""Ids name what a step computes: operational keys change none, each stage's keys change its own id and
-the ids below it only, and a data source is known by its content, not its path."""
+"""Ids name what a step computes. Every leaf key of the schema, set to another valid value, moves exactly
+the ids that a declared table gives its section (data: data and run; model, diffusion, train: run; sample:
+sample; score: score), operational keys and everything outside ``base`` (compute, emm, gpu, results, name,
+figures) none, so a key added to the schema is covered without editing this file; a data source is known
+by its content, not its path; run.json hashes to its own folder."""
 
 from __future__ import annotations
 
