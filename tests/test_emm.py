@@ -163,7 +163,7 @@ def test_from_ratios_reads_listed_sizes_like_the_search():
     assert emm.bounds(emm.from_ratios({"10": 0.5, "20": 0.1}, 0.9)) == (None, 10)
     res = emm.from_ratios({10: 1.0, 20: 0.5, 40: 0.95, 80: 0.1}, 0.9)
     assert emm.bounds(res) == (10, 20) and res["non_monotone"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="emm.from_ratios: no evaluated sizes"):
         emm.from_ratios({}, 0.9)
 
 
