@@ -4,17 +4,22 @@ bad files and what was made from them, and the next snakemake run restores the s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from diffmem import io
 from diffmem.__main__ import main
-from diffmem.results import verify
+from diffmem.plan.lock import LOCK_FILE
+from diffmem.results import expected, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Path("runs/aaaaaaaaaa/n4")
@@ -46,8 +51,16 @@ def make_tree(res: Path) -> list[Path]:
     ]
     (res / "runs").mkdir(parents=True)
     for rel in files:
-        text = '{"file": "snapshot-000.pt"}' if rel.name == "snapshot-000.json" else f"content of {rel}"
-        io.write_text(res / rel, text)
+        if rel.suffix == ".npz":
+            io.write_npz(res / rel, x=np.arange(4))
+        elif rel.suffix == ".pt":
+            io.torch_save({"w": torch.zeros(2)}, res / rel)
+        elif rel.suffix == ".json":
+            io.write_json(
+                res / rel, {"file": "snapshot-000.pt"} if rel.name == "snapshot-000.json" else {"of": str(rel)}
+            )
+        else:
+            io.write_text(res / rel, f"content of {rel}")
     (res / "logs").mkdir()
     (res / "logs" / "x.log").write_text("times")  # not a result: never checked
     (res / RUN / "train" / "history.log").write_text("appended")
@@ -183,6 +196,98 @@ def test_a_folder_that_is_not_a_results_folder_is_refused(tmp_path, capsys):
     assert "not a results/<name> folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["subsets/dddddddddd/n4.npz", str(SCORES / "memorization.json"),
+                                  str(RUN / "train/snapshot-000.pt")])  # fmt: skip
+def test_a_file_whose_recorded_bytes_do_not_read_is_corrupt(tmp_path, name):
+    make_tree(tmp_path)
+    with io.atomic_path(tmp_path / name) as tmp:  # written damaged: its record matches the damage
+        tmp.write_bytes(b"PK\x03\x04 not what it says")
+    found = {str(f.path): (f.problem, f.detail) for f in verify.scan(tmp_path)}
+    assert found == {name: ("corrupt", found[name][1])}
+    assert "the ones recorded, but it does not read" in found[name][1]
+
+
+def test_an_unrecorded_npz_that_does_not_read_is_corrupt(tmp_path):
+    make_tree(tmp_path)
+    (tmp_path / SAMPLES / "extra.npz").write_bytes(b"PK\x03\x04 broken")
+    (tmp_path / SAMPLES / "fine.npz").write_bytes((tmp_path / SAMPLES / "samples.npz").read_bytes())
+    assert problems(tmp_path) == {str(SAMPLES / "extra.npz"): "corrupt", str(SAMPLES / "fine.npz"): "unrecorded"}
+
+
+def test_snapshots_train_json_names_are_missing_when_gone_with_their_records(tmp_path):
+    make_tree(tmp_path)
+    train = tmp_path / RUN / "train"
+    io.write_json(
+        train / "train.json", {"snapshots": [{"k": 0, "file": "snapshot-000.pt", "json": "snapshot-000.json"}]}
+    )
+    for name in ("snapshot-000.pt", "snapshot-000.json"):
+        (train / name).unlink()
+        io.record_path(train / name).unlink()
+    assert problems(tmp_path) == {str(RUN / "train" / n): "missing" for n in ("snapshot-000.pt", "snapshot-000.json")}
+
+
+def test_lost_is_what_something_made_from_it_outlives():
+    a, b, c, d, e = (Path(n) for n in "abcde")
+    jobs = [expected.Step("x", (a,)), expected.Step("y", (b, e), (a,)), expected.Step("z", (c,), (b,)),
+            expected.Step("w", (d,), (a,))]  # fmt: skip
+
+    def absent(*there: Path):
+        with_files = Path(tempfile.mkdtemp())
+        for p in there:
+            (with_files / p).write_text("")
+        return expected.absent(with_files, jobs)
+
+    assert absent(c) == ([(a, c), (b, c), (e, c)], [d])  # c was made from b, b from a; e is b's sibling
+    assert absent(e) == ([(a, e), (b, e)], [c, d])  # an incomplete job: its other output is there
+    assert absent() == ([], [a, b, c, d, e])  # nothing built yet
+    assert absent(a, b, c, d, e) == ([], [])
+
+
+SMOKE = [str(ROOT / "config" / "smoke.yaml")]
+
+
+def planned_tree(res: Path) -> list[expected.Step]:
+    """Every file the smoke config's plan expects before its searches have run, written (recorded) under res."""
+    (res / "runs").mkdir(parents=True)
+    jobs = expected.steps(verify.load_plan(res, SMOKE))
+    for job in jobs:
+        for out in job.outputs:
+            if out.suffix == ".npz":
+                io.write_npz(res / out, x=np.arange(2))
+            elif out.suffix == ".json":
+                io.write_json(res / out, {"done": False, "next": []} if out.name.startswith("round") else {})
+            else:
+                io.write_text(res / out, "x")
+    return jobs
+
+
+def test_the_plan_finds_a_folder_lost_with_its_records_and_fix_clears_its_branch(tmp_path):
+    res = tmp_path / "results" / "smoke"
+    jobs = planned_tree(res)
+    lines: list[str] = []
+    assert verify.verify(res, out=lines.append, configfile=SMOKE) == 0, lines
+    assert not [line for line in lines if line.startswith(("missing", "unbuilt"))]
+    train = next(p for job in jobs if job.rule == "train" for p in job.outputs).parent
+    scores = next(p for job in jobs if job.rule == "score" and not job.outputs[0].is_relative_to(train.parent)
+                  for p in job.outputs).parent  # fmt: skip
+    shutil.rmtree(res / train)  # records and all
+    shutil.rmtree(res / scores)
+    found = {f.path: (f.problem, f.detail) for f in verify.scan(res, verify.load_plan(res, SMOKE))}
+    assert (
+        found[train / "train.json"][0] == "missing" and f"its folder {train}/ is gone" in found[train / "train.json"][1]
+    )
+    assert found[scores / "memorization.json"][0] == "missing"
+    assert verify.scan(res) == []  # without the plan the records alone see nothing
+    assert main(["verify", str(res), "--configfile", *SMOKE]) == 1
+    assert main(["verify", str(res), "--configfile", *SMOKE, "--fix"]) == 0
+    assert not (res / train.parent / "samples").exists()  # what was made from the lost training
+    shutil.rmtree(res / "tables"), shutil.rmtree(res / "figures"), shutil.rmtree(res / "report")
+    for path in (res / "index.csv", io.record_path(res / "index.csv")):
+        path.unlink()
+    left = {f.path: f.problem for f in verify.scan(res, verify.load_plan(res, SMOKE))}
+    assert set(left.values()) == {"unbuilt"} and train / "train.json" in left  # the next run builds them
+
+
 # ----------------------------------------------------------------------------- the smoke workflow, faulted
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
@@ -207,6 +312,8 @@ def hashes(res: Path) -> dict[str, str]:
         for name in files:
             path = Path(folder) / name
             if path.is_symlink() or name in TIMED or io.is_record(path) or verify._appended(path):
+                continue
+            if Path(folder) == res and name == LOCK_FILE:  # who holds the lock: a pid and a time
                 continue
             out[str(path.relative_to(res))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
@@ -267,11 +374,58 @@ def inject_fix_rebuild(work: Path) -> dict[Path, str]:
     return faults
 
 
-@pytest.mark.slow
-def test_faults_in_a_finished_smoke_run_are_found_fixed_and_rebuilt_byte_identical(tmp_path):
+def lose_fix_rebuild(work: Path) -> list[Path]:
+    """Remove a training folder and the score folder of a size an EMM search alone evaluated from a finished
+    smoke run in ``work`` (records and all): Snakemake does not notice, verify does (by the plan); --fix, rerun,
+    every file byte-identical to before. Returns the files found missing."""
+    res = work / "results" / "smoke"
+    plan = verify.load_plan(res)  # config/smoke.yaml, found by the folder's name
+    assert verify.scan(res, plan) == []  # every file the plan expects is there
+    for path in res.glob("emm/*/*/*.json"):  # what a search stores, relative to the results folder
+        state = json.loads(path.read_text())
+        assert all(e["memorization"].startswith("runs/") for e in state["evaluated"])
+        assert state.get("final_round", "emm/").startswith("emm/")
+    before = hashes(res)
+    targets = {str(p.relative_to(res)) for p in plan.final_targets()}
+    searched = {e["memorization"] for p in res.glob("emm/*/*/emm.json") for e in json.loads(p.read_text())["evaluated"]}
+    scores = res / sorted(searched - targets)[0]  # a score no target names: only its search's rounds read it
+    train = next(p for p in sorted(res.glob("runs/*/*/train")) if not scores.is_relative_to(p.parent))
+    shutil.rmtree(train)
+    shutil.rmtree(scores.parent)
+    assert "Nothing to be done" in snakemake(work, "-n").stdout  # Snakemake alone does not see what is gone
+    lost = [(train / "train.json").relative_to(res)]
+    lost += [(scores.parent / n).relative_to(res) for n in ("distances.npz", "memorization.json", "nearest.png")]
+    assert {f.path: f.problem for f in verify.scan(res, plan)} == dict.fromkeys(lost, "missing")
+    assert main(["verify", str(res)]) == 1
+    assert main(["verify", str(res), "--fix"]) == 0
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert verify.scan(res, plan) == []
+    after = hashes(res)
+    assert sorted(after) == sorted(before)
+    differ = sorted(k for k in before if before[k] != after[k])
+    assert differ == [], f"not byte-identical after the rebuild: {differ}"
+    assert "Nothing to be done" in snakemake(work, "-n").stdout
+    return lost
+
+
+@pytest.fixture(scope="module")
+def smoke_work(tmp_path_factory) -> Path:
+    """A finished smoke run in a copy of the project (the faults of the tests below are undone by each)."""
+    work = tmp_path_factory.mktemp("smoke")
     for name in ("Snakefile", "workflow", "config", "envs", "src", "benchmarks"):
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    proc = snakemake(tmp_path)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    proc = snakemake(work)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    inject_fix_rebuild(tmp_path)
+    return work
+
+
+@pytest.mark.slow
+def test_faults_in_a_finished_smoke_run_are_found_fixed_and_rebuilt_byte_identical(smoke_work):
+    inject_fix_rebuild(smoke_work)
+
+
+@pytest.mark.slow
+def test_a_lost_training_folder_and_search_score_are_found_fixed_and_rebuilt_byte_identical(smoke_work):
+    lose_fix_rebuild(smoke_work)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 from diffmem.plan import config as dmc
 from diffmem.plan import cost, memory, resources
 from diffmem.plan.expand import one_value
+from diffmem.plan.lock import ResultsLockError
 from diffmem.plan.search_cost_report import emm_cost_report
 from diffmem.results.compare import compare_text
 from diffmem.results.readme_pictures import README_FIGURES, docs_figures
@@ -205,11 +206,13 @@ def _verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", help="a results/<name> folder of the workflow")
     parser.add_argument("--fix", action="store_true", help="remove missing/corrupt files and what was made from "
                         "them (and stale files), so that the next snakemake run rebuilds exactly those")  # fmt: skip
+    parser.add_argument("--configfile", nargs="+", default=None, help="the config(s) of the run, whose plan "
+                        "says which files are lost (default: the config/*.yaml named like the folder)")  # fmt: skip
 
 
-@_usage_errors(FileNotFoundError)
+@_usage_errors(OSError, dmc.ConfigError, ResultsLockError)  # not a results folder, a bad config, in use
 def _verify(args: argparse.Namespace) -> int:
-    return verify(args.results, do_fix=args.fix)
+    return verify(args.results, do_fix=args.fix, configfile=args.configfile)
 
 
 # --- plot-loss -------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Writers write to a temporary file beside the target, then rename: a job killed half way leaves at most a
 ``.tmp-*`` file, never a half file under the final name that a later step (or Snakemake) would take as
-complete. Files get the usual mode (``0666`` less the umask, as ``open()`` gives), so collaborators on a
-shared cluster can read results.
+complete; a write that fails for the folder's sake (read-only, immutable, full) raises
+:class:`ResultWriteError`, which names the file and what to check. Files get the usual mode (``0666``
+less the umask, as ``open()`` gives), so collaborators on a shared cluster can read results.
 
 Readers (:func:`read_json`, :func:`read_npz`, :func:`torch_load`) turn a truncated or corrupt file into a
 :class:`CorruptFileError` that names the path and what to delete so that the next ``snakemake`` run
@@ -155,22 +156,66 @@ def _write_record(record: Path, digest: dict[str, Any]) -> None:
         raise
 
 
+class ResultWriteError(OSError):
+    """A result file could not be written (a read-only, immutable or full folder); the message names the file
+    and what to check. An :class:`OSError`, with the errno of the failure."""
+
+    def __init__(self, path: str | os.PathLike, err: OSError):
+        self.path = Path(path)
+        super().__init__(not_writable(self.path, err))
+        self.errno, self.strerror, self.filename = err.errno, err.strerror, str(self.path)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def not_writable(path: str | os.PathLike, err: OSError) -> str:
+    """Why a file could not be written, and what to look at (the message of :class:`ResultWriteError`)."""
+    folder = Path(path).parent
+    return (
+        f"cannot write {path}: {err.strerror or err} (errno {err.errno}). Is its folder (or the file) read-only, "
+        f"immutable or full? Check with: ls -ld {folder}; lsattr -d {folder}; df -h {folder} (chattr -i undoes an "
+        "immutable flag), then run snakemake again"
+    )
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """Turn an OSError of writing ``path`` (about a file beside it: its temporary file, its record; or about its
+    folder or one above) into a :class:`ResultWriteError`; an error about another file (one the caller reads
+    while it writes) passes unchanged."""
+    try:
+        yield
+    except ResultWriteError:
+        raise
+    except OSError as err:
+        name = err.filename
+        about = Path(os.fsdecode(name)).absolute() if isinstance(name, (str, bytes, os.PathLike)) else None
+        target = path.absolute()
+        if about is not None and about.parent != target.parent and about not in target.parents:
+            raise
+        raise ResultWriteError(path, err) from err
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success (and record its
-    size and SHA-256 in the manifest when it lies in a results folder)."""
+    size and SHA-256 in the manifest when it lies in a results folder). A write that fails for the folder's
+    sake (read-only, immutable, full) raises :class:`ResultWriteError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path, suffix if suffix is not None else path.suffix)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_beside(path, suffix if suffix is not None else path.suffix)
     try:
-        yield Path(tmp)
-        record = record_path(path) if results_root(path) is not None else None
-        digest = file_digest(tmp) if record is not None else None
-        if record is not None:
-            record.unlink(missing_ok=True)  # never a stale record over the new bytes
-        os.replace(tmp, path)
-        if record is not None:
-            _write_record(record, digest)
+        with _naming(path):
+            yield Path(tmp)
+            record = record_path(path) if results_root(path) is not None else None
+            digest = file_digest(tmp) if record is not None else None
+            if record is not None:
+                record.unlink(missing_ok=True)  # never a stale record over the new bytes
+            os.replace(tmp, path)
+            if record is not None:
+                _write_record(record, digest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

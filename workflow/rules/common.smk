@@ -7,6 +7,8 @@ from diffmem.errors import ConfigError
 from diffmem.io import read_json
 from diffmem.plan import layout
 from diffmem.plan.load import retype_overrides
+from diffmem.plan.lock import ResultsLockError
+from diffmem.plan.lock import hold as hold_results
 from diffmem.plan.plan import Plan
 
 retype_overrides(workflow.config_settings.config, config)  # nested --config values
@@ -26,6 +28,15 @@ except ConfigError as err:
     raise WorkflowError(f"config error: {err}") from None
 
 RESULTS = PLAN.results  # results/<name>/
+
+# One workflow per results tree, whatever its working directory (diffmem.plan.lock): the main process takes the
+# lock before any job and holds it until it exits; a dry run and the Snakemake inside each cluster job do not.
+if workflow.is_main_process and not workflow.output_settings.dryrun:
+    try:
+        hold_results(RESULTS)
+    except ResultsLockError as err:
+        raise WorkflowError(str(err)) from None
+
 ENV = "../../envs/diffmem.yaml"
 
 
@@ -78,7 +89,8 @@ sample_mem_mb = lambda w, attempt: PLAN.sample_mem_mb(w.run_id, w.size, w.sample
 score_runtime = lambda w, attempt: PLAN.score_runtime(w.run_id, w.size, w.sample_id, attempt)
 score_mem_mb = lambda w, attempt: PLAN.score_mem_mb(w.run_id, w.size, w.sample_id, attempt)
 
-# Retries of `train` and `sample` cover the longest chain of jobs the plan can need (+1 for a failure).
+# Retries of `train` and `sample` resume the longest chain of jobs the plan can need (x2, at most compute.max_chain);
+# a job that fails for another reason stops its later attempts at once (diffmem.steps.attempts).
 # Only the main Snakemake process retries: the Snakemake inside a cluster job must not restart a paused
 # link within the same walltime (a rule's `retries` would win over the `--retries 0` it is given).
 TRAIN_RETRIES = PLAN.chain_retries("train") if workflow.is_main_process else 0

@@ -32,9 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffmem import io
+from diffmem.plan import config as dmc
 from diffmem.plan import identity
+from diffmem.plan.lock import LOCK_FILE, holding
+from diffmem.plan.plan import Plan
+from diffmem.results import expected
+from diffmem.results.compare import find_config
 
 BAD = ("corrupt", "missing")
+NOTED = ("unrecorded", "unbuilt")  # counted in one line each, nothing to fix
+PARSED = (".npz", ".json", ".pt")  # parsed even when their bytes are the ones recorded (written damaged)
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,10 @@ def _transient_gone(root: Path, rel: Path) -> bool:
     return rel.name == "state.pt" and (root / rel.parent / "train.json").is_file()
 
 
-def scan(root: str | os.PathLike) -> list[Finding]:
-    """Every problem of the files under ``root`` (a ``results/<name>`` folder), sorted by path."""
+def scan(root: str | os.PathLike, plan: Plan | None = None) -> list[Finding]:
+    """Every problem of the files under ``root`` (a ``results/<name>`` folder), sorted by path; with ``plan``
+    (whose results folder is ``root``, :func:`load_plan`) also the files it expects that are lost
+    (:mod:`diffmem.results.expected`) and, as ``unbuilt``, those not built yet."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; give a results/<name> folder of the workflow")
@@ -112,7 +121,7 @@ def scan(root: str | os.PathLike) -> list[Finding]:
         for name in sorted(files):
             path = here / name
             rel = path.relative_to(root)
-            if path.is_symlink() or _appended(path):
+            if path.is_symlink() or _appended(path) or (here == root and name == LOCK_FILE):
                 continue
             if name.startswith(".tmp-"):
                 found.append(Finding(rel, "stale", "temporary file of a write that did not finish"))
@@ -123,7 +132,35 @@ def scan(root: str | os.PathLike) -> list[Finding]:
                     found.append(Finding(trel, "missing", "the manifest records it, the file is gone"))
             else:
                 found += _check_file(root, path, rel)
-    return sorted(found, key=lambda f: (str(f.path), f.problem))
+    if plan is not None:
+        found += _planned(root, plan, {f.path for f in found if f.problem == "missing"})
+    once = {(f.path, f.problem): f for f in reversed(found)}  # a file named twice: the first finding
+    return sorted(once.values(), key=lambda f: (str(f.path), f.problem))
+
+
+def _planned(root: Path, plan: Plan, known: set[Path]) -> list[Finding]:
+    """The plan's files that are lost (missing) or not built yet (unbuilt), less those found missing already."""
+    lost, unbuilt = expected.absent(root, expected.steps(plan))
+    out = []
+    for rel, made in lost:
+        if rel not in known:
+            gone = next((p for p in reversed(rel.parents) if p != Path(".") and not (root / p).exists()), rel)
+            whole = f" (its folder {gone}/ is gone)" if gone != rel else ""
+            out.append(Finding(rel, "missing", f"the plan expects it{whole}, and {made}, made from it, is there"))
+    return out + [Finding(rel, "unbuilt", "the plan expects it; the next snakemake run builds it") for rel in unbuilt]
+
+
+def load_plan(root: str | os.PathLike, configfile: list[str] | None = None) -> Plan | None:
+    """The plan of the config that made ``root``, with ``root`` as its results folder: ``configfile``, else the
+    config/*.yaml whose name is the folder's (as ``compare`` finds it); None when there is none. Raises
+    ConfigError for a config that does not load."""
+    root = Path(root)
+    try:
+        paths = [str(p) for p in configfile] if configfile else [str(find_config(root))]
+    except FileNotFoundError:
+        return None
+    cfg = dmc.load_config(paths)
+    return Plan.build({**cfg, "results": str(root.parent), "name": root.name}, check_files=False)
 
 
 def _check_file(root: Path, path: Path, rel: Path) -> list[Finding]:
@@ -137,20 +174,31 @@ def _check_file(root: Path, path: Path, rel: Path) -> list[Finding]:
         elif got["sha256"] != rec["sha256"]:
             out.append(Finding(rel, "corrupt", f"SHA-256 {got['sha256'][:12]}..., the manifest records "
                                                f"{rec['sha256'][:12]}..."))  # fmt: skip
+        elif path.suffix in PARSED and (why := _check_structure(path)) is not None:
+            out.append(Finding(rel, "corrupt", f"its bytes are the ones recorded, but it does not read: {why}"))
     else:
         why = _check_structure(path)
         if why is not None:
             out.append(Finding(rel, "corrupt", f"no manifest record, and it does not read: {why}"))
         else:
             out.append(Finding(rel, "unrecorded", "no manifest record (it reads as its kind)"))
-    if re.fullmatch(r"snapshot-\d+\.json", path.name) and not any(f.problem == "corrupt" for f in out):
-        try:
-            weights = io.read_json(path).get("file")
-        except (io.CorruptFileError, AttributeError):
-            weights = None
-        if weights and not (path.parent / weights).exists():
-            out.append(Finding(rel.parent / weights, "missing", f"{path.name} names it, the file is gone"))
+    if not any(f.problem == "corrupt" for f in out):
+        out += [Finding(rel.parent / name, "missing", f"{path.name} names it, the file is gone")
+                for name in _names(path) if not (path.parent / name).exists()]  # fmt: skip
     return out
+
+
+def _names(path: Path) -> list[str]:
+    """The files beside it that a snapshot's .json (its weights) or a train.json (every snapshot) names."""
+    is_train = path.name == "train.json" and path.parent.name == "train"
+    if not (is_train or re.fullmatch(r"snapshot-\d+\.json", path.name)):
+        return []
+    try:
+        data = io.read_json(path)
+        snaps = data.get("snapshots") or [] if is_train else [{"file": data.get("file")}]
+        return [n for s in snaps for n in (s.get("file"), s.get("json")) if isinstance(n, str) and n]
+    except (io.CorruptFileError, AttributeError):
+        return []
 
 
 def dependents(root: str | os.PathLike, rel: str | os.PathLike) -> list[Path]:
@@ -282,19 +330,25 @@ def fix(root: str | os.PathLike, findings: list[Finding]) -> list[Path]:
     return removed
 
 
-def verify(root: str | os.PathLike, do_fix: bool = False, out=print) -> int:
-    """The command: print the findings (and with ``do_fix`` what was removed); exit status 0 when nothing
-    is missing or corrupt (or it was fixed), 1 otherwise."""
+def verify(root: str | os.PathLike, do_fix: bool = False, out=print, configfile: list[str] | None = None) -> int:
+    """The command: print the findings (and with ``do_fix`` what was removed, holding the folder's lock:
+    :mod:`diffmem.plan.lock`); exit status 0 when nothing is missing or corrupt (or it was fixed), 1
+    otherwise. ``configfile``: the config that made the folder (default: the one named like it, see
+    :func:`load_plan`), whose plan says which files are lost (:mod:`diffmem.results.expected`)."""
     root = Path(root)
-    findings = scan(root)
+    plan = load_plan(root, configfile)
+    findings = scan(root, plan)
+    if plan is None:
+        out(f"note       no config/*.yaml is named {root.name!r}: files lost with their folder are not looked for "
+            "(pass --configfile)")  # fmt: skip
     bad = [f for f in findings if f.problem in BAD]
-    unrecorded = [f for f in findings if f.problem == "unrecorded"]
     for f in findings:
-        if f.problem != "unrecorded":
+        if f.problem not in NOTED:
             out(f.line())
-    if unrecorded:
-        out(f"unrecorded {len(unrecorded)} file(s) without a manifest record read as their kind "
-            f"(first: {unrecorded[0].path}); nothing to fix")  # fmt: skip
+    for kind, what in zip(NOTED, ("without a manifest record read as their kind", "the plan expects are not "
+                                  "built yet: the next snakemake run builds them"), strict=True):  # fmt: skip
+        if some := [f for f in findings if f.problem == kind]:
+            out(f"{kind:10s} {len(some)} file(s) {what} (first: {some[0].path}); nothing to fix")
     if not do_fix:
         if bad:
             out(
@@ -302,9 +356,11 @@ def verify(root: str | os.PathLike, do_fix: bool = False, out=print) -> int:
                 f"with: python -m diffmem verify {root} --fix; then run snakemake again to rebuild them"
             )
             return 1
-        out(f"{root}: every recorded file is intact" + (" (stale files: --fix removes them)" if findings else ""))
+        stale = any(f.problem == "stale" for f in findings)
+        out(f"{root}: every recorded file is intact" + (" (stale files: --fix removes them)" if stale else ""))
         return 0
-    removed = fix(root, findings)
+    with holding(root):  # not while a workflow writes into it
+        removed = fix(root, findings)
     for rel in removed:
         out(f"removed    {rel}")
     if bad:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from diffmem.io import atomic_path, read_json
 from diffmem.science import emm
+from diffmem.steps.emm import stored_path
 
 if TYPE_CHECKING:  # pandas costs a job ~0.3 s to import: only the table steps load it
     import pandas as pd
@@ -54,7 +55,8 @@ def _search_rows(v: dict, common: dict) -> list[dict[str, Any]]:
     """An EMM search's rows: one per size it evaluated, then its bounds."""
     res = read_json(v["emm"])
     rows = [{**common, "kind": "size", **_size_cols(e), "memorized": e["memorized"],
-             **_beside_cols(read_json(e["memorization"]))} for e in res["evaluated"]]  # fmt: skip
+             **_beside_cols(read_json(stored_path(v["emm"], e["memorization"])))}
+            for e in res["evaluated"]]  # fmt: skip
     lo, hi = emm.bounds(res)
     rows.append({**common, "kind": "emm", "emm_lower": lo, "emm_upper": hi, "emm_status": res["status"],
                  "search_lo": res["lo"], "search_hi": res["hi"], "non_monotone": res["non_monotone"]})  # fmt: skip
