@@ -10,6 +10,7 @@ at import, so Snakemake builds the DAG without paying for them.
 - :mod:`~diffmem.plan.config`: the names of the five above in one module (what the library and tests import);
 - :mod:`~diffmem.plan.identity`: the ids that name subsets, trainings, samples and scores;
 - :mod:`~diffmem.plan.layout`: where every result lies under ``results/<name>/`` (the one place for paths);
+- :mod:`~diffmem.plan.lock`: one workflow per results tree (an ``flock`` the main Snakemake process holds);
 - :mod:`~diffmem.plan.resources`: what a job asks the cluster for (run time, memory, retries);
 - :mod:`~diffmem.plan.plan`: the :class:`~diffmem.plan.plan.Plan` of a workflow run, which answers every question
   the Snakemake rules ask (targets, inputs, params, resources);

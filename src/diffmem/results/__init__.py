@@ -7,6 +7,7 @@
 - :mod:`~diffmem.results.report_items`: the Snakemake report's tables as HTML and EMM bracket grids;
 - :mod:`~diffmem.results.summary`: a Markdown summary of EMM per experiment value;
 - :mod:`~diffmem.results.verify`: every result file against its manifest record (``--fix`` removes);
+  :mod:`~diffmem.results.expected`: the files the config's plan expects, and which absent ones are lost;
 - :mod:`~diffmem.results.readme_pictures`: the README's small copies of a finished run's figures;
 - :mod:`~diffmem.results.paper`: the paper's published points and directions (``paper_points.csv``,
   ``paper_claims.yaml``); :mod:`~diffmem.results.claims` judges the directions on a run's own tables;
