@@ -289,3 +289,14 @@ def test_build_checks_the_plan_and_the_data_unless_told_not_to(tmp_path):
     cfg["figures"]["epochs"]["experiments"] = ["basic"]  # an emm experiment in an epochs figure
     with pytest.raises(ConfigError, match="figures.epochs: kind epochs needs experiments with mode: sizes"):
         Plan.build(cfg, check_files=False)
+
+
+def test_a_figure_with_the_papers_points_reads_their_files(tmp_path):
+    """A corrected published point (or paper.yaml's base) redraws the figures that show it, and only those."""
+    plan = plan_of("paper.yaml", tmp_path)
+    with_points = [f for f in plan.figures() if plan.config["figures"][f].get("paper_points")]
+    assert "fig_random_labels" in with_points and "fig_basic" not in with_points
+    for fig in plan.figures():
+        paper = plan.figure_inputs(fig).get("paper", [])
+        assert [p.name for p in paper] == (["paper_points.csv", "paper.yaml"] if fig in with_points else [])
+        assert all(p.is_file() for p in paper)

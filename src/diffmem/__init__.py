@@ -24,3 +24,6 @@ __version__ = "0.1.0"
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: Measured speeds and memory (``scripts/benchmark.py``, ``python -m diffmem count-activations``) the plan models read.
 BENCHMARKS = CHECKOUT / "benchmarks"
+#: The paper's preset and its published points: what ``compare`` and the figures' reference markers hold runs against.
+PAPER_CONFIG = CHECKOUT / "config" / "paper.yaml"
+PAPER_POINTS = Path(__file__).resolve().parent / "results" / "paper_points.csv"

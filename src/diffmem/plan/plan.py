@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from diffmem import PAPER_CONFIG, PAPER_POINTS
 from diffmem.io import read_json
 from diffmem.plan import identity, layout
 from diffmem.plan import resources as dmr
@@ -170,11 +171,14 @@ class Plan:
         return inputs
 
     def figure_inputs(self, figure: str) -> dict:
-        """A figure's table, and for kind optimum the grids it shows (as its spec lists them)."""
+        """A figure's table, for kind optimum the grids it shows (as its spec lists them), and for a figure that
+        draws the paper's points the files they come from (so that a corrected point redraws it)."""
         inputs: dict = {"table": self.path(layout.table(figure))}
         if self.config["figures"][figure]["kind"] == "optimum":
             spec = self.figure_spec(figure)
             inputs["grids"] = [p for v in spec["values"] for pair in v["grids"].values() for p in pair]
+        if self.config["figures"][figure].get("paper_points"):
+            inputs["paper"] = [PAPER_POINTS, PAPER_CONFIG]
         return inputs
 
     def index_inputs(self) -> list[Path]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from diffmem import CHECKOUT
+from diffmem import CHECKOUT, PAPER_CONFIG
 from diffmem.errors import ConfigError
 from diffmem.io import write_text
 from diffmem.plan import config as dmc
@@ -42,7 +42,6 @@ from diffmem.results.paper import PaperPoint, load_claims, load_points
 from diffmem.science import emm
 
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
-PAPER_CONFIG = CHECKOUT / "config" / "paper.yaml"
 READ_OFF = 2.0  # percentage points: how exactly the paper's figures were read
 AGREES, DIFFERS, NOT_RUN = "agrees", "differs", "not run"
 SECTIONS = ("data", "model", "diffusion", "train", "sample", "score")
