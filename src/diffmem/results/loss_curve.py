@@ -16,7 +16,6 @@ def plot_loss(stats: str | Path, out: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-
     out = Path(out)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("png", "pdf"):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diffmem.science import emm
 from diffmem.io import read_json
+from diffmem.science import emm
 
 
 def _bracket(res: dict) -> str:
