@@ -1,6 +1,7 @@
 """Retries that mean something (issue 21): a walltime pause resumes on the next attempt, any other failure
 is recorded and the later attempts stop at once (diffmem.steps.attempts); the retries of the chained rules
-are bounded (diffmem.plan.resources.chain_retries)."""
+are bounded (diffmem.plan.resources.chain_retries); what each attempt asks for: a retry more, a link of a chain
+what attempt 1 would, an attempt that a failure stops the least."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import yaml
 
 from diffmem.io import record_path, write_json
 from diffmem.plan import config as dmc
+from diffmem.plan import layout
 from diffmem.plan import resources as dmr
+from diffmem.plan.plan import Plan
 from diffmem.steps.attempts import FAILURE_FILE, failure_record, stop_if_failed
 from diffmem.steps.sample import SamplingPaused
 from diffmem.steps.train import TrainingPaused
@@ -130,6 +133,54 @@ def test_memory_grows_per_attempt_up_to_the_site_maximum():
     cfg = {"compute": {"max_mem_gb": 8}}
     assert [dmr.grown_mb(3000, cfg, k) for k in (1, 2, 3, 60)] == [3000, 6000, 8000, 8000]
     assert dmr.grown_mb(9000, cfg, 5) == 9000  # above the site maximum already: bounds refuse it before
+
+
+# ------------------------------------------------------------------------------------- what an attempt asks for
+def slow_smoke_plan(results: Path) -> Plan:
+    cfg = smoke()
+    cfg["results"] = str(results)
+    cfg["compute"]["speed"] = 0.01  # a device 100x slower than measured: run times above the start-up minutes
+    return Plan.build(cfg, check_files=False)
+
+
+def test_a_retry_grows_a_chain_link_asks_what_attempt_one_would_a_stopped_attempt_the_least(tmp_path):
+    plan = slow_smoke_plan(tmp_path)
+    v = plan.value("width", "12")
+
+    def train(k):
+        return plan.train_runtime(v.run_id, 4, k), plan.train_mem_mb(v.run_id, 4, k)
+
+    # before any saved state, attempt k retries a failure killed from outside: time and memory grow
+    assert [train(k) for k in (1, 2, 3)] == [(11, 1308), (18, 2617), (32, 5234)]
+    # a link of a chain (a state saved): the time left by the measured speed (5000 s x 1.5 + 3 min), attempt
+    # 1's memory, whatever its attempt
+    progress = plan.path(layout.train_progress(v.run_id, 4))
+    progress.parent.mkdir(parents=True)
+    progress.write_text(json.dumps({"step": 50, "total_steps": 100, "steps_per_s": 0.01}))
+    assert [train(k) for k in (1, 2, 3)] == [(128, 1308)] * 3
+    # attempt 2 failed: attempt 3 stops within a second, so it asks for a minute and the least memory;
+    # attempt 2 and earlier go on (a record of a later or equal attempt is an earlier workflow run's)
+    write_json(plan.path(layout.train_dir(v.run_id, 4)) / layout.FAILURE_FILE, {"attempt": 2, "error": "E"})
+    assert [train(k) for k in (1, 2, 3, 9)] == [(128, 1308)] * 2 + [(dmr.STOP_MIN, dmr.STOP_MB)] * 2
+    assert (dmr.STOP_MIN, dmr.STOP_MB) == (1, 400)
+
+
+def test_sampling_attempts_ask_alike(tmp_path):
+    plan = slow_smoke_plan(tmp_path)
+    v = plan.value("epochs", "base")
+    samples = plan.samples_input(v.run_id, 8, v.sample_id)
+
+    def sample(k):
+        return plan.sample_runtime(v.run_id, 8, v.sample_id, k), plan.sample_mem_mb(v.run_id, 8, v.sample_id, k)
+
+    assert [sample(k) for k in (1, 2, 3)] == [(4, 1302), (5, 2604), (7, 5208)]  # retries grow
+    parts = Path(layout.sample_parts(samples))
+    parts.mkdir(parents=True)
+    (parts / "snapshot-000.npz").write_bytes(b"")
+    assert [sample(k) for k in (1, 2, 3)] == [sample(1)] * 3 and sample(1)[1] == 1302  # a link: attempt 1's
+    write_json(samples.parent / FAILURE_FILE, {"attempt": 1, "error": "E"})
+    assert sample(1)[1] == 1302 and sample(2) == (1, 400)  # attempt 1 failed: attempt 2 stops
+    assert FAILURE_FILE == layout.FAILURE_FILE == "failed.json"  # one name, in plan.layout
 
 
 # ------------------------------------------------------------------------------------- the workflow

@@ -110,3 +110,13 @@ def test_paper_dry_run_asks_for_what_the_model_says_within_the_site_maximum():
             assert est / 60 <= runtime <= 2 * est / 60 + dmr.STARTUP_MIN + 1, (job, est)
         else:  # capped: the work does not fit one job, which the chain handles
             assert est / 60 > dmr.time_budget_s(runtime) / 60 / dmr.SAFETY, (job, est)
+
+
+def test_a_failure_record_stops_only_the_later_attempts_of_its_workflow_run(tmp_path):
+    record = tmp_path / "failed.json"
+    assert dmr.earlier_failure(record, 2) is None  # none
+    record.write_text('{"attempt": 1, "error": "E"}')
+    assert dmr.earlier_failure(record, 1) is None  # a record of an earlier run of the workflow
+    assert dmr.earlier_failure(record, 2) == {"attempt": 1, "error": "E"}
+    record.write_text("{not json")
+    assert dmr.earlier_failure(record, 2) is None  # not one of ours

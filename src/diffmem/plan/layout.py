@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath as P
 
+FAILURE_FILE = "failed.json"  # a job's failure record (diffmem.steps.attempts), in train/ or samples/<sample_id>/
+
 
 def subset(data_id, size) -> P:
     return P("subsets") / str(data_id) / f"n{size}.npz"

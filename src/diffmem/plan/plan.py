@@ -303,18 +303,35 @@ class Plan:
     def job_threads(self) -> int:
         return dmr.job_threads(self.config, self.job_gpus())
 
+    def link_attempt(self, folder: Path, attempt: int, resumed: bool) -> int | None:
+        """The attempt a heavy job's time and memory grow by: None when the failure record in its ``folder``
+        stops it (:func:`diffmem.plan.resources.earlier_failure`: it asks for the least), 1 for a link of a chain
+        (``resumed``: it goes on from a saved state, a pause and not a failure), else ``attempt``."""
+        if dmr.earlier_failure(folder / layout.FAILURE_FILE, attempt):
+            return None
+        return 1 if resumed else attempt
+
+    def _train_link(self, run_id: str, size, attempt: int) -> tuple[dict | None, int | None]:
+        """A training's progress (None before its first saved state) and its :meth:`link_attempt`."""
+        done = self.path(layout.train_progress(run_id, size))
+        progress = json.loads(done.read_text()) if done.exists() else None
+        return progress, self.link_attempt(self.path(layout.train_dir(run_id, size)), attempt, progress is not None)
+
     def train_runtime(self, run_id: str, size, attempt: int) -> int:
         """Minutes for a training job: what is left of the run (by its measured speed once a link of the
-        chain has run), x safety, doubled per retry, at most the site maximum."""
+        chain has run), x safety, doubled per retry, at most the site maximum; a minute for a stopped one."""
+        progress, k = self._train_link(run_id, size, attempt)
+        if k is None:
+            return dmr.STOP_MIN
         left = dmr.train_estimate_s(self.run_settings(run_id, size), self.config, max(1, self.train_gpus()))
-        done = self.path(layout.train_progress(run_id, size))
-        if done.exists():
-            left = dmr.remaining_s(json.loads(done.read_text()), left)
-            attempt = 1  # a chain link, not a failure: ask for what is left
-        return dmr.budget_min(left, self.config, attempt)
+        if progress is not None:
+            left = dmr.remaining_s(progress, left)
+        return dmr.budget_min(left, self.config, k)
 
     def train_mem_mb(self, run_id: str, size, attempt: int) -> int:
-        return dmr.train_mem_mb(self.run_settings(run_id, size), self.config, attempt)
+        """Host memory of a training job, doubled per retry (not per link of a chain); the least for a stopped one."""
+        _, k = self._train_link(run_id, size, attempt)
+        return dmr.STOP_MB if k is None else dmr.train_mem_mb(self.run_settings(run_id, size), self.config, k)
 
     def _sized(self, run_id: str, size, sample_id: str) -> tuple[dict, int]:
         """A sample or score job's settings (its own sampler's) and the snapshots it handles."""
@@ -322,18 +339,27 @@ class Plan:
         s["sample"] = {**s["sample"], **self._samples[sample_id]}
         return s, dmr.snapshot_count(s)
 
+    def _sample_link(self, run_id: str, size, sample_id: str, attempt: int) -> tuple[int, int | None]:
+        """Snapshots a sampling job has sampled already (its parts) and its :meth:`link_attempt`."""
+        samples = Path(self.samples_input(run_id, size, sample_id))
+        done = len(list(Path(layout.sample_parts(samples)).glob("*.npz")))
+        return done, self.link_attempt(samples.parent, attempt, done > 0)
+
     def sample_runtime(self, run_id: str, size, sample_id: str, attempt: int) -> int:
         """Minutes for a sampling job (a chain link too: it goes on from the snapshots already sampled)."""
+        done, k = self._sample_link(run_id, size, sample_id, attempt)
+        if k is None:
+            return dmr.STOP_MIN
         s, snaps = self._sized(run_id, size, sample_id)
-        parts = Path(layout.sample_parts(self.samples_input(run_id, size, sample_id)))
-        done = len(list(parts.glob("*.npz")))
-        if done:
-            attempt = 1  # a chain link: ask for what is left
-        return dmr.budget_min(dmr.sample_estimate_s(s, self.config, max(1, snaps - done)), self.config, attempt)
+        return dmr.budget_min(dmr.sample_estimate_s(s, self.config, max(1, snaps - done)), self.config, k)
 
     def sample_mem_mb(self, run_id: str, size, sample_id: str, attempt: int) -> int:
+        """Host memory of a sampling job, doubled per retry (not per link); the least for a stopped one."""
+        _, k = self._sample_link(run_id, size, sample_id, attempt)
+        if k is None:
+            return dmr.STOP_MB
         s, snaps = self._sized(run_id, size, sample_id)
-        return dmr.sample_mem_mb(s, self.config, snaps, attempt)
+        return dmr.sample_mem_mb(s, self.config, snaps, k)
 
     def score_runtime(self, run_id: str, size, sample_id: str, attempt: int) -> int:
         s, snaps = self._sized(run_id, size, sample_id)

@@ -12,8 +12,9 @@ Budgets: ``safety x estimate x 2^(attempt-1)`` plus a start-up allowance, never 
 (training of a large |D|) stops itself before its walltime (:func:`time_budget_s`), keeps its state,
 and the next attempt resumes: the rule's ``retries`` are the chain's links x :data:`MARGIN`, at most
 ``compute.max_chain`` (:func:`chain_retries`). Retries are for pauses: a job that fails for any other
-reason records it, and the attempts after it stop at once (:mod:`diffmem.steps.attempts`). Memory grows
-per attempt up to ``compute.max_mem_gb`` (:func:`grown_mb`).
+reason records it, and the attempts after it stop at once (:mod:`diffmem.steps.attempts`): such an attempt
+asks for :data:`STOP_MIN` and :data:`STOP_MB` (:func:`earlier_failure`). Memory grows per attempt up to
+``compute.max_mem_gb`` (:func:`grown_mb`); the Plan counts a link of a chain as attempt 1 for time and memory.
 
 Host memory (``train_mem_mb``, ``sample_mem_mb``, ``score_mem_mb``): torch's own footprint per process (with
 CUDA on a GPU), the net's fp32 copies (:func:`diffmem.plan.memory.n_params`: weights, EMA, Adam's moments, the
@@ -31,6 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from diffmem import BENCHMARKS
+from diffmem.io import CorruptFileError, read_json
 from diffmem.plan import memory
 from diffmem.plan.records import run_settings
 from diffmem.science import schedule
@@ -229,6 +231,19 @@ def grown_mb(mb: float, config: dict, attempt: int = 1) -> int:
     return int(min(mb * 2 ** (max(1, attempt) - 1), max(mb, cap)))
 
 
+def earlier_failure(record, attempt: int) -> dict | None:
+    """The failure record ``record`` (:data:`diffmem.plan.layout.FAILURE_FILE`, written by
+    :mod:`diffmem.steps.attempts`) when it stops attempt ``attempt``: an earlier attempt of this run of the
+    workflow failed. None to go on: no record, one not of ours, or one of an earlier run of the workflow (its
+    attempt is the current one's or later: a new run counts from 1 again)."""
+    try:
+        failed = read_json(record)
+        at = int(failed["attempt"])
+    except (FileNotFoundError, CorruptFileError, KeyError, TypeError, ValueError):
+        return None
+    return failed if at < attempt else None
+
+
 # ------------------------------------------------------------------------------------------ host memory
 # A job's host memory: its Snakemake processes, then per process torch's own footprint, the images, and the
 # net's fp32 copies (4 bytes a parameter each, memory.n_params). Measured on the CPU in
@@ -240,6 +255,8 @@ STATE_PT_COPIES = 4  # state.pt: net, EMA, Adam's two moments (read in full befo
 SAVE_COPIES = 2  # the CPU copies of net and EMA that a state save writes (the moments are written as they lie)
 SAMPLE_COPIES = 2  # the net built, its snapshot read
 INFER_SHARE = 0.2  # of a training image's saved activations, what a sampling forward holds (0.16 measured)
+STOP_MIN = 1  # an attempt that a failure record stops ends within a second of its start
+STOP_MB = JOB_MB + 100  # its Snakemake processes and a script that stops before torch (34 MB peak measured)
 
 
 @lru_cache(maxsize=1)

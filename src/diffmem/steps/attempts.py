@@ -10,7 +10,12 @@ why in the rule's log.
 
 A pause never writes the record and a success removes it. A new run of the workflow counts its attempts
 from 1 again, so it tries once more (as would deleting the record). A job killed from outside (out of host
-memory, a walltime it overran) writes nothing: its next attempt resumes, with more memory and time.
+memory, a walltime it overran) writes nothing: its next attempt resumes, with more memory and time unless
+it had saved a state (then it is a link of a chain, which asks for what attempt 1 would: a pause is no failure).
+
+The record's name is :data:`diffmem.plan.layout.FAILURE_FILE`, and :func:`diffmem.plan.resources.earlier_failure`
+says whether it stops an attempt: the Plan asks a minute and :data:`~diffmem.plan.resources.STOP_MB` for such an
+attempt, so that it does not wait in a cluster's queue for a full job's resources.
 """
 
 from __future__ import annotations
@@ -21,24 +26,19 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from diffmem.io import CorruptFileError, read_json, record_path, write_json
-
-FAILURE_FILE = "failed.json"  # in the job's folder: train/, samples/<sample_id>/
+from diffmem.io import record_path, write_json
+from diffmem.plan.layout import FAILURE_FILE
+from diffmem.plan.resources import earlier_failure
 
 
 def stop_reason(record: str | Path, attempt: int) -> str | None:
     """Why attempt ``attempt`` must not run: an earlier attempt of this run of the workflow failed (the
     record names a later or equal attempt only when a new run of the workflow began); None to go on."""
-    record = Path(record)
-    try:
-        failed = read_json(record)
-        at = int(failed["attempt"])
-    except (FileNotFoundError, CorruptFileError, KeyError, TypeError, ValueError):
-        return None  # none, or not one of ours: go on (the attempt that goes on replaces it)
-    if at >= attempt:
+    failed = earlier_failure(record, attempt)  # none, not ours or an earlier run's: go on (and replace it)
+    if failed is None:
         return None
     return (
-        f"failed at attempt {at} ({failed.get('time', '?')}): {failed.get('error', '?')}; "
+        f"failed at attempt {failed['attempt']} ({failed.get('time', '?')}): {failed.get('error', '?')}; "
         f"not retrying (only a walltime pause is resumed). Fix the cause and run the workflow again, "
         f"or delete {record} to retry"
     )
