@@ -5,11 +5,12 @@ factor that doubles or grows by one. Each test names the answer it holds the cod
 (Seeded by hand into the code, each slip below passed the suite before these tests: the d1/d2 comparison at
 exactly the threshold, the score's threshold, the Wilson interval's denominator, the linear warm-up's first
 step, the EMA ramp's images seen, evenly spaced snapshots, the latest best snapshot, retries that double,
-subsets that nest at every size.)
+subsets that nest at every size, the EMM search's stop at b/a = 1 + tolerance.)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,30 @@ def test_a_subset_does_not_depend_on_its_size_but_on_its_seed():
     b = data.make_subset({**spec, "size": 16})["source_index"][:8]
     c = data.make_subset({**spec, "size": 8, "seed": 1})["source_index"]
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_the_score_step_scores_at_the_configs_threshold(tmp_path):
+    """score.threshold reaches the score step: samples at d1/d2 of 0, 1/9, 1/4, 3/7 and 2/3 from two flat
+    training images (0 and 10): 3 of 5 memorized at 1/3, 4 at 0.5, all 5 at 0.7."""
+    from diffmem.io import write_npz
+    from diffmem.steps.score import score_run
+
+    train = np.stack([np.full((1, 4, 4), v, np.uint8) for v in (0, 10)])
+    samples = np.stack([np.full((1, 4, 4), v, np.uint8) for v in (0, 1, 2, 3, 4)])[None]  # one snapshot
+    write_npz(tmp_path / "s.npz", samples=samples, snapshots=json.dumps([{"k": 0, "step": 1}]))
+    got = {}
+    for t in (1 / 3, 0.5, 0.7):
+        settings = {"data": {"size": 2}, "score": {"threshold": t}}
+        res = score_run(settings, {"images": train}, tmp_path / "s.npz", tmp_path / "m.json", tmp_path / "d.npz",
+                        tmp_path / "nn.png", device="cpu")  # fmt: skip
+        got[t] = (res["ratio"], res["threshold"], json.loads((tmp_path / "m.json").read_text())["threshold"])
+    assert got == {1 / 3: (3 / 5, 1 / 3, 1 / 3), 0.5: (4 / 5, 0.5, 0.5), 0.7: (1.0, 0.7, 0.7)}
+
+
+def test_an_emm_bracket_at_exactly_one_plus_tolerance_is_found():
+    """[100, 125) at tolerance 0.25: found, by the tolerance (sizes 105..120 lie between), EMM 100."""
+    from diffmem.science.emm import emm_step
+
+    st = emm_step({100: 0.95, 125: 0.5}, list(range(100, 126, 5)), 100, 125, tolerance=0.25)
+    assert st["status"] == "found" and st["emm"] == 100 and st["next"] == []
+    assert st["notes"][-1] == "EMM in [100, 125): b/a = 1.25 <= 1 + tolerance"
