@@ -256,3 +256,10 @@ def test_a_figure_of_training_length_needs_listed_sizes(tmp_path):
     figures = {"f": {"kind": "epochs", "experiments": ["e"]}}
     judge(config(figures=figures), tmp_path, r"figures\.f: kind epochs needs experiments with mode: sizes")
     judge(config(exp={"mode": "sizes", "sizes": [2]}, figures=figures), tmp_path, None)
+
+
+def test_a_sweep_that_reaches_sigma_min_is_refused_at_that_value(tmp_path):
+    """A factor sweeping sample.sigma_max down to sigma_min (0.002): the value at the boundary is named."""
+    exp = {"factor": "sample.sigma_max", "values": [80, 0.0021, 0.002], "labels": ["full", "tiny", "none"]}
+    judge(config(exp=exp), tmp_path, r"experiments\.e value 'none': sample\.sigma_min=0\.002 must be < .*=0\.002")
+    judge(config(exp={**exp, "values": [80, 0.0021, 0.0022]}), tmp_path, None)

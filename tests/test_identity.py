@@ -317,3 +317,29 @@ def test_defaults_inside_a_value_are_filled_so_two_spellings_are_one_run():
     short, spelled = dmc.expand(cfg)["blend"]
     assert short.settings["data"]["blend"]["rounding"] == "round"
     assert short.run_id == spelled.run_id and short.data_id == spelled.data_id
+
+
+def test_a_sweep_over_preconditioning_trains_each_in_its_own_folder():
+    """VP, VE and EDM runs of one net never share a run folder (nor reuse each other's weights): three run
+    ids, three training digests; their subsets, samples and scores settings are one."""
+    cfg = smoke()
+    cfg["experiments"] = {"precond": {"factor": "diffusion.precond", "values": ["vp", "ve", "edm"]}}
+    vals = dmc.expand(cfg)["precond"]
+    assert len({v.run_id for v in vals}) == 3
+    assert len({identity.train_digest(dmc.run_settings(v.settings, 8)) for v in vals}) == 3
+    assert len({(v.data_id, v.sample_id, v.score_id) for v in vals}) == 1
+
+
+def test_operational_settings_move_no_folder_of_a_whole_config():
+    """Every value of the smoke config keeps its four ids when only how jobs run changes: the sample batch,
+    the checkpoint interval, GPUs, the site's limits, where results go."""
+    cfg = smoke()
+    before = {(e, v.label): (v.data_id, v.run_id, v.sample_id, v.score_id) for e, vals in dmc.expand(cfg).items()
+              for v in vals}  # fmt: skip
+    cfg["base"]["sample"]["batch"] = 7
+    cfg["base"]["train"]["checkpoint_every"] = 3
+    cfg.update(gpu=True, gpus_per_run=2, results="elsewhere")
+    cfg["compute"] = {**cfg["compute"], "max_runtime": 60, "speed": 3.0}
+    after = {(e, v.label): (v.data_id, v.run_id, v.sample_id, v.score_id) for e, vals in dmc.expand(cfg).items()
+             for v in vals}  # fmt: skip
+    assert after == before and len(before) > 10
