@@ -253,7 +253,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_npz(path: str | os.PathLike, **arrays: Any) -> None:
     """Save arrays with ``np.savez_compressed``, atomically (byte-reproducible: its zip entries carry a
-    fixed 1980 date, not the time of writing; tests/test_io.py checks it)."""
+    fixed 1980 date, not the time of writing; tests/package/test_io.py checks it)."""
     import numpy as np
 
     with atomic_path(path, suffix=".npz") as tmp:

@@ -18,11 +18,11 @@ SOURCES = ("digits", "cifar10", "folder", "fonts", "patches")
 LABEL_MODES = ("none", "true", "random", "unique")
 
 FONT_IMAGES_PER_CLASS = 200  # images per digit class in the fonts source
-#: Images per class of scikit-learn's digits (``np.bincount(load_digits().target)``; tests/test_data.py checks).
+#: Images per class of scikit-learn's digits (``np.bincount(load_digits().target)``; tests/data/test_data.py checks).
 DIGITS_CLASS_COUNTS = (178, 182, 177, 183, 181, 182, 181, 179, 174, 180)
 #: Patches per class (china, flower) that the ``patches`` texture filter keeps, by
 #: ``(data.patches.side, data.patches.min_std)``; other settings are counted by reading the two photographs
-#: (:func:`diffmem.data.patches.class_counts`, numpy-free). tests/test_data.py checks every entry.
+#: (:func:`diffmem.data.patches.class_counts`, numpy-free). tests/data/test_data.py checks every entry.
 PATCH_COUNTS: dict[tuple[int, float], tuple[int, ...]] = {
     (16, 30.0): (480, 530),  # of 2 x 1040 patches
     (16, 0.0): (1040, 1040),

@@ -247,7 +247,7 @@ def earlier_failure(record, attempt: int) -> dict | None:
 # ------------------------------------------------------------------------------------------ host memory
 # A job's host memory: its Snakemake processes, then per process torch's own footprint, the images, and the
 # net's fp32 copies (4 bytes a parameter each, memory.n_params). Measured on the CPU in
-# benchmarks/memory/host_peaks.json (tests/test_host_memory.py holds the model to those peaks).
+# benchmarks/memory/host_peaks.json (tests/plan/test_host_memory.py holds the model to those peaks).
 JOB_MB = 300  # the job's two Snakemake processes (a dry run of the smoke config: 100 MB) and its preamble
 CPU_PROCESS_MB = 1000  # torch, numpy, TensorBoard, diffmem: the smoke net's training peaks at 862 MB on the CPU
 BUILD_COPIES = 2  # the net and its EMA copy, built on the host before they move to a GPU

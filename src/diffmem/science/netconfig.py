@@ -5,7 +5,7 @@ naming the key). It lives here, apart from the layers in ``diffmem.science.nets`
 building the workflow's DAG (run ids are hashes of canonical settings) needs neither torch nor numpy.
 
 Two nets have names: :data:`NET_DEFAULTS`, what a key left out means, is the workflow's default net (the
-``model`` defaults of its config schema on its default data, digits at 8x8; tests/test_defaults.py keeps the
+``model`` defaults of its config schema on its default data, digits at 8x8; tests/plan/test_defaults.py keeps the
 two equal, key by key); :data:`PAPER_NET` is the paper's basic DDPM++, the base of ``describe-net``.
 """
 

@@ -77,7 +77,7 @@ def edm_sampler(
     sigma_max = min(sigma_max, float(getattr(denoise, "sigma_max", math.inf)))
     t_steps = edm_time_steps(num_steps, sigma_min, sigma_max, rho, device=latents.device)
     # The state stays float64 and each step is the same IEEE operations as the plain transcription of
-    # Algorithm 1 (tests/test_sample.py pins the bits), done in place: float64 minus the denoiser's float32
+    # Algorithm 1 (tests/science/test_sample.py pins the bits), done in place: float64 minus the denoiser's float32
     # output promotes exactly, so no float64 copy of D(x) is made, and a step allocates two buffers, not six.
     x_next = latents.to(torch.float64) * t_steps[0]
     for i in range(num_steps):

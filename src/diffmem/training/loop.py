@@ -75,7 +75,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_Run = Run  # the name tests/test_issue15.py patches
+_Run = Run  # the name tests/steps/test_net_resolution.py patches
 
 
 def _log_function(log: Any) -> Callable[[str], None]:

@@ -9,7 +9,7 @@ selects deterministic kernels, which made CUDA reruns and resumes bit-identical 
 ``train.channels_last`` stores the net's weights and activations channels-last (NHWC; a CUDA speed-up for
 convolutions, slower on the CPU), ``train.compile`` runs the net through ``torch.compile`` (minutes of
 compilation, then faster steps on a GPU; not worth it for the CPU default's short runs). Both change the
-rounding only (outputs equal the eager net within float tolerance, tests/test_nets.py) and are part of
+rounding only (outputs equal the eager net within float tolerance, tests/science/test_nets.py) and are part of
 the run's identity like every train key. Snapshots hold plain contiguous float32 state dicts either way.
 """
 

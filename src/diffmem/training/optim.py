@@ -24,7 +24,7 @@ KERNEL_KEYS = ("fused", "foreach")  # how an optimizer computes, not what: follo
 def make_optimizer(params, t: Mapping[str, Any], device: torch.device | None = None) -> torch.optim.Optimizer:
     """The optimizer of ``t`` (the train settings). Adam/AdamW run torch's fused kernel on CUDA (one launch
     for all parameters) and the multi-tensor kernel elsewhere, which equals the per-parameter loop bit for
-    bit on the CPU (checked in tests/test_train.py); the fused CPU kernel would differ by ~1 ulp."""
+    bit on the CPU (checked in tests/training/test_train.py); the fused CPU kernel would differ by ~1 ulp."""
     kind = t.get("optimizer", "adam")
     lr = float(t["lr"])
     wd = float(t.get("weight_decay", 0.0) or 0.0)
