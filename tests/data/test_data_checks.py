@@ -224,3 +224,66 @@ def test_a_dry_run_reads_no_data(tmp_path):
     assert Plan.build(cfg, check_files=False).values
     with pytest.raises(ConfigError, match="does not exist"):
         Plan.build(cfg)
+
+
+# ------------------------------------------------------------------------------- pixels, decoded up front
+def png(width: int, height: int, depth: int, color: int, rows: bytes, idat: bytes | None = None) -> bytes:
+    """A PNG written by hand (each row filter 0): ``color`` 0 gray, 2 RGB; ``idat`` replaces the compressed
+    data (its chunk CRC still right)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    head = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
+    body = zlib.compress(rows) if idat is None else idat
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def test_16_bit_images_load_as_their_high_bytes(tmp_path):
+    """A 16-bit grayscale PNG (Pillow's I;16) and a 16-bit RGB PNG load scaled to 8 bits (value >> 8), not
+    clipped to 255; the check before any job passes them."""
+    from diffmem import data
+
+    gray = np.array([[0, 255, 256, 1000], [32768, 40000, 65280, 65535]] * 2, np.uint16)  # 4x4
+    root = tmp_path / "sixteen"
+    (root / "a_gray").mkdir(parents=True)
+    (root / "b_rgb").mkdir()
+    Image.fromarray(gray).save(root / "a_gray" / "0.png")
+    assert Image.open(root / "a_gray" / "0.png").mode == "I;16"
+    rgb = np.stack([gray, gray[::-1], 65535 - gray], axis=-1)  # 4x4x3
+    rows = b"".join(b"\0" + rgb[y].astype(">u2").tobytes() for y in range(4))
+    (root / "b_rgb" / "0.png").write_bytes(png(4, 4, 16, 2, rows))
+    assert folder.check_folder(root) == [1, 1]
+    images, labels = data.load_source("folder", path=root)
+    assert labels.tolist() == [0, 1]
+    want = np.array([[0, 0, 1, 3], [128, 156, 255, 255]] * 2, np.uint8)
+    np.testing.assert_array_equal(images[0], np.stack([want] * 3))
+    np.testing.assert_array_equal(images[1], np.stack([want, want[::-1], 255 - want]))
+
+
+def test_a_zip_png_of_another_mode_or_size_is_refused_before_any_job(tmp_path):
+    path = write_zip(tmp_path / cifar10.CIFAR10_ZIP, 20)
+    name = "00000/img00000007.png"
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(buf, format="png")
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members[name] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, payload in members.items():
+            z.writestr(n, payload)
+    msg = refused(config("cifar10", path))
+    assert "base.data.path" in msg and f"{path}:{name} is L 64x64; CIFAR-10 is RGB 32x32" in msg
+
+
+def test_a_png_whose_data_stream_is_broken_is_named(tmp_path):
+    """Its chunks and checksums are right (``verify`` passes); its pixels are not zlib data."""
+    root = write_folder(tmp_path / "imgs")
+    bad = root / "a_cat" / "1.png"
+    bad.write_bytes(png(32, 32, 8, 2, b"", idat=b"not zlib data at all" * 10))
+    with Image.open(bad) as im:
+        im.verify()
+    msg = refused(config("folder", root))
+    assert "base.data.path" in msg and str(bad) in msg and "not a readable image" in msg

@@ -218,7 +218,8 @@ def _zip_labels(z, where: Path) -> tuple[list[str], list[int]]:
     unlabelled = [n for n in files if n not in labels_of]
     if unlabelled:
         raise ValueError(f"{where}: {len(unlabelled)} PNG files without a label in {ZIP_LABELS}, e.g. {unlabelled[0]}")
-    absent = [n for n in labels_of if n not in set(files)]
+    present = set(files)
+    absent = [n for n in labels_of if n not in present]
     if absent:
         raise ValueError(
             f"{where}:{ZIP_LABELS} labels {len(labels_of)} images but the zip holds {len(files)} PNG files; "
@@ -229,6 +230,25 @@ def _zip_labels(z, where: Path) -> tuple[list[str], list[int]]:
     if bad is not None:
         raise ValueError(f"{where}:{ZIP_LABELS}: labels must be integers 0..9, found {bad!r}")
     return files, labels
+
+
+def _check_zip_image(mode: str, size: tuple[int, int], where: Path, name: str) -> None:
+    """ValueError unless a zip's PNG is RGB 32x32 (its PIL mode and size), as CIFAR-10's are."""
+    if mode != "RGB" or size != (32, 32):
+        raise ValueError(f"{where}:{name} is {mode} {size[0]}x{size[1]}; CIFAR-10 is RGB 32x32")
+
+
+def _check_zip_headers(z, where: Path, files: list[str]) -> None:
+    """Each PNG of an open zip read by its header (no pixel decoded) and held to :func:`_check_zip_image`."""
+    from PIL import Image
+
+    for name in files:
+        try:
+            with z.open(name) as f, Image.open(f) as im:
+                mode_size = im.mode, im.size
+        except Exception as e:  # Pillow raises many kinds: UnidentifiedImageError, SyntaxError, OSError
+            raise ValueError(f"{where}:{name} is not a readable PNG ({type(e).__name__}: {e})") from None
+        _check_zip_image(*mode_size, where, name)
 
 
 def _check_zip_counts(where: Path, labels: list[int], verify: bool) -> list[int]:
@@ -278,8 +298,8 @@ def check_path(path: str | None, download: bool = False, verify_md5: bool = True
     """Check before any job that ``path`` holds CIFAR-10 as :func:`load_cifar10` looks for it. A tarball is
     streamed once (:func:`_check_tarball`); an extracted folder has every train batch (their md5s when
     ``verify_md5``); a dataset zip's labels match its PNG files (50,000, 5,000 per class, when
-    ``verify_md5``). Returns the images per class when the file says so (a zip), else None. ValueError saying
-    what was found and what was expected."""
+    ``verify_md5``), each PNG RGB 32x32 by its header. Returns the images per class when the file says so (a
+    zip), else None. ValueError saying what was found and what was expected."""
     if path is None:
         _find_cifar10(path, download=False)  # raises: the message says what path may be
     if download and not Path(path).exists():
@@ -290,7 +310,10 @@ def check_path(path: str | None, download: bool = False, verify_md5: bool = True
 
         _check_zip(where)
         with zipfile.ZipFile(where) as z:
-            return _check_zip_counts(where, _zip_labels(z, where)[1], verify_md5)
+            files, labels = _zip_labels(z, where)
+            counts = _check_zip_counts(where, labels, verify_md5)
+            _check_zip_headers(z, where, files)
+            return counts
     if kind == "tar":
         return _check_tarball(where, verify_md5)
     missing = [n for n in CIFAR10_TRAIN_MD5 if not (where / n).is_file()]
@@ -318,8 +341,7 @@ def load_zip(where: str | Path, verify: bool = True) -> tuple[np.ndarray, np.nda
         images = np.empty((len(files), 3, 32, 32), dtype=np.uint8)
         for i, name in enumerate(files):
             with Image.open(io.BytesIO(z.read(name))) as im:
-                if im.mode != "RGB" or im.size != (32, 32):
-                    raise ValueError(f"{where}:{name} is {im.mode} {im.size[0]}x{im.size[1]}; CIFAR-10 is RGB 32x32")
+                _check_zip_image(im.mode, im.size, where, name)
                 images[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     return images, np.array(labels, dtype=np.int64)
 
