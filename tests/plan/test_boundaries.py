@@ -263,3 +263,32 @@ def test_a_sweep_that_reaches_sigma_min_is_refused_at_that_value(tmp_path):
     exp = {"factor": "sample.sigma_max", "values": [80, 0.0021, 0.002], "labels": ["full", "tiny", "none"]}
     judge(config(exp=exp), tmp_path, r"experiments\.e value 'none': sample\.sigma_min=0\.002 must be < .*=0\.002")
     judge(config(exp={**exp, "values": [80, 0.0021, 0.0022]}), tmp_path, None)
+
+
+@pytest.mark.parametrize(
+    ("start", "want"),
+    [([2, 4, 16], None), ([2, 3, 16], r"experiments\.e value 'base': emm\.start: sizes \[3\] cannot be made"),
+     ([2, 15, 16], r"emm\.start: sizes \[15\]"), ([2, 14, 16], None)],
+)  # fmt: skip
+def test_emm_start_sizes_are_class_balanced(start, want, tmp_path):
+    """Classes 2: every size of emm.start even (the emm_round job refused an odd one after the dry run)."""
+    judge(config(emm={"start": start}), tmp_path, want)
+
+
+@pytest.mark.parametrize(("classes", "want"), [(10, None), (11, r"experiments\.e value 'base': data\.classes=11")])
+def test_classes_beyond_the_source_is_a_config_error(classes, want, tmp_path):
+    """A ConfigError (``config error:`` in the workflow), not a ValueError's traceback."""
+    judge(config({"data.classes": classes}, emm={"lo": 20, "hi": 200}), tmp_path, want)
+
+
+@pytest.mark.parametrize(("every", "ok"), [(49_999, False), (50_000, True), (50_001, False)])
+def test_official_snapshots_off_ticks_is_a_config_error(every, ok, tmp_path):
+    snapshots = {"every": {"unit": "images", "value": every}, "timing": "official"}
+    cfg = config({"train.snapshots": snapshots, "train.duration": {"unit": "images", "value": 1_000_000}})
+    judge(cfg, tmp_path, None if ok else r"experiments\.e value 'base': train\.snapshots\.every:.*multiple of 50000")
+
+
+@pytest.mark.parametrize(("classes", "want"), [(1, None), (2, r"data\.classes=2 but data\.blend")])
+def test_a_blend_blends_one_class(classes, want, tmp_path):
+    blend = {"source": "fonts", "alpha": 0.5, "class": 0}
+    judge(config({"data.classes": classes, "data.blend": blend}), tmp_path, want)

@@ -14,7 +14,9 @@ from diffmem.data.folder import check_folder
 from diffmem.data.sources import class_counts, known_sizes, sizes_of_counts
 from diffmem.errors import ConfigError
 from diffmem.plan.expand import Value, expand, factor_keys, value_settings
+from diffmem.plan.figure_specs import check_figure
 from diffmem.plan.records import data_settings
+from diffmem.science import schedule
 
 
 def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
@@ -32,12 +34,20 @@ def allowed_sizes(settings: dict, load: bool = True) -> list[int] | None:
 
 
 def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
-    """Checks that need more than the schema, run before any job: nets resolve, sizes can be made,
-    figures name existing experiments of the right mode (nets are resolved by :func:`expand`)."""
+    """Checks that need more than the schema, run before any job: nets resolve, sizes can be made, the
+    training schedule can be planned, figures name existing experiments of the right mode and values, sizes
+    their experiments have (nets are resolved by :func:`expand`). A ValueError raised while checking a value
+    (data or science code judging a setting) becomes a ConfigError naming the experiment and value."""
     for vals in plan.values():
         for v in vals:
-            _check_sizes(v)
-            _check_pairs(config, v)
+            try:
+                _check_sizes(v)
+                _check_pairs(config, v)
+                _check_schedule(v)
+            except ConfigError:
+                raise
+            except ValueError as e:
+                raise ConfigError(f"experiments.{v.experiment} value {v.display!r}: {e}") from None
     for fig, spec in config.get("figures", {}).items():
         for exp in spec["experiments"]:
             if exp not in plan:
@@ -45,6 +55,7 @@ def check_plan(config: dict, plan: dict[str, list[Value]]) -> None:
             modes = {v.mode for v in plan[exp]}
             if spec["kind"] in ("epochs", "optimum") and modes != {"sizes"}:
                 raise ConfigError(f"figures.{fig}: kind {spec['kind']} needs experiments with mode: sizes")
+        check_figure(fig, spec, plan)
 
 
 def _check_sizes(v: Value) -> None:
@@ -57,7 +68,17 @@ def _check_sizes(v: Value) -> None:
     if allowed is not None:
         d = v.settings["data"]
         _check_allowed(where, v.sizes if v.mode == "sizes" else [], lo_hi, allowed,
-                       f"data {d['source']} with classes={d['classes']}")  # fmt: skip
+                       f"data {d['source']} with classes={d['classes']}", v.emm.get("start"))  # fmt: skip
+
+
+def _check_schedule(v: Value) -> None:
+    """The training schedule (steps, snapshots) can be planned at every size the value plans: its listed
+    sizes, or its EMM bracket's ends and ``emm.start`` (science.schedule raises ValueError naming the key)."""
+    if v.settings["model"].get("arch") == "optimum":
+        return  # no training
+    sizes = v.sizes if v.mode == "sizes" else [v.emm["lo"], v.emm["hi"], *(v.emm.get("start") or [])]
+    for n in sorted(set(sizes)):
+        schedule.training_plan(v.settings["train"], int(n))
 
 
 def _check_pairs(config: dict, v: Value) -> None:
@@ -71,16 +92,24 @@ def _check_pairs(config: dict, v: Value) -> None:
     if batch % gpus and v.settings["model"]["arch"] != "optimum":
         raise ConfigError(f"{where}: train.batch={batch} must be a multiple of gpus_per_run={gpus} (each GPU of a "
                           f"run trains on train.batch / gpus_per_run images)")  # fmt: skip
+    d = v.settings["data"]
+    if d.get("blend") and d.get("classes") not in (None, 1):
+        raise ConfigError(f"{where}: data.classes={d['classes']} but data.blend blends one class; set data.classes: 1 "
+                          f"(data.blend.class picks it)")  # fmt: skip
 
 
-def _check_allowed(where: str, wanted: list[int], lo_hi: tuple | None, allowed: list[int], made_from: str) -> None:
-    """Every size of ``wanted`` is in ``allowed``, and an EMM bracket ``lo_hi`` holds one that is."""
-    bad = [s for s in wanted if s not in set(allowed)]
-    if bad:
-        raise ConfigError(
-            f"{where}: sizes {bad} cannot be made from {made_from}; allowed: multiples of "
-            f"{allowed[0]} up to {allowed[-1]}"
-        )
+def _check_allowed(
+    where: str, wanted: list[int], lo_hi: tuple | None, allowed: list[int], made_from: str, start: list | None = None
+) -> None:
+    """Every size of ``wanted`` is in ``allowed``, an EMM bracket ``lo_hi`` holds one that is, and every size
+    of its ``start`` grid is one (the emm_round job would refuse it after the dry run)."""
+    for key, sizes in (("sizes", wanted), ("emm.start: sizes", start or [])):
+        bad = sorted({int(s) for s in sizes} - set(allowed))
+        if bad:
+            raise ConfigError(
+                f"{where}: {key} {bad} cannot be made from {made_from}; allowed: multiples of "
+                f"{allowed[0]} up to {allowed[-1]}"
+            )
     if lo_hi and not any(lo_hi[0] <= s <= lo_hi[1] for s in allowed):
         raise ConfigError(
             f"{where}: no allowed size inside emm bracket [{lo_hi[0]}, {lo_hi[1]}]; "
@@ -206,4 +235,4 @@ def _check_sizes_held(v: Value, d: dict, held: dict) -> None:
     lo_hi = (v.emm["lo"], v.emm["hi"]) if v.mode == "emm" and v.emm["lo"] < v.emm["hi"] else None
     per_class = "; ".join(f"{c}" for c in (main, other) if c is not None)
     _check_allowed(f"experiments.{v.experiment} value {v.display!r}", v.sizes if v.mode == "sizes" else [], lo_hi,
-                   allowed, f"the images per class its data holds ({per_class})")  # fmt: skip
+                   allowed, f"the images per class its data holds ({per_class})", v.emm.get("start"))  # fmt: skip

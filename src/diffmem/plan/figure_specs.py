@@ -9,6 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+from diffmem.errors import ConfigError
 from diffmem.plan import layout
 from diffmem.plan.expand import Value
 
@@ -80,6 +81,55 @@ def figure_caption(
         )
     )
     return " ".join(parts)
+
+
+def value_key(x) -> str:
+    """A comparable form of a value's name as a figure key writes it (a YAML 8 names the value labelled "8",
+    1e-05 the one labelled "1e-05"), as the figure step compares them."""
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    try:
+        return repr(float(x))
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _is_number(x) -> bool:
+    try:
+        float(x)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(x, bool)
+
+
+def check_figure(name: str, fig: dict, plan: dict[str, list[Value]]) -> None:
+    """The keys of figure ``name`` that name values or sizes name ones its experiments have: ``group_by``,
+    ``x`` and ``reference[].value`` a value (label, display text or replicated label; ``x`` and kind fixed's
+    numbers on a numeric axis may place a published point where no value stands), ``sizes`` a |D| its
+    experiments measure (any, where one searches for its EMM: the sizes are not known in advance).
+    ConfigError naming ``figures.<name>.<key>`` and the unknown entries."""
+    vals = [v for exp in fig["experiments"] if exp in plan for v in plan[exp]]
+    known = {value_key(n) for v in vals for n in (v.label, v.display, v.group)}
+    refs = fig.get("reference") or []
+    numeric = fig["kind"] == "fixed" and fig.get("x_scale") != "category"
+    placed = {value_key(k) for k in fig.get("x") or {}} if numeric else set()
+    ref_ok = {value_key(p["value"]) for p in refs if numeric and _is_number(p["value"])}  # stands at its number
+    checks = {
+        "group_by": list(fig.get("group_by") or {}),
+        "x": [k for k in fig.get("x") or {} if value_key(k) not in {value_key(p["value"]) for p in refs}],
+        "reference[].value": [p["value"] for p in refs if value_key(p["value"]) not in placed | ref_ok],
+    }
+    for key, names in checks.items():
+        unknown = [n for n in names if value_key(n) not in known]
+        if unknown:
+            have = ", ".join(dict.fromkeys(str(v.display) for v in vals))
+            raise ConfigError(f"figures.{name}.{key} names {unknown}, not a value of its experiments ({have})")
+    if fig.get("sizes") and all(v.mode == "sizes" for v in vals):
+        measured = {int(s) for v in vals for s in v.sizes}
+        unknown = [s for s in fig["sizes"] if int(s) not in measured]
+        if unknown:
+            raise ConfigError(f"figures.{name}.sizes names |D| {unknown} that none of its experiments measures "
+                              f"(they measure {sorted(measured)})")  # fmt: skip
 
 
 def figure_spec(config: dict, plan: dict[str, list[Value]], name: str, results) -> dict:
