@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from diffmem.data.folder import IMAGE_SUFFIXES, center_square
+from diffmem.data.folder import IMAGE_SUFFIXES, center_square, to_channels
 from diffmem.data.imagenet_dogs import DOG_CLASSES
 from diffmem.io import write_json
 
@@ -103,7 +103,7 @@ def _pool_image(path: Path, side: int):
     from PIL import Image
 
     with Image.open(path) as im:
-        return center_square(im.convert("RGB"), side, "lanczos")
+        return center_square(to_channels(im, "RGB"), side, "lanczos")  # 16-bit scaled, not clipped
 
 
 def pool_sha256(out: str | os.PathLike, files: Sequence[str]) -> str:
