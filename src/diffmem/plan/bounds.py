@@ -42,11 +42,15 @@ def check_bounds(config: dict, plan: dict[str, list[Value]]) -> None:
             if (v.run_id, v.sample_id, size) in seen:
                 continue
             seen.add((v.run_id, v.sample_id, size))
-            where = f"experiments.{v.experiment} value {v.display!r} at |D|={size:,} ({_size_key(v)})"
             try:
-                _check_run(run_settings(v.settings, size), config, where)
+                _check_run(run_settings(v.settings, size), config, run_where(v, size))
             except dmr.UnknownDevice as e:
                 raise ConfigError(f"compute.device: {e}") from None
+
+
+def run_where(v: Value, size: int) -> str:
+    """How an error names one value's run at one size (and the key that sets the size)."""
+    return f"experiments.{v.experiment} value {v.display!r} at |D|={size:,} ({_size_key(v)})"
 
 
 def _size_key(v: Value) -> str:
@@ -85,7 +89,7 @@ def _check_run(s: dict, config: dict, where: str) -> None:
                 f"limit compute.max_mem_gb={_gb(mem_mb)} GB"
             )
         _check_training(s, config, where)
-        _check_snapshots(s, where)
+        check_snapshots(s, where)
     _check_sampling(s, config, where, image)
 
 
@@ -113,7 +117,7 @@ def _steps(train: dict, size: int) -> int:
     return max(1, math.ceil(schedule.images_of(train["duration"], size, batch, "duration") / batch))
 
 
-def _check_snapshots(s: dict, where: str) -> None:
+def check_snapshots(s: dict, where: str) -> None:
     """At most :data:`MAX_SNAPSHOTS` snapshots, counted without listing them (an upper bound for ``every``)."""
     train, size = s["train"], int(s["data"]["size"])
     steps, spec = _steps(train, size), train.get("snapshots", 1)

@@ -13,9 +13,10 @@ from diffmem.data.cifar10 import check_path
 from diffmem.data.folder import check_folder
 from diffmem.data.sources import class_counts, known_sizes, sizes_of_counts
 from diffmem.errors import ConfigError
+from diffmem.plan.bounds import check_snapshots, run_where
 from diffmem.plan.expand import Value, expand, factor_keys, value_settings
 from diffmem.plan.figure_specs import check_figure
-from diffmem.plan.records import data_settings
+from diffmem.plan.records import data_settings, run_settings
 from diffmem.science import schedule
 
 
@@ -77,6 +78,8 @@ def _check_schedule(v: Value) -> None:
     if v.settings["model"].get("arch") == "optimum":
         return  # no training
     sizes = v.sizes if v.mode == "sizes" else [v.emm["lo"], v.emm["hi"], *(v.emm.get("start") or [])]
+    largest = max(int(n) for n in sizes)  # the most snapshots: counted first, never 10^9 snapshot steps listed
+    check_snapshots(run_settings(v.settings, largest), run_where(v, largest))
     for n in sorted(set(sizes)):
         schedule.training_plan(v.settings["train"], int(n))
 
