@@ -26,14 +26,19 @@ def fake_score(path, size):
                       "best_snapshot": 0, "snapshots": []})  # fmt: skip
 
 
-def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
-    settings = dmc.resolve_settings(
+def _optimum_on_digits() -> dict:
+    """Settings of the closed-form optimum on 10-class digits (an EMM search's allowed sizes: multiples of 10)."""
+    return dmc.resolve_settings(
         {
             "data": {"source": "digits", "resolution": 8, "classes": 10, "labels": "none", "label_classes": None,
                      "blend": None, "seed": 0, "pick": "random", "resize": "area"},
             "model": {"arch": "optimum"},
         }
     )  # fmt: skip
+
+
+def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
+    settings = _optimum_on_digits()
     search = {"experiment": "e", "value": "v", "display": "v", "run_id": "r", "settings": settings, "lo": 10,
               "hi": 1000, "tolerance": 0.2, "per_round": 3, "threshold": 0.9, "max_rounds": 8}  # fmt: skip
     previous, scores = None, []
@@ -68,13 +73,7 @@ def test_emm_rounds_reach_a_bracket_and_the_table_reads_it(tmp_path):
 
 def test_an_emm_search_with_a_start_grid_measures_it_first(tmp_path):
     """emm.start: round 0 asks for exactly the grid; the next round searches inside the bracket it leaves."""
-    settings = dmc.resolve_settings(
-        {
-            "data": {"source": "digits", "resolution": 8, "classes": 10, "labels": "none", "label_classes": None,
-                     "blend": None, "seed": 0, "pick": "random", "resize": "area"},
-            "model": {"arch": "optimum"},
-        }
-    )  # fmt: skip
+    settings = _optimum_on_digits()
     search = {"experiment": "e", "value": "v", "display": "v", "run_id": "r", "settings": settings, "lo": 20,
               "hi": 640, "tolerance": 0.1, "per_round": 2, "threshold": 0.9, "max_rounds": 8,
               "start": [20, 80, 320, 640]}  # fmt: skip

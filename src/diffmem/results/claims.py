@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffmem.results.paper import Claim
+from diffmem.science import emm as emm_policy
 
 REPRODUCES, REVERSED, MIXED, NO_EFFECT, BUDGET, NOT_RUN = (
     "reproduces", "reversed", "mixed", "no effect", "budget-bound", "not run")  # fmt: skip
@@ -113,13 +114,7 @@ def _bracket(emm: tuple | None) -> str:
     if emm is None:
         return "n/a"
     lower, upper, _ = emm
-    if lower is None and upper is None:
-        return "n/a"
-    if lower is None:
-        return f"< {upper}"
-    if upper is None:
-        return f">= {lower}"
-    return f"[{lower}, {upper})"
+    return emm_policy.bracket_text(lower, upper)
 
 
 def _emm_sign(a: Item, b: Item) -> int:

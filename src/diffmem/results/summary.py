@@ -14,14 +14,7 @@ from diffmem.science import emm
 
 def _bracket(res: dict) -> str:
     """The EMM bounds of a search (:func:`diffmem.science.emm.bounds`) as text: [a, b), < b, >= a or n/a."""
-    lower, upper = emm.bounds(res)
-    if lower is None and upper is None:
-        return "n/a"
-    if lower is None:
-        return f"< {upper}"
-    if upper is None:
-        return f">= {lower}"
-    return f"[{lower}, {upper})"
+    return emm.bracket_text(*emm.bounds(res))
 
 
 def emm_rows(results: str | Path) -> list[dict]:

@@ -74,6 +74,17 @@ def bounds(result: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return (None if lower is None else int(lower)), (None if upper is None else int(upper))
 
 
+def bracket_text(lower: int | None, upper: int | None) -> str:
+    """What is known about an EMM as text: ``[a, b)``, ``< b``, ``>= a`` or ``n/a`` (see :func:`bounds`)."""
+    if lower is None and upper is None:
+        return "n/a"
+    if lower is None:
+        return f"< {upper}"
+    if upper is None:
+        return f">= {lower}"
+    return f"[{lower}, {upper})"
+
+
 def from_ratios(ratios: Mapping[int, float], threshold: float) -> dict[str, Any]:
     """What the evaluated sizes alone say about the EMM (no search): :func:`emm_step` over exactly
     these sizes, with the smallest and largest as lo and hi. Read its :func:`bounds`."""
