@@ -211,6 +211,24 @@ def test_compare_verdicts_on_hand_written_tables(toy_run, monkeypatch):
     assert "Not the paper's settings" in text and "12 > 8 (at |D| = 4: 25.0% vs 5.0%)" in text
 
 
+def test_not_run_names_the_experiment_the_claims_setting_excludes():
+    """The default's blend mixes typeset digits (source fonts), not the ImageNet-dog share the claim is about:
+    'not run' says which experiment varies the factor and which setting it lacks, not that none varies it."""
+    (blend,) = [c for c in load_claims() if c.id == "blend"]
+    fonts = [
+        cl.Evidence("blend", str(a), str(a), {"data": {"blend": {"source": "fonts", "alpha": a}}},
+                    sizes={10: cl.Ratio(0.9, 0.8, 0.95)})
+        for a in (0.0, 1.0)
+    ]  # fmt: skip
+    (row,) = cl.judge_claim(blend, [cl.Experiment("blend", ("data.blend",), fonts)])
+    assert row["verdict"] == cl.NOT_RUN and row["experiment"] == "-"
+    assert row["evidence"] == (
+        "blend varies data.blend, but no value has data.blend.source = folder (what the claim is about)"
+    )
+    (row,) = cl.judge_claim(blend, [])
+    assert row["evidence"] == "no experiment varies data.blend over two values the claim compares"
+
+
 def test_a_users_experiment_is_judged_by_its_factor_not_its_name(toy_run, monkeypatch):
     root, res = toy_run
     cfg = copy.deepcopy(CPU_CONFIG)

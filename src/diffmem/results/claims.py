@@ -272,9 +272,12 @@ def _matches(claim: Claim, exp: Experiment) -> bool:
 def judge_claim(claim: Claim, experiments: list[Experiment]) -> list[dict[str, str]]:
     """One row per experiment the claim applies to (claim, paper, experiment, values, verdict, evidence);
     one ``not run`` row when none does."""
-    rows = []
+    rows, unselected = [], []
     for exp in experiments:
         if not _matches(claim, exp):
+            continue
+        if claim.kind in ("order", "versus") and not any(selected(claim, v.settings) for v in exp.values):
+            unselected.append(exp.name)
             continue
         if claim.kind == "all":
             judged = _judge_all(claim, exp)
@@ -298,10 +301,14 @@ def judge_claim(claim: Claim, experiments: list[Experiment]) -> list[dict[str, s
                 continue
             verdict, why = judge_items(items, "down" if claim.kind == "size" else claim.direction)
         rows.append(_row(claim, exp.name, names, verdict, why))
-    return rows or [_row(claim, "-", [], NOT_RUN, _not_run_reason(claim))]
+    return rows or [_row(claim, "-", [], NOT_RUN, _not_run_reason(claim, unselected))]
 
 
-def _not_run_reason(claim: Claim) -> str:
+def _not_run_reason(claim: Claim, unselected: list[str]) -> str:
+    if unselected:
+        wanted = [f"{k} = {v}" for k, v in claim.where.items()] + [f"{k} != {v}" for k, v in claim.unless.items()]
+        return (f"{', '.join(unselected)} {'varies' if len(unselected) == 1 else 'vary'} {claim.factor or 'it'}, "
+                f"but no value has {' and '.join(wanted)} (what the claim is about)")  # fmt: skip
     if claim.kind in ("order", "versus"):
         return f"no experiment varies {claim.factor} over two values the claim compares"
     return {"size": "no experiment without a factor has two sizes",
