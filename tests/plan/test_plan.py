@@ -74,11 +74,11 @@ def test_smoke_final_targets(tmp_path):
 
 def test_default_final_targets(tmp_path):
     """config/config.yaml: 11 figures (PDF, PNG, table, HTML table), 21 EMM searches (result and report grids),
-    48 scores of its fixed-size panels (runs that two panels share counted once), the index."""
+    37 scores of its fixed-size panels (runs that two panels share counted once), the index."""
     plan = plan_of("config.yaml", tmp_path)
     got = rel(plan, plan.final_targets())
-    assert len(got) == len(set(got)) == 135
-    assert Counter(p.split("/")[0] for p in got) == {"figures": 22, "tables": 11, "emm": 21, "runs": 48,
+    assert len(got) == len(set(got)) == 124
+    assert Counter(p.split("/")[0] for p in got) == {"figures": 22, "tables": 11, "emm": 21, "runs": 37,
                                                       "index.csv": 1, "report": 32}  # fmt: skip
     assert got[:3] == ["figures/fig_optimum.pdf", "figures/fig_optimum.png", "tables/fig_optimum.csv"]
     assert got[-1].startswith("report/emm/") and "index.csv" in got

@@ -11,7 +11,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "profiles"
-WORKFLOW_KEYS = {"cores", "rerun-incomplete", "keep-going", "show-failed-logs", "printshellcmds"}
+WORKFLOW_KEYS = {
+    "cores",
+    "rerun-incomplete",
+    "keep-going",
+    "show-failed-logs",
+    "printshellcmds",
+    "max-jobs-per-timespan",
+}
 # What a site decides: the workflow profile must leave these alone, since Snakemake lets the workflow
 # profile win over --profile key by key (a whole block for the *-resources keys).
 SITE_KEYS = {
@@ -32,7 +39,8 @@ def test_default_profile_has_the_workflow_keys():
     prof = load("default")
     assert set(prof) == WORKFLOW_KEYS, f"profiles/default: expected exactly {sorted(WORKFLOW_KEYS)}"
     assert prof["cores"] == "all"
-    assert all(prof[k] is True for k in WORKFLOW_KEYS - {"cores"})
+    assert prof["max-jobs-per-timespan"] == "1000/10s"  # the scheduler's idle wake-up every 10 s, not 1 s
+    assert all(prof[k] is True for k in WORKFLOW_KEYS - {"cores", "max-jobs-per-timespan"})
     assert not set(prof) & SITE_KEYS
 
 
@@ -57,6 +65,7 @@ def test_site_profile_is_layered_on_the_default(monkeypatch, tmp_path):
     args = cli_args(monkeypatch, "--profile", str(site))
     assert (args.jobs, args.latency_wait, args.retries) == (7, 33, 2)  # from the site profile
     assert args.keep_going and args.rerun_incomplete and args.show_failed_logs and args.printshellcmds
+    assert (args.max_jobs_per_timespan.max_jobs, args.max_jobs_per_timespan.timespan) == (1000, 10)
     assert cli_args(monkeypatch, "--profile", str(site), "--cores", "1").cores == 1  # the command line wins
     off = cli_args(monkeypatch, "--workflow-profile", "none")
     assert not off.keep_going and not off.rerun_incomplete  # so the keys above came from profiles/default
